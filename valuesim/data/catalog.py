@@ -1,0 +1,207 @@
+"""The question catalog: wording, ordered options, category, scale type and statements for Q1-Q290.
+
+Built from the WVS files the user gives (`codebook.json`, `questions.json`, `question_metadata.json`) and saved
+next to the built benchmark, so programs and `simulate` need no WVS files at run time.
+
+Answer codes are the codebook's numeric codes (the ones the official cross-national CSV uses), so a labelled
+export and the CSV map to the same codes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from valuesim.data.statements import render_statement
+
+VALUE_RANGE = range(1, 260)  # Q1-Q259 are value questions; Q260-Q290 demographics
+# Items without a closed option list (or with hundreds of country-specific codes): shown in profiles, never asked.
+OPEN_ITEMS = {"Q261", "Q262", "Q266", "Q267", "Q268", "Q270", "Q272", "Q274"}
+NUMERIC_ITEMS = {"Q261", "Q262", "Q270", "Q274"}
+# Options that are per country: codes are <country numeric code> * 1000 + n, plus a few shared codes < 1000.
+COUNTRY_SPECIFIC = {"Q223", "Q290"}
+
+# question_metadata.json lacks these items; categories follow the WVS-7 questionnaire sections.
+SECTIONS = [
+    (1, 45, "Social Values, Norms, Stereotypes"),
+    (46, 56, "Happiness and Wellbeing"),
+    (57, 105, "Social Capital, Trust and Organizational Membership"),
+    (106, 111, "Economic Values"),
+    (112, 120, "Perceptions of Corruption"),
+    (121, 130, "Perceptions of Migration"),
+    (131, 151, "Perceptions of Security"),
+    (152, 157, "Postmaterialist Index"),
+    (158, 163, "Perceptions about Science and Technology"),
+    (164, 175, "Religious Values"),
+    (176, 198, "Ethical Values"),
+    (199, 234, "Political Interest and Political Participation"),
+    (235, 259, "Political Culture and Political Regimes"),
+    (260, 290, "Demographic and Socioeconomic Variables"),
+]
+# Scale type for items question_metadata.json lacks: knowledge quizzes, first/second choices and
+# party/attitude lists have no order.
+NOMINAL_EXTRA = {"Q42", "Q91", "Q92", "Q93", "Q152", "Q153", "Q154", "Q155", "Q156", "Q157", "Q223"}
+
+# questions.json puts the wording of Q94-Q105 in another order than the variables (the codebook, which the data
+# follows, says Q95 is sport or recreation while questions.json asks about labor unions). Use the codebook's.
+MEMBERSHIP = {
+    "Q94": "a church or religious organization",
+    "Q95": "a sport or recreational organization",
+    "Q96": "an art, music or educational organization",
+    "Q97": "a labor union",
+    "Q98": "a political party",
+    "Q99": "an environmental organization",
+    "Q100": "a professional association",
+    "Q101": "a humanitarian or charitable organization",
+    "Q102": "a consumer organization",
+    "Q103": "a self-help group or mutual aid group",
+    "Q104": "a women's group",
+    "Q105": "any other organization",
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    code: str
+    label: str  # short label from the codebook
+    text: str  # questionnaire wording
+    options: dict[int, str]  # canonical code -> label, in scale order; empty for free numbers (age, year)
+    category: str
+    ordinal: bool
+    kind: str  # "value" or "demographic"
+    open: bool = False  # free number / huge code list: profile-only
+    country_options: dict[str, dict[int, str]] = field(default_factory=dict)  # for COUNTRY_SPECIFIC items
+    missing: dict[int, str] = field(default_factory=dict)  # negative codebook codes: Don't know, No answer, ...
+
+    @property
+    def number(self) -> int:
+        return int(self.code[1:])
+
+    def options_for(self, country: str | None = None) -> dict[int, str]:
+        """The options a respondent from `country` (ISO alpha-3) could choose."""
+        if self.code in COUNTRY_SPECIFIC and country:
+            return self.country_options.get(country, self.options)
+        return self.options
+
+    def statement(self, answer: int) -> str:
+        """The answer as a second-person sentence ("Family is very important in your life.")."""
+        return render_statement(self, answer)
+
+    def position(self, answer: int, country: str | None = None) -> int | None:
+        """0-based rank of an answer on the scale (for MAE and distributions)."""
+        codes = list(self.options_for(country))
+        return codes.index(answer) if answer in codes else None
+
+
+def clean_label(label: str) -> str:
+    """Strip codebook artefacts: "25.- 7 or more children" -> "7 or more children", double spaces."""
+    label = re.sub(r"^\d+\.-\s*", "", label)
+    return re.sub(r"\s+", " ", label).strip()
+
+
+class Catalog:
+    """All questions by code, in questionnaire order."""
+
+    def __init__(self, questions: list[Question]):
+        self.questions = {q.code: q for q in questions}
+
+    def __getitem__(self, code: str) -> Question:
+        try:
+            return self.questions[code]
+        except KeyError:
+            raise KeyError(f"unknown question code {code!r} (expected Q1-Q290)") from None
+
+    def __contains__(self, code: str) -> bool:
+        return code in self.questions
+
+    def __iter__(self):
+        return iter(self.questions.values())
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    @property
+    def codes(self) -> list[str]:
+        return list(self.questions)
+
+    @classmethod
+    def from_wvs(cls, wvs_dir: str | Path) -> Catalog:
+        """Build from the WVS-7 folder (codebook.json, questions.json, question_metadata.json)."""
+        wvs_dir = Path(wvs_dir)
+        codebook = _read_json(wvs_dir / "codebook.json")
+        wording = _read_json(wvs_dir / "questions.json")
+        meta = _read_json(wvs_dir / "question_metadata.json")
+        countries = codebook.get("B_COUNTRY", {}).get("choices", {})
+        alpha = codebook.get("B_COUNTRY_ALPHA", {}).get("choices", {})
+        numeric_by_alpha = _numeric_country_codes(countries, alpha)
+        questions = []
+        for n in range(1, 291):
+            code = f"Q{n}"
+            if code not in codebook:
+                raise ValueError(f"{wvs_dir / 'codebook.json'}: no entry for {code}")
+            entry = codebook[code]
+            choices = {int(c): clean_label(lab) for c, lab in entry["choices"].items() if int(c) >= 0}
+            options = dict(sorted(choices.items()))
+            country_options: dict[str, dict[int, str]] = {}
+            if code in COUNTRY_SPECIFIC:
+                shared = {c: lab for c, lab in options.items() if c < 1000}
+                for a3, num in numeric_by_alpha.items():
+                    own = {c: re.sub(r"^[A-Z]{2,3}:\s*", "", lab) for c, lab in options.items() if c // 1000 == num}
+                    if own:
+                        country_options[a3] = {**own, **shared}
+                options = shared
+            m = meta.get(code, {})
+            text = wording.get(code, {}).get("question_text") or entry["question"]
+            if code in MEMBERSHIP:
+                text = f"Are you an active member, an inactive member, or not a member of {MEMBERSHIP[code]}?"
+            questions.append(
+                Question(
+                    code=code,
+                    label=clean_label(entry["question"]),
+                    text=clean_label(text),
+                    options=options,  # open items keep their code labels (country names, languages) for statements
+                    category=m.get("category") or _section(n),
+                    ordinal=(m.get("answer_data_type") == "ordinal") if m else code not in NOMINAL_EXTRA,
+                    kind="value" if n in VALUE_RANGE else "demographic",
+                    open=code in OPEN_ITEMS,
+                    country_options=country_options,
+                    missing={int(c): lab for c, lab in entry["choices"].items() if int(c) < 0},
+                )
+            )
+        return cls(questions)
+
+    def save(self, path: str | Path) -> None:
+        data = [asdict(q) for q in self]
+        Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Catalog:
+        rows = _read_json(Path(path))
+        questions = []
+        for r in rows:
+            r["options"] = {int(k): v for k, v in r["options"].items()}
+            r["country_options"] = {c: {int(k): v for k, v in o.items()} for c, o in r["country_options"].items()}
+            r["missing"] = {int(k): v for k, v in r["missing"].items()}
+            questions.append(Question(**r))
+        return cls(questions)
+
+
+def _section(n: int) -> str:
+    return next(name for lo, hi, name in SECTIONS if lo <= n <= hi)
+
+
+def _numeric_country_codes(numeric: dict[str, str], alpha: dict[str, str]) -> dict[str, int]:
+    """ISO alpha-3 -> ISO numeric, matched through the country names both codebook entries share."""
+    by_name = {name: int(code) for code, name in numeric.items() if code.lstrip("-").isdigit() and int(code) > 0}
+    return {a3: by_name[name] for a3, name in alpha.items() if name in by_name}
+
+
+def _read_json(path: Path):
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found (is this a WVS-7 folder? see README 'Data')")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
