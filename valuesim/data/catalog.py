@@ -104,8 +104,12 @@ def clean_label(label: str) -> str:
 class Catalog:
     """All questions by code, in questionnaire order."""
 
-    def __init__(self, questions: list[Question]):
+    def __init__(self, questions: list[Question], countries: dict[str, str] | None = None):
         self.questions = {q.code: q for q in questions}
+        self.countries = countries or {}  # ISO alpha-3 -> name
+
+    def country_name(self, alpha3: str) -> str:
+        return self.countries.get(alpha3, alpha3)
 
     def __getitem__(self, code: str) -> Question:
         try:
@@ -170,22 +174,22 @@ class Catalog:
                     missing={int(c): lab for c, lab in entry["choices"].items() if int(c) < 0},
                 )
             )
-        return cls(questions)
+        return cls(questions, countries=dict(alpha))
 
     def save(self, path: str | Path) -> None:
-        data = [asdict(q) for q in self]
+        data = {"countries": self.countries, "questions": [asdict(q) for q in self]}
         Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> Catalog:
-        rows = _read_json(Path(path))
+        data = _read_json(Path(path))
         questions = []
-        for r in rows:
+        for r in data["questions"]:
             r["options"] = {int(k): v for k, v in r["options"].items()}
             r["country_options"] = {c: {int(k): v for k, v in o.items()} for c, o in r["country_options"].items()}
             r["missing"] = {int(k): v for k, v in r["missing"].items()}
             questions.append(Question(**r))
-        return cls(questions)
+        return cls(questions, countries=data["countries"])
 
 
 def _section(n: int) -> str:

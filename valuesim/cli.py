@@ -1,0 +1,147 @@
+"""The `valuesim` command line: build the benchmark, evaluate programs, compile, simulate.
+
+Every command that prints results takes --json and then prints exactly one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from valuesim import config
+
+app = typer.Typer(help="Simulate how one person answers value questions (WVS-7), with DSPy programs.",
+                  no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(help="Build and inspect the benchmark.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)  # tables and progress go to stderr so --json stdout stays clean
+out = Console()
+
+
+def fail(message: str) -> None:
+    """A user error: one line, exit 1, no traceback."""
+    console.print(f"[red]Error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=_jsonable) + "\n")
+
+
+def _jsonable(o):
+    if hasattr(o, "to_dict"):
+        return o.to_dict(orient="records") if hasattr(o, "columns") else o.to_dict()
+    if hasattr(o, "__dict__"):
+        return o.__dict__
+    return str(o)
+
+
+@data_app.command("build")
+def data_build(
+    wvs: Path = typer.Option(..., help="WVS-7 folder: countries/*.xlsx (or the cross-national CSV), codebook.json, "
+                             "questions.json, question_metadata.json, protocol/fold_*.json"),
+    out_dir: Path = typer.Option(None, "--out", help="Where to write the benchmark [default: data/benchmark]"),
+    seed: int = typer.Option(0, help="Seed for the person split and the profile orders"),
+    report_unknown: bool = typer.Option(False, "--report-unknown",
+                                        help="List every unmapped label instead of stopping at the first"),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON"),
+) -> None:
+    """Build the benchmark from WVS-7 respondent files.
+
+    Example:
+        valuesim data build --wvs ../shared/data/wvs7
+    """
+    from valuesim.data.benchmark import build
+    from valuesim.data.ingest import WVSFormatError
+
+    try:
+        manifest = build(wvs, out_dir or config.data_dir(), seed=seed, report_unknown=report_unknown)
+    except (WVSFormatError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    report = manifest.pop("report")
+    if as_json:
+        emit_json(manifest | {"unmapped": [u.__dict__ for u in report.unmapped]})
+        return
+    ing = manifest["ingest"]
+    console.print(f"Read {manifest['respondents']} respondents from {len(ing['files'])} files in "
+                  f"{manifest['seconds']}s; splits {manifest['splits']}")
+    console.print(f"Mapped {ing['mapped']:,} of {ing['mapped'] + len(report.unmapped) and ing['cells'] - ing['missing']:,}"
+                  f" answered cells ({report.mapped_share:.2%}); {ing['missing']:,} missing answers")
+    for u in report.unmapped:
+        console.print(f"  unmapped: {u.file} column {u.column!r}: {u.value!r} ({u.count} rows)")
+    console.print(f"Wrote {out_dir or config.data_dir()} (fingerprint {manifest['fingerprint']})")
+
+
+def metrics_table(title: str, metrics: dict) -> Table:
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in metrics.items():
+        t.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
+    return t
+
+
+@app.command()
+def evaluate(
+    program: str = typer.Option("knn", help="Program name (majority, country, cell, knn, valuesim, backstory, "
+                                "full-info, rag, demographics) or a compiled program (runs:/..., models:/..., path)"),
+    data: Path = typer.Option(None, help="Built benchmark [default: data/benchmark]"),
+    split: str = typer.Option("dev", help="train, dev or test"),
+    fold: int = typer.Option(1, help="Question fold 1-5"),
+    history: int = typer.Option(232, help="Number of known profile answers (0, 58, 116, 174, 232 or any)"),
+    protocol: str = typer.Option("values", help="values (demographics known, value questions held out) or reference"),
+    persons: int = typer.Option(None, help="Only the first N persons"),
+    questions: int = typer.Option(None, help="Only the first M held-out questions per person"),
+    lm: str = typer.Option("gemma", help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
+    api_base: str = typer.Option(None, help="API base URL for an OpenAI-compatible server (vLLM, llama.cpp)"),
+    threads: int = typer.Option(1, help="Parallel predictions (use >1 only for remote LMs)"),
+    run_dir: Path = typer.Option(None, help="Folder keeping this run's predictions [default: runs/<name>]"),
+    resume: bool = typer.Option(False, help="Continue the run in --run-dir, skipping finished predictions"),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics as one JSON object"),
+) -> None:
+    """Evaluate a program on the benchmark and print its metrics.
+
+    Example:
+        valuesim evaluate --program knn --split dev --fold 1 --history 232
+        valuesim evaluate --program valuesim --lm gemma --persons 5 --questions 10
+    """
+    from valuesim.data.benchmark import Benchmark
+    from valuesim.evaluate import evaluate as run_eval
+    from valuesim.programs import PROGRAMS
+
+    try:
+        bench = Benchmark(data or config.data_dir())
+    except FileNotFoundError as e:
+        fail(str(e))
+    if program not in PROGRAMS:
+        fail(f"unknown program {program!r}; choose from {', '.join(PROGRAMS)}")
+    name = run_dir or config.runs_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{program}-{protocol}-f{fold}-h{history}"
+    if resume and not (run_dir and Path(run_dir).exists()):
+        fail("--resume needs --run-dir pointing at an existing run folder")
+    examples = bench.examples(protocol, split, fold, history, persons=persons, questions=questions)
+    if not examples:
+        fail("no examples selected (check --split/--fold/--persons)")
+    prog = PROGRAMS[program].from_benchmark(bench)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_eval(prog, examples, bench.catalog, name, threads=threads, progress=not as_json)
+    params = {"program": program, "protocol": protocol, "split": split, "fold": fold, "history": history,
+              "persons": result.metrics.get("persons"), "run_dir": str(name), "dataset": bench.fingerprint}
+    if as_json:
+        emit_json({"params": params, "metrics": result.metrics,
+                   "by_country": result.by_country, "by_category": result.by_category})
+        return
+    out.print(metrics_table(f"{program} on {split}, fold {fold}, history {history} ({protocol})", result.metrics))
+    out.print(result.by_country.round(3).to_string(index=False))
+    console.print(f"Predictions kept in {name}/predictions.sqlite")
+
+
+def main() -> None:  # pragma: no cover
+    app()

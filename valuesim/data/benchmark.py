@@ -1,0 +1,201 @@
+"""The benchmark: respondents split train/dev/test, per fold a shuffled profile and held-out questions.
+
+Layout of a built benchmark (`valuesim data build`, default `data/benchmark/`, gitignored):
+
+    catalog.json              the question catalog (wording, options, statements need no WVS files)
+    manifest.json             seed, split sizes, dataset fingerprint, ingest report
+    respondents/              HF dataset: person_id, country, split, Q1..Q290 codes (None = missing)
+    reference/, values/       HF DatasetDict (train/dev/test), one row per person and fold
+
+Protocols: `reference` is the paper's (profile and held-out questions both over Q1-Q290); `values` (default)
+always knows the demographics Q260-Q290 and holds out only value questions Q1-Q259. Open items (age, year of
+birth, household size, ...) are never held out. History size k keeps the first k profile answers of a
+seeded per-person-and-fold order, so the items known at k=58 are also known at k=116.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import dspy
+import pandas as pd
+from datasets import Dataset, DatasetDict, load_from_disk
+
+from valuesim.data.catalog import Catalog
+from valuesim.data.ingest import IngestReport, fingerprint, read_wvs_dir
+
+PROTOCOLS = ("values", "reference")
+SPLITS = {"train": 0.6, "dev": 0.2, "test": 0.2}
+DEFAULT_DIR = Path("data/benchmark")
+
+
+def build(wvs_dir: str | Path, out: str | Path = DEFAULT_DIR, seed: int = 0, report_unknown: bool = False) -> dict:
+    """Read the WVS files, split respondents and write both protocols. Returns the manifest."""
+    t0 = time.perf_counter()
+    wvs_dir, out = Path(wvs_dir), Path(out)
+    catalog = Catalog.from_wvs(wvs_dir)
+    folds = read_folds(wvs_dir / "protocol")
+    table, report = read_wvs_dir(wvs_dir, catalog, cache_dir=out.parent / "cache", collect_unknown=report_unknown)
+    table["split"] = assign_splits(table, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    catalog.save(out / "catalog.json")
+    Dataset.from_pandas(table, preserve_index=False).save_to_disk(str(out / "respondents"))
+    for protocol in PROTOCOLS:
+        rows = {s: [] for s in SPLITS}
+        for person in table.to_dict("records"):
+            for fold, (train_q, test_q) in folds.items():
+                rows[person["split"]].append(person_fold(person, catalog, protocol, fold, train_q, test_q, seed))
+        DatasetDict({s: Dataset.from_list(r) for s, r in rows.items()}).save_to_disk(str(out / protocol))
+    manifest = {
+        "wvs_dir": str(wvs_dir.resolve()),
+        "seed": seed,
+        "fingerprint": fingerprint(table.drop(columns="split")) + f"-s{seed}",
+        "respondents": len(table),
+        "splits": {s: int((table["split"] == s).sum()) for s in SPLITS},
+        "countries": table.groupby("country")["split"].value_counts().unstack().fillna(0).astype(int).to_dict("index"),
+        "folds": len(folds),
+        "ingest": {k: v for k, v in asdict(report).items() if k != "unmapped"}
+        | {"mapped_share": report.mapped_share, "unmapped": len(report.unmapped)},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    manifest["report"] = report
+    return manifest
+
+
+def read_folds(protocol_dir: Path) -> dict[int, tuple[list[str], list[str]]]:
+    folds = {}
+    for path in sorted(protocol_dir.glob("fold_*.json")):
+        data = json.loads(path.read_text())
+        for key in ("fold", "train_set", "test_set"):
+            if key not in data:
+                raise ValueError(f"{path}: missing field {key!r}")
+        folds[int(data["fold"])] = (data["train_set"], data["test_set"])
+    if not folds:
+        raise FileNotFoundError(f"{protocol_dir}: no fold_*.json files")
+    return folds
+
+
+def assign_splits(table: pd.DataFrame, seed: int) -> list[str]:
+    """Train/dev/test per country (stratified), from a seeded shuffle of each country's respondents."""
+    split = pd.Series("", index=table.index)
+    for country, idx in table.groupby("country").groups.items():
+        ids = sorted(idx, key=lambda i: table.at[i, "person_id"])
+        random.Random(f"{seed}-{country}").shuffle(ids)
+        n_train, n_dev = round(len(ids) * SPLITS["train"]), round(len(ids) * SPLITS["dev"])
+        split[ids[:n_train]] = "train"
+        split[ids[n_train : n_train + n_dev]] = "dev"
+        split[ids[n_train + n_dev :]] = "test"
+    return split.tolist()
+
+
+def person_fold(
+    person: dict, catalog: Catalog, protocol: str, fold: int, train_q: list[str], test_q: list[str], seed: int
+) -> dict:
+    answered = {q: int(person[q]) for q in catalog.codes if pd.notna(person[q])}
+
+    def items(codes):
+        return [{"q": q, "a": answered[q]} for q in codes if q in answered]
+
+    askable = [q for q in test_q if not catalog[q].open]
+    moved = [q for q in test_q if catalog[q].open]  # open items are profile-only
+    if protocol == "values":
+        demographics = [q for q in catalog.codes if catalog[q].kind == "demographic"]
+        profile = [q for q in train_q if catalog[q].kind == "value"]
+        heldout = [q for q in askable if catalog[q].kind == "value"]
+    else:
+        demographics, profile, heldout = [], [*train_q, *moved], askable
+    profile = [q for q in profile if q in answered]
+    random.Random(f"{seed}-{person['person_id']}-{fold}-{protocol}").shuffle(profile)
+    return {
+        "person_id": person["person_id"],
+        "country": person["country"],
+        "fold": fold,
+        "demographics": items(demographics),
+        "profile": items(profile),
+        "heldout": items(heldout),
+    }
+
+
+class Benchmark:
+    """A built benchmark on disk: the catalog, respondents and protocol datasets."""
+
+    def __init__(self, path: str | Path = DEFAULT_DIR):
+        self.path = Path(path)
+        if not (self.path / "manifest.json").exists():
+            raise FileNotFoundError(
+                f"{self.path}: no built benchmark here; run `valuesim data build --wvs <WVS-7 folder>` first"
+            )
+        self.manifest = json.loads((self.path / "manifest.json").read_text())
+        self.catalog = Catalog.load(self.path / "catalog.json")
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    def respondents(self, split: str | None = None) -> pd.DataFrame:
+        df = load_from_disk(str(self.path / "respondents")).to_pandas()
+        return df if split is None else df[df["split"] == split].reset_index(drop=True)
+
+    def rows(self, protocol: str, split: str, fold: int) -> Dataset:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        ds = load_from_disk(str(self.path / protocol))[split]
+        return ds.filter(lambda r: r["fold"] == fold)
+
+    def examples(
+        self,
+        protocol: str = "values",
+        split: str = "dev",
+        fold: int = 1,
+        history: int = 232,
+        persons: int | None = None,
+        questions: int | None = None,
+    ) -> list[dspy.Example]:
+        """One example per (person, held-out question), inputs rendered for the programs."""
+        rows = self.rows(protocol, split, fold)
+        if persons is not None:
+            rows = rows.select(range(min(persons, len(rows))))
+        out = []
+        for row in rows:
+            person = make_person(self.catalog, row["country"], row["demographics"], row["profile"][:history])
+            person["person_id"] = row["person_id"]
+            for item in row["heldout"][:questions]:
+                out.append(make_example(self.catalog, person, item["q"], gold=item["a"]))
+        return out
+
+
+def make_person(catalog: Catalog, country: str, demographics: list[dict], profile: list[dict]) -> dict:
+    """What a program may know about a person: codes for the statistical programs, statements for the LMs."""
+    known = {i["q"]: i["a"] for i in [*demographics, *profile]}
+    demo_items = [i for i in [*demographics, *profile] if catalog[i["q"]].kind == "demographic"]
+    value_items = [i for i in profile if catalog[i["q"]].kind == "value"]
+    return {
+        "country": country,
+        "known": known,
+        "demographics": [f"You live in {catalog.country_name(country)}."]
+        + [catalog[i["q"]].statement(i["a"]) for i in demo_items],
+        "profile": [catalog[i["q"]].statement(i["a"]) for i in value_items],
+    }
+
+
+def make_example(catalog: Catalog, person: dict, question: str, gold: int | None = None) -> dspy.Example:
+    q = catalog[question]
+    options = q.options_for(person["country"])
+    ex = dspy.Example(
+        **person,
+        question=question,
+        question_text=q.text,
+        options={str(c): label for c, label in options.items()},
+        category=q.category,
+        ordinal=q.ordinal,
+        answer=None if gold is None else str(gold),
+    )
+    return ex.with_inputs("person_id", "country", "known", "demographics", "profile", "question", "question_text", "options")
+
+
+__all__ = ["Benchmark", "build", "make_example", "make_person", "IngestReport", "PROTOCOLS"]

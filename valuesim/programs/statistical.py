@@ -1,0 +1,132 @@
+"""Statistical baselines behind the same interface as the LM programs: a dspy.Module whose forward takes the
+example inputs and returns dspy.Prediction(answer=<option code as str>). Each is fitted on the benchmark's
+training respondents; none sees a held-out answer of the person it predicts for.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import dspy
+import numpy as np
+import pandas as pd
+
+from valuesim.data.catalog import Catalog
+
+
+class _Fitted(dspy.Module):
+    """Shared plumbing: training answers by question, votes restricted to the question's options."""
+
+    def __init__(self, train: pd.DataFrame, catalog: Catalog):
+        super().__init__()
+        self.train = train.reset_index(drop=True)
+        self.catalog = catalog
+
+    @classmethod
+    def from_benchmark(cls, bench, **_) -> _Fitted:
+        return cls(bench.respondents("train"), bench.catalog)
+
+    def vote(self, answers: pd.Series, options: dict, weights: pd.Series | None = None) -> str | None:
+        answers = answers.dropna().astype(int)
+        if weights is None:
+            weights = pd.Series(1.0, index=answers.index)
+        tally: Counter = Counter()
+        for a, w in zip(answers, weights.loc[answers.index], strict=True):
+            if str(a) in options:
+                tally[str(a)] += w
+        return tally.most_common(1)[0][0] if tally else None
+
+
+class GlobalMajority(_Fitted):
+    """The most common answer to the question among all training respondents."""
+
+    def forward(self, question: str, options: dict, **_) -> dspy.Prediction:
+        return dspy.Prediction(answer=self.vote(self.train[question], options))
+
+
+class CountryMajority(_Fitted):
+    """The most common answer among training respondents of the person's country."""
+
+    def forward(self, question: str, options: dict, country: str, **_) -> dspy.Prediction:
+        same = self.train[self.train["country"] == country]
+        answer = self.vote(same[question], options) or self.vote(self.train[question], options)
+        return dspy.Prediction(answer=answer)
+
+
+def age_band(age) -> str | None:
+    if age is None or pd.isna(age):
+        return None
+    return "<30" if age < 30 else "30-49" if age < 50 else "50+"
+
+
+def education_band(isced) -> str | None:
+    if isced is None or pd.isna(isced):
+        return None
+    return "low" if isced <= 2 else "middle" if isced <= 5 else "high"
+
+
+class DemographicCell(_Fitted):
+    """Majority in the person's cell: country x sex x age band x education; backs off to the country when the
+    cell has fewer than `min_cell` answers to the question or an attribute is unknown."""
+
+    def __init__(self, train: pd.DataFrame, catalog: Catalog, min_cell: int = 10):
+        super().__init__(train, catalog)
+        self.min_cell = min_cell
+        self.cells = self.train["country"] + "|" + self._cells(self.train["Q260"], self.train["Q262"], self.train["Q275"])
+
+    @staticmethod
+    def _cells(sex, age, edu) -> pd.Series:
+        return sex.astype(str) + "|" + age.map(age_band).astype(str) + "|" + edu.map(education_band).astype(str)
+
+    def forward(self, question: str, options: dict, country: str, known: dict, **_) -> dspy.Prediction:
+        attrs = [known.get("Q260"), age_band(known.get("Q262")), education_band(known.get("Q275"))]
+        if None not in attrs:
+            cell = f"{country}|{attrs[0]}|{attrs[1]}|{attrs[2]}"
+            answers = self.train.loc[self.cells == cell, question].dropna()
+            if len(answers) >= self.min_cell:
+                return dspy.Prediction(answer=self.vote(answers, options))
+        return CountryMajority.forward(self, question=question, options=options, country=country)
+
+
+class KNN(_Fitted):
+    """k-nearest-neighbour respondents: similarity = mean agreement over the answers the person shares with a
+    training respondent (1 - normalized scale distance on ordinal items, exact match on nominal ones), plus the
+    same country; a similarity-weighted vote of the k most similar respondents who answered the question."""
+
+    def __init__(self, train: pd.DataFrame, catalog: Catalog, k: int = 25):
+        super().__init__(train, catalog)
+        self.k = k
+        self.codes = [q.code for q in catalog if not q.open]
+        self.matrix = self.train[self.codes].astype("float64").to_numpy()  # NaN = missing
+        self.scale = np.array([self._scale(catalog[c]) for c in self.codes])  # 0 = nominal
+        self._sims: dict = {}
+
+    @staticmethod
+    def _scale(q) -> float:
+        """Code distance that counts as maximal disagreement; codes are consecutive on every ordinal scale here."""
+        codes = sorted(q.options)
+        return float(codes[-1] - codes[0]) if q.ordinal and len(codes) > 1 else 0.0
+
+    def similarity(self, known: dict, country: str) -> np.ndarray:
+        key = (country, tuple(sorted(known.items())))
+        if key not in self._sims:
+            cols = [i for i, c in enumerate(self.codes) if c in known]
+            values = np.array([known[self.codes[i]] for i in cols], dtype="float64")
+            block, scale = self.matrix[:, cols], self.scale[cols]
+            diff = np.abs(block - values)
+            agree = np.where(scale > 0, 1 - diff / np.where(scale > 0, scale, 1), diff == 0).astype("float64")
+            agree[np.isnan(block)] = np.nan
+            same_country = (self.train["country"] == country).to_numpy(dtype="float64")[:, None]
+            with np.errstate(invalid="ignore"):
+                sims = np.nanmean(np.hstack([agree, same_country]), axis=1)
+            if len(self._sims) > 64:  # a person's questions come together; keep memory flat on long runs
+                self._sims.clear()
+            self._sims[key] = np.nan_to_num(sims)
+        return self._sims[key]
+
+    def forward(self, question: str, options: dict, country: str, known: dict, **_) -> dspy.Prediction:
+        sims = pd.Series(self.similarity(known, country))
+        answered = self.train[question].notna()
+        top = sims[answered].nlargest(self.k)
+        answer = self.vote(self.train.loc[top.index, question], options, weights=top + 1e-6)
+        return dspy.Prediction(answer=answer or CountryMajority.forward(self, question, options, country).answer)

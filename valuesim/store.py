@@ -1,0 +1,57 @@
+"""Durable per-run store of finished predictions (SQLite in the run folder).
+
+Each prediction is committed as soon as it finishes, so a killed run loses at most the predictions in flight;
+`--resume` skips the keys already stored. The primary key makes a duplicate impossible.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    key TEXT PRIMARY KEY,
+    person_id TEXT, question TEXT, gold TEXT, answer TEXT,
+    status TEXT,            -- ok | invalid | failed
+    error TEXT,
+    detail TEXT,            -- JSON: module answers, analyses, backstory
+    lm_calls INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL
+)
+"""
+
+
+class RunStore:
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "predictions.sqlite"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a committed prediction survives kill -9 and power loss
+        self._db.execute(SCHEMA)
+        self._db.commit()
+
+    def done(self) -> set[str]:
+        with self._lock:
+            return {k for (k,) in self._db.execute("SELECT key FROM predictions")}
+
+    def add(self, row: dict) -> None:
+        row = {**row, "detail": json.dumps(row.get("detail") or {}, ensure_ascii=False, default=str)}
+        cols = ", ".join(row)
+        with self._lock:
+            self._db.execute(f"INSERT OR IGNORE INTO predictions ({cols}) VALUES ({', '.join('?' * len(row))})",
+                             list(row.values()))
+            self._db.commit()
+
+    def frame(self) -> pd.DataFrame:
+        with self._lock:
+            return pd.read_sql_query("SELECT * FROM predictions", self._db)
+
+    def close(self) -> None:
+        self._db.close()
