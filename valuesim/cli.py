@@ -17,8 +17,11 @@ from rich.table import Table
 
 from valuesim import config
 
-app = typer.Typer(help="Simulate how one person answers value questions (WVS-7), with DSPy programs.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Simulate how one person answers value questions (WVS-7), with DSPy programs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 data_app = typer.Typer(help="Build and inspect the benchmark.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)  # tables and progress go to stderr so --json stdout stays clean
@@ -45,12 +48,16 @@ def _jsonable(o):
 
 @data_app.command("build")
 def data_build(
-    wvs: Path = typer.Option(..., help="WVS-7 folder: countries/*.xlsx (or the cross-national CSV), codebook.json, "
-                             "questions.json, question_metadata.json, protocol/fold_*.json"),
+    wvs: Path = typer.Option(
+        ...,
+        help="WVS-7 folder: countries/*.xlsx (or the cross-national CSV), codebook.json, "
+        "questions.json, question_metadata.json, protocol/fold_*.json",
+    ),
     out_dir: Path = typer.Option(None, "--out", help="Where to write the benchmark [default: data/benchmark]"),
     seed: int = typer.Option(0, help="Seed for the person split and the profile orders"),
-    report_unknown: bool = typer.Option(False, "--report-unknown",
-                                        help="List every unmapped label instead of stopping at the first"),
+    report_unknown: bool = typer.Option(
+        False, "--report-unknown", help="List every unmapped label instead of stopping at the first"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON"),
 ) -> None:
     """Build the benchmark from WVS-7 respondent files.
@@ -70,10 +77,15 @@ def data_build(
         emit_json(manifest | {"unmapped": [u.__dict__ for u in report.unmapped]})
         return
     ing = manifest["ingest"]
-    console.print(f"Read {manifest['respondents']} respondents from {len(ing['files'])} files in "
-                  f"{manifest['seconds']}s; splits {manifest['splits']}")
-    console.print(f"Mapped {ing['mapped']:,} of {ing['mapped'] + len(report.unmapped) and ing['cells'] - ing['missing']:,}"
-                  f" answered cells ({report.mapped_share:.2%}); {ing['missing']:,} missing answers")
+    console.print(
+        f"Read {manifest['respondents']} respondents from {len(ing['files'])} files in "
+        f"{manifest['seconds']}s; splits {manifest['splits']}"
+    )
+    answered = ing["cells"] - ing["missing"]
+    console.print(
+        f"Mapped {ing['mapped']:,} of {answered:,} answered cells ({report.mapped_share:.2%}); "
+        f"{ing['missing']:,} missing answers"
+    )
     for u in report.unmapped:
         console.print(f"  unmapped: {u.file} column {u.column!r}: {u.value!r} ({u.count} rows)")
     console.print(f"Wrote {out_dir or config.data_dir()} (fingerprint {manifest['fingerprint']})")
@@ -90,8 +102,11 @@ def metrics_table(title: str, metrics: dict) -> Table:
 
 @app.command()
 def evaluate(
-    program: str = typer.Option("knn", help="Program name (majority, country, cell, knn, valuesim, backstory, "
-                                "full-info, rag, demographics) or a compiled program (runs:/..., models:/..., path)"),
+    program: str = typer.Option(
+        "knn",
+        help="Program name (majority, country, cell, knn, valuesim, backstory, "
+        "full-info, rag, demographics) or a compiled program (runs:/..., models:/..., path)",
+    ),
     data: Path = typer.Option(None, help="Built benchmark [default: data/benchmark]"),
     split: str = typer.Option("dev", help="train, dev or test"),
     fold: int = typer.Option(1, help="Question fold 1-5"),
@@ -132,11 +147,25 @@ def evaluate(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run_eval(prog, examples, bench.catalog, name, threads=threads, progress=not as_json)
-    params = {"program": program, "protocol": protocol, "split": split, "fold": fold, "history": history,
-              "persons": result.metrics.get("persons"), "run_dir": str(name), "dataset": bench.fingerprint}
+    params = {
+        "program": program,
+        "protocol": protocol,
+        "split": split,
+        "fold": fold,
+        "history": history,
+        "persons": result.metrics.get("persons"),
+        "run_dir": str(name),
+        "dataset": bench.fingerprint,
+    }
     if as_json:
-        emit_json({"params": params, "metrics": result.metrics,
-                   "by_country": result.by_country, "by_category": result.by_category})
+        emit_json(
+            {
+                "params": params,
+                "metrics": result.metrics,
+                "by_country": result.by_country,
+                "by_category": result.by_category,
+            }
+        )
         return
     out.print(metrics_table(f"{program} on {split}, fold {fold}, history {history} ({protocol})", result.metrics))
     out.print(result.by_country.round(3).to_string(index=False))

@@ -1,7 +1,7 @@
 """Where ValueSim keeps its state. One home, overridable with VALUESIM_HOME (default: the current directory).
 
-    data/benchmark/   built benchmark          runs/       one folder per evaluate/compile/bench run
-    mlruns/           MLflow tracking store    .cache/     parsed WVS files, DSPy's LM cache, model files
+data/benchmark/   built benchmark          runs/       one folder per evaluate/compile/bench run
+mlruns/           MLflow tracking store    .cache/     parsed WVS files, DSPy's LM cache, model files
 """
 
 from __future__ import annotations

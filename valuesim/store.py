@@ -45,8 +45,9 @@ class RunStore:
         row = {**row, "detail": json.dumps(row.get("detail") or {}, ensure_ascii=False, default=str)}
         cols = ", ".join(row)
         with self._lock:
-            self._db.execute(f"INSERT OR IGNORE INTO predictions ({cols}) VALUES ({', '.join('?' * len(row))})",
-                             list(row.values()))
+            self._db.execute(
+                f"INSERT OR IGNORE INTO predictions ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
             self._db.commit()
 
     def frame(self) -> pd.DataFrame:

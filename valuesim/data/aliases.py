@@ -42,7 +42,10 @@ ALIASES: dict[str, dict[str, str | None]] = {
         "Incomes should be made more equal": "Incomes more equal",
         "There should be greater incentives for individual effort": "Larger income differences",
     },
-    "Q111": {"Protecting environment": "A: Protect environment", "Economy growth and creating jobs": "B: Economic growth"},
+    "Q111": {
+        "Protecting environment": "A: Protect environment",
+        "Economy growth and creating jobs": "B: Economic growth",
+    },
     "Q146": {"A good deal": "A great deal"},
     "Q152": {
         "Making sure this country has strong defence forces": "Strong defence forces",

@@ -195,7 +195,9 @@ def make_example(catalog: Catalog, person: dict, question: str, gold: int | None
         ordinal=q.ordinal,
         answer=None if gold is None else str(gold),
     )
-    return ex.with_inputs("person_id", "country", "known", "demographics", "profile", "question", "question_text", "options")
+    return ex.with_inputs(
+        "person_id", "country", "known", "demographics", "profile", "question", "question_text", "options"
+    )
 
 
 __all__ = ["Benchmark", "build", "make_example", "make_person", "IngestReport", "PROTOCOLS"]

@@ -11,6 +11,7 @@ become <NA>. A label that matches no option is an error naming the file, column 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
 import zipfile
@@ -21,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES, MISSING_LABELS, MISSING_PATTERN
-from valuesim.data.catalog import NUMERIC_ITEMS, Catalog
+from valuesim.data.catalog import COUNTRY_SPECIFIC, NUMERIC_ITEMS, Catalog, Question
 
 ID_COLUMNS = {"country": "B_COUNTRY_ALPHA", "interview": "D_INTERVIEW", "urban": "H_URBRURAL"}
 REQUIRED = ["B_COUNTRY_ALPHA", "D_INTERVIEW", "Q1"]
@@ -170,18 +171,26 @@ def to_codes(
     out["person_id"] = country + "-" + raw[columns["D_INTERVIEW"]].astype(str).str.replace(r"\.0$", "", regex=True)
     out["country"] = country
     urban = raw[columns["H_URBRURAL"]] if "H_URBRURAL" in columns else pd.Series(pd.NA, index=raw.index)
-    out["urban"] = urban.map(lambda v: {"urban": 1, "rural": 2, "1": 1, "2": 2}.get(normalize(v)) if pd.notna(v) else None)
-    codebook_choices = _choices(catalog)
+    urban_codes = {"urban": 1, "rural": 2, "1": 1, "2": 2}
+    out["urban"] = urban.map(lambda v: urban_codes.get(normalize(v)) if pd.notna(v) else None)
     for q in catalog.codes:
         if q not in columns:
             out[q] = pd.array([pd.NA] * len(raw), dtype="Int64")
             continue
         col = raw[columns[q]]
-        if labelled:
-            values = _map_labels(col, q, codebook_choices[q], path, columns[q], report, collect_unknown)
-        else:
-            values = _map_codes(col, q, catalog, path, report, collect_unknown)
-        out[q] = pd.array(values, dtype="Int64")
+        question = catalog[q]
+        # Per-country options (parties, ethnic groups) share labels across countries ("Republican Party" is a
+        # USA, BLR, TUN and ZWE option): map each country's rows with that country's options only.
+        groups = country.groupby(country, sort=False).groups if q in COUNTRY_SPECIFIC else {None: raw.index}
+        values = pd.Series([None] * len(raw), index=raw.index, dtype=object)
+        for c, idx in groups.items():
+            part = col.loc[idx]
+            if labelled:
+                mapped = _map_labels(part, q, _question_choices(question, c), path, columns[q], report, collect_unknown)
+            else:
+                mapped = _map_codes(part, q, question, c, path, report, collect_unknown)
+            values.loc[idx] = mapped
+        out[q] = pd.array(values.tolist(), dtype="Int64")
     return out
 
 
@@ -211,9 +220,10 @@ def _map_labels(col, q, choices, path, column, report, collect_unknown) -> list:
     return values
 
 
-def _map_codes(col, q, catalog, path, report, collect_unknown) -> list:
-    question = catalog[q]
-    valid = set(question.options) | {c for o in question.country_options.values() for c in o}
+def _map_codes(col, q, question: Question, country, path, report, collect_unknown) -> list:
+    valid = set(question.options_for(country)) if country is not None else set(question.options)
+    if country is None:
+        valid |= {c for o in question.country_options.values() for c in o}
     values, bad = [], {}
     for v in pd.to_numeric(col, errors="coerce"):
         if pd.isna(v):
@@ -246,15 +256,21 @@ def _report_bad(bad: dict[str, int], path: Path, column: str, report: IngestRepo
     report.unmapped += [Unmapped(str(path), str(column), v, n) for v, n in bad.items()]
 
 
-def _choices(catalog: Catalog) -> dict[str, dict[str, str]]:
-    """Label tables per question, including missing codes, from the catalog's codebook copy."""
-    out = {}
-    for q in catalog:
+def _question_choices(q: Question, country: str | None = None) -> dict[str, str]:
+    """Label table of one question, including missing codes, from the catalog's codebook copy. With a country,
+    per-country items (COUNTRY_SPECIFIC) list that country's options only; without, every country's."""
+    if country is not None:
+        choices = {str(c): lab for c, lab in q.options_for(country).items()}
+    else:
         choices = {str(c): lab for c, lab in q.options.items()}
         for opts in q.country_options.values():
             choices.update({str(c): lab for c, lab in opts.items()})
-        out[q.code] = {**choices, **{str(c): lab for c, lab in q.missing.items()}}
-    return out
+    return {**choices, **{str(c): lab for c, lab in q.missing.items()}}
+
+
+def _choices(catalog: Catalog) -> dict[str, dict[str, str]]:
+    """Label tables per question (all countries' options for per-country items)."""
+    return {q.code: _question_choices(q) for q in catalog}
 
 
 def _read_raw(path: Path, cache_dir: str | Path | None) -> pd.DataFrame:
@@ -273,7 +289,7 @@ def _read_raw(path: Path, cache_dir: str | Path | None) -> pd.DataFrame:
             sheets = pd.read_excel(path, sheet_name=None, dtype=object)
             raw = _pick_sheet(sheets, path)
         elif path.suffix.lower() == ".csv":
-            raw = pd.read_csv(path, dtype=object, sep=None, engine="python")
+            raw = pd.read_csv(path, dtype=object, sep=_sniff_delimiter(path))
         else:
             raise WVSFormatError(f"{path}: unsupported file type {path.suffix!r} (expected .xlsx or .csv)")
     except (zipfile.BadZipFile, ValueError, KeyError, EOFError, pd.errors.ParserError) as e:
@@ -284,6 +300,19 @@ def _read_raw(path: Path, cache_dir: str | Path | None) -> pd.DataFrame:
         cached.parent.mkdir(parents=True, exist_ok=True)
         raw.to_pickle(cached)
     return raw
+
+
+def _sniff_delimiter(path: Path) -> str:
+    """The CSV's delimiter among , ; tab |; a file with one column (or too little to tell) reads as comma-separated.
+    (pandas' own sniffing, sep=None, may pick a letter and raises csv.Error on an empty file.)"""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        sample = f.read(65536)
+    if len(sample) == 65536 and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]  # whole lines only
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
 
 
 def _pick_sheet(sheets: dict[str, pd.DataFrame], path: Path) -> pd.DataFrame:

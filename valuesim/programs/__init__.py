@@ -1,11 +1,17 @@
 """Every program the CLI can run, by name. Each class builds itself with `from_benchmark(bench, **settings)`."""
 
+from valuesim.programs.baselines import Backstory, Demographics, FullInfo
 from valuesim.programs.statistical import KNN, CountryMajority, DemographicCell, GlobalMajority
+from valuesim.programs.valuesim import ValueSim
 
 PROGRAMS = {
     "majority": GlobalMajority,
     "country": CountryMajority,
     "cell": DemographicCell,
     "knn": KNN,
+    "demographics": Demographics,
+    "full-info": FullInfo,
+    "backstory": Backstory,
+    "valuesim": ValueSim,
 }
 STATISTICAL = {"majority", "country", "cell", "knn"}

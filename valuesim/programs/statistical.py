@@ -65,6 +65,12 @@ def education_band(isced) -> str | None:
     return "low" if isced <= 2 else "middle" if isced <= 5 else "high"
 
 
+def sex_key(sex) -> str | None:
+    if sex is None or pd.isna(sex):
+        return None
+    return str(int(sex))
+
+
 class DemographicCell(_Fitted):
     """Majority in the person's cell: country x sex x age band x education; backs off to the country when the
     cell has fewer than `min_cell` answers to the question or an attribute is unknown."""
@@ -72,19 +78,23 @@ class DemographicCell(_Fitted):
     def __init__(self, train: pd.DataFrame, catalog: Catalog, min_cell: int = 10):
         super().__init__(train, catalog)
         self.min_cell = min_cell
-        self.cells = self.train["country"] + "|" + self._cells(self.train["Q260"], self.train["Q262"], self.train["Q275"])
+        train = self.train
+        self.cells = train["country"] + "|" + self._cells(train["Q260"], train["Q262"], train["Q275"])
 
     @staticmethod
     def _cells(sex, age, edu) -> pd.Series:
-        return sex.astype(str) + "|" + age.map(age_band).astype(str) + "|" + edu.map(education_band).astype(str)
+        # sex as "1"/"2" whatever the column dtype (a column with missing values loads as float64: "1.0")
+        parts = [sex.map(sex_key), age.map(age_band), edu.map(education_band)]
+        return parts[0].astype(str) + "|" + parts[1].astype(str) + "|" + parts[2].astype(str)
 
     def forward(self, question: str, options: dict, country: str, known: dict, **_) -> dspy.Prediction:
-        attrs = [known.get("Q260"), age_band(known.get("Q262")), education_band(known.get("Q275"))]
+        attrs = [sex_key(known.get("Q260")), age_band(known.get("Q262")), education_band(known.get("Q275"))]
         if None not in attrs:
             cell = f"{country}|{attrs[0]}|{attrs[1]}|{attrs[2]}"
             answers = self.train.loc[self.cells == cell, question].dropna()
-            if len(answers) >= self.min_cell:
-                return dspy.Prediction(answer=self.vote(answers, options))
+            answer = self.vote(answers, options) if len(answers) >= self.min_cell else None
+            if answer is not None:
+                return dspy.Prediction(answer=answer)
         return CountryMajority.forward(self, question=question, options=options, country=country)
 
 

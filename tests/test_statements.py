@@ -1,0 +1,194 @@
+"""Every WVS-7 answer renders to a natural second-person sentence (valuesim/data/statements.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from valuesim.data import statements
+from valuesim.data.catalog import Catalog, Question
+from valuesim.data.statements import render_statement
+
+WVS_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "wvs7"
+if not (WVS_DIR / "codebook.json").exists():
+    pytest.skip(f"WVS-7 files not found at {WVS_DIR}", allow_module_level=True)
+
+YEARS = [1925, 1971, 2004]
+AGES = [18, 46, 97]
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.from_wvs(WVS_DIR)
+
+
+def all_answers(question: Question) -> dict[int, str]:
+    """Every answer code with its label: shared and per-country options, or sample numbers for free items."""
+    if question.code == "Q261":
+        return {y: str(y) for y in YEARS}
+    if question.code == "Q262":
+        return {a: str(a) for a in AGES}
+    options = dict(question.options)
+    for country_options in question.country_options.values():
+        options.update(country_options)
+    return options
+
+
+@pytest.fixture(scope="module")
+def rendered(catalog: Catalog, monkeypatch_module) -> dict[str, dict[int, str]]:
+    """All statements, with the generic fallback made to fail: no question may need it."""
+
+    def no_fallback(question: Question, answer: int, label: str) -> str:
+        raise AssertionError(f"{question.code}={answer} ({label!r}) fell back to the generic sentence")
+
+    monkeypatch_module.setattr(statements, "_fallback", no_fallback)
+    return {q.code: {a: render_statement(q, a) for a in all_answers(q)} for q in catalog}
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_every_question_and_option_renders(catalog: Catalog, rendered: dict[str, dict[int, str]]) -> None:
+    assert len(rendered) == 290
+    assert sum(len(v) for v in rendered.values()) > 3000  # Q223/Q290 per-country lists included
+    assert len(rendered["Q223"]) > 800 and len(rendered["Q290"]) > 300
+
+
+def test_statements_are_well_formed(rendered: dict[str, dict[int, str]]) -> None:
+    problems = []
+    for code, by_answer in rendered.items():
+        for answer, s in by_answer.items():
+            checks = {
+                "empty": bool(s.strip()),
+                "capitalized": s[:1].isupper(),
+                "ends with a period": s.endswith("."),
+                "second person": re.search(r"\byour?\b", s, re.IGNORECASE) is not None,
+                "no template leftovers": "{" not in s and "}" not in s,
+                "no codebook artefacts": not re.search(r"\(for example|ISCED|\bstep\b|NIRL:|\[|\]|--|´|\s{2}", s),
+                "no double period": ".." not in s,
+            }
+            problems += [f"{code}={answer}: {name}: {s!r}" for name, ok in checks.items() if not ok]
+    assert not problems, "\n".join(problems[:30])
+
+
+def test_options_of_a_question_give_different_statements(catalog: Catalog, rendered: dict[str, dict[int, str]]) -> None:
+    # What one respondent chooses from must read differently: a question's options, or for the party and
+    # ethnic-group items one country's list (plus the shared codes). Serbia's list has the same party twice,
+    # once misspelt "Serbi", under two codes.
+    allowed = {"Democratic Party of Serbi", "Democratic Party of Serbia"}
+    for q in catalog:
+        choice_lists = [q.options_for(c) for c in q.country_options] or [all_answers(q)]
+        for options in choice_lists:
+            labels_by_statement: dict[str, set[str]] = {}
+            for answer, label in options.items():
+                labels_by_statement.setdefault(rendered[q.code][answer], set()).add(label)
+            merged = [labels for labels in labels_by_statement.values() if len(labels) > 1]
+            assert all(labels == allowed for labels in merged), f"{q.code}: {merged}"
+
+
+def test_every_question_has_exactly_one_table(catalog: Catalog) -> None:
+    tables = {
+        "groups": set(statements._FORM_OF),
+        "sentences": set(statements.SENTENCES),
+        "templates": set(statements.TEMPLATES),
+        "special": set(statements.SPECIAL),
+        "numbers": set(statements.NUMBERS),
+    }
+    for q in catalog:
+        owners = [name for name, codes in tables.items() if q.code in codes]
+        assert len(owners) == 1, f"{q.code}: covered by {owners or 'no table'}"
+    sentence_codes = {code: set(answers) for code, answers in statements.SENTENCES.items()}
+    for code, answers in sentence_codes.items():
+        assert answers == set(catalog[code].options), f"{code}: SENTENCES codes differ from the catalog's"
+
+
+@pytest.mark.parametrize(
+    ("code", "answer", "expected"),
+    [
+        ("Q1", 1, "Family is very important in your life."),
+        ("Q2", 4, "Friends are not at all important in your life."),
+        ("Q7", 1, "You consider good manners an important quality for children to learn."),
+        ("Q7", 2, "You do not name good manners as an especially important quality for children to learn."),
+        ("Q18", 1, "You would not like to have drug addicts as neighbors."),
+        ("Q18", 2, "You would not mind having drug addicts as neighbors."),
+        ("Q28", 1, "You strongly agree that when a mother works for pay, the children suffer."),
+        (
+            "Q106",
+            4,
+            "On a scale from 1 (incomes should be made more equal) to 10 (there should be greater incentives for"
+            " individual effort), you place yourself at 4.",
+        ),
+        (
+            "Q164",
+            10,
+            "On a scale from 1 (not at all important) to 10 (very important), you rate the importance of God in"
+            " your life at 10.",
+        ),
+        (
+            "Q164",
+            5,
+            "On a scale from 1 (not at all important) to 10 (very important), you rate the importance of God in"
+            " your life at 5.",
+        ),
+        ("Q260", 1, "You are male."),
+        ("Q260", 2, "You are female."),
+        ("Q261", 1971, "You were born in 1971."),
+        ("Q262", 46, "You are 46 years old."),
+        ("Q275", 6, "Your highest level of education is a bachelor's degree or equivalent."),
+        ("Q289", 0, "You belong to no religious denomination."),
+        (
+            "Q288",
+            8,
+            "On a scale from 1 (the lowest income group in your country) to 10 (the highest income group), you"
+            " place your household's income at 8.",
+        ),
+        ("Q223", 840002, "You would vote for the Democratic Party if there were a national election tomorrow."),
+        ("Q223", 2, "You would not vote if there were a national election tomorrow."),
+        ("Q290", 840001, "You are a white, non-Hispanic person."),
+        ("Q266", 840, "You were born in the United States."),
+        ("Q274", 2, "You have two children."),
+    ],
+)
+def test_expected_sentences(catalog: Catalog, code: str, answer: int, expected: str) -> None:
+    assert render_statement(catalog[code], answer) == expected
+    assert catalog[code].statement(answer) == expected  # the Question method goes through the same function
+
+
+def test_codebook_artefacts_are_cleaned(catalog: Catalog) -> None:
+    occupation = render_statement(catalog["Q281"], 1)
+    assert "(for example" not in occupation and "doctor" in occupation
+    assert "NIRL" not in render_statement(catalog["Q223"], 909004)  # "NIRL: Green Party"
+    kenya = render_statement(catalog["Q223"], 404001)  # "Amani National Congress ANC Amani National Congress"
+    assert kenya.count("Amani") == 1
+
+
+@pytest.mark.parametrize(("code", "answer"), [("Q1", 7), ("Q1", -1), ("Q223", 999999), ("Q290", 5), ("Q274", 9)])
+def test_unknown_answer_raises(catalog: Catalog, code: str, answer: int) -> None:
+    with pytest.raises(ValueError, match=rf"{code}\b.*{answer}"):
+        render_statement(catalog[code], answer)
+
+
+def test_integral_floats_read_as_codes(catalog: Catalog) -> None:
+    assert render_statement(catalog["Q164"], 5.0) == render_statement(catalog["Q164"], 5)
+    with pytest.raises(ValueError, match="Q164"):
+        render_statement(catalog["Q164"], 5.5)
+    with pytest.raises(ValueError, match="Q164"):
+        render_statement(catalog["Q164"], None)
+
+
+@pytest.mark.parametrize(("code", "answer"), [("Q261", 46), ("Q261", -1), ("Q262", 1971), ("Q262", -2)])
+def test_implausible_numbers_raise(catalog: Catalog, code: str, answer: int) -> None:
+    with pytest.raises(ValueError, match=code):
+        render_statement(catalog[code], answer)
+
+
+def test_saved_catalog_renders_the_same(catalog: Catalog, tmp_path: Path) -> None:
+    catalog.save(tmp_path / "catalog.json")
+    loaded = Catalog.load(tmp_path / "catalog.json")
+    for code, answer in [("Q1", 1), ("Q223", 840002), ("Q290", 840001), ("Q106", 4)]:
+        assert loaded[code].statement(answer) == catalog[code].statement(answer)

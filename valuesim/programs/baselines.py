@@ -1,0 +1,67 @@
+"""LM baselines: backstory -> direct answer (Anthology-style), full profile, demographics only."""
+
+from __future__ import annotations
+
+import dspy
+
+from valuesim.programs.options import with_options
+from valuesim.programs.valuesim import StoryTeller
+from valuesim.signatures import AnswerFromBackstory, AnswerFromDemographics, AnswerFromProfile
+
+
+class _Direct(dspy.Module):
+    @classmethod
+    def from_benchmark(cls, bench=None, **settings):
+        return cls(**settings)
+
+
+class Backstory(_Direct):
+    """The same backstory as ValueSim, then one direct answer: ValueSim without the CAPS views."""
+
+    def __init__(self, backstory_words: int = 250):
+        super().__init__()
+        self.story = StoryTeller(backstory_words)
+        self.answer = dspy.Predict(AnswerFromBackstory)
+
+    def forward(self, demographics: list[str], profile: list[str], question_text: str, options: dict, **_):
+        backstory = self.story(demographics=demographics, profile=profile)
+        pred = self.answer(
+            signature=with_options(self.answer.signature, options),
+            backstory=backstory,
+            question=question_text,
+            options=options,
+        )
+        return dspy.Prediction(answer=pred.answer, backstory=backstory)
+
+
+class FullInfo(_Direct):
+    """All known answers in one prompt."""
+
+    def __init__(self):
+        super().__init__()
+        self.answer = dspy.Predict(AnswerFromProfile)
+
+    def forward(self, demographics: list[str], profile: list[str], question_text: str, options: dict, **_):
+        return self.answer(
+            signature=with_options(self.answer.signature, options),
+            demographics=demographics,
+            profile=profile,
+            question=question_text,
+            options=options,
+        )
+
+
+class Demographics(_Direct):
+    """Demographics only: what the person's background alone predicts."""
+
+    def __init__(self):
+        super().__init__()
+        self.answer = dspy.Predict(AnswerFromDemographics)
+
+    def forward(self, demographics: list[str], question_text: str, options: dict, **_):
+        return self.answer(
+            signature=with_options(self.answer.signature, options),
+            demographics=demographics,
+            question=question_text,
+            options=options,
+        )

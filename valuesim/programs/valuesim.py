@@ -1,0 +1,120 @@
+"""ValueSim: backstory once per person, three CAPS views per question, a coordinator when they disagree."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+
+import dspy
+
+from valuesim.programs.options import with_options
+from valuesim.signatures import Affective, Behavioral, Cognitive, Coordinate, WriteBackstory
+
+
+class BackstoryCache:
+    """One backstory per person (same demographics and profile), reused for all their questions."""
+
+    def __init__(self):
+        self._stories: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(demographics: list[str], profile: list[str]) -> str:
+        return hashlib.sha1(json.dumps([demographics, profile]).encode()).hexdigest()
+
+    def get_or_make(self, demographics: list[str], profile: list[str], make) -> str:
+        key = self.key(demographics, profile)
+        with self._lock:
+            if key in self._stories:
+                return self._stories[key]
+        story = make()
+        with self._lock:
+            if len(self._stories) > 256:  # persons come one after another; keep memory flat
+                self._stories.clear()
+            self._stories[key] = story
+        return story
+
+
+class StoryTeller(dspy.Module):
+    """Profile statements -> a bounded second-person backstory, cached per person."""
+
+    def __init__(self, words: int = 250):
+        super().__init__()
+        self.words = words
+        self.write = dspy.Predict(WriteBackstory)
+        self.cache = BackstoryCache()
+
+    def forward(self, demographics: list[str], profile: list[str]) -> str:
+        def make() -> str:
+            pred = self.write(
+                demographics=demographics,
+                profile=profile,
+                word_budget=self.words,
+                config={"max_tokens": int(self.words * 2)},
+            )
+            return pred.backstory
+
+        return self.cache.get_or_make(demographics, profile, make)
+
+
+VIEWS = ("cognitive", "affective", "behavioral")
+
+
+class ValueSim(dspy.Module):
+    def __init__(self, backstory_words: int = 250, analysis_tokens: int = 160, parallel: bool = False):
+        super().__init__()
+        self.story = StoryTeller(backstory_words)
+        self.cognitive = dspy.Predict(Cognitive)
+        self.affective = dspy.Predict(Affective)
+        self.behavioral = dspy.Predict(Behavioral)
+        self.coordinator = dspy.Predict(Coordinate)
+        self.analysis_tokens = analysis_tokens
+        self.parallel = parallel  # worth it for remote LMs; the embedded engine runs one call at a time anyway
+
+    @classmethod
+    def from_benchmark(cls, bench=None, **settings) -> ValueSim:
+        return cls(**settings)
+
+    def forward(self, demographics: list[str], profile: list[str], question_text: str, options: dict, **_):
+        backstory = self.story(demographics=demographics, profile=profile)
+        calls = [
+            (
+                getattr(self, name),
+                dict(
+                    signature=with_options(getattr(self, name).signature, options),
+                    backstory=backstory,
+                    question=question_text,
+                    options=options,
+                    config={"max_tokens": self.analysis_tokens},
+                ),
+            )
+            for name in VIEWS
+        ]
+        if self.parallel:
+            results = dspy.Parallel(num_threads=3, disable_progress_bar=True)(calls)
+        else:
+            results = [module(**kwargs) for module, kwargs in calls]
+        views = dict(zip(VIEWS, results, strict=True))
+        answers = {name: v.answer for name, v in views.items()}
+        coordinated = len(set(answers.values())) > 1
+        if coordinated:
+            final = self.coordinator(
+                signature=with_options(self.coordinator.signature, options),
+                backstory=backstory,
+                question=question_text,
+                options=options,
+                views=[
+                    f"{name}: answer {v.answer} ({options.get(v.answer, '?')}). {v.analysis}"
+                    for name, v in views.items()
+                ],
+            ).answer
+        else:
+            final = answers["cognitive"]
+        return dspy.Prediction(
+            answer=final,
+            backstory=backstory,
+            coordinated=coordinated,
+            **{f"{name}_answer": v.answer for name, v in views.items()},
+            **{f"{name}_analysis": v.analysis for name, v in views.items()},
+        )
