@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -104,8 +103,8 @@ def metrics_table(title: str, metrics: dict) -> Table:
 def evaluate(
     program: str = typer.Option(
         "knn",
-        help="Program name (majority, country, cell, knn, valuesim, backstory, "
-        "full-info, rag, demographics) or a compiled program (runs:/..., models:/..., path)",
+        help="Program name (majority, country, cell, knn, demographics, rag, full-info, backstory, valuesim) "
+        "or a compiled program: runs:/<run_id>, models:/<name>/<version> or a saved folder",
     ),
     data: Path = typer.Option(None, help="Built benchmark [default: data/benchmark]"),
     split: str = typer.Option("dev", help="train, dev or test"),
@@ -121,42 +120,43 @@ def evaluate(
     resume: bool = typer.Option(False, help="Continue the run in --run-dir, skipping finished predictions"),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as one JSON object"),
 ) -> None:
-    """Evaluate a program on the benchmark and print its metrics.
+    """Evaluate a program on the benchmark, print its metrics and log an MLflow run.
 
     Example:
         valuesim evaluate --program knn --split dev --fold 1 --history 232
         valuesim evaluate --program valuesim --lm gemma --persons 5 --questions 10
     """
     from valuesim.data.benchmark import Benchmark
-    from valuesim.evaluate import evaluate as run_eval
-    from valuesim.programs import PROGRAMS
+    from valuesim.programs.saved import ProgramLoadError
+    from valuesim.runner import Setup, run_evaluate
 
-    try:
-        bench = Benchmark(data or config.data_dir())
-    except FileNotFoundError as e:
-        fail(str(e))
-    if program not in PROGRAMS:
-        fail(f"unknown program {program!r}; choose from {', '.join(PROGRAMS)}")
-    name = run_dir or config.runs_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{program}-{protocol}-f{fold}-h{history}"
     if resume and not (run_dir and Path(run_dir).exists()):
         fail("--resume needs --run-dir pointing at an existing run folder")
-    examples = bench.examples(protocol, split, fold, history, persons=persons, questions=questions)
-    if not examples:
-        fail("no examples selected (check --split/--fold/--persons)")
-    prog = PROGRAMS[program].from_benchmark(bench)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = run_eval(prog, examples, bench.catalog, name, threads=threads, progress=not as_json)
-    params = {
-        "program": program,
-        "protocol": protocol,
-        "split": split,
-        "fold": fold,
-        "history": history,
-        "persons": result.metrics.get("persons"),
-        "run_dir": str(name),
-        "dataset": bench.fingerprint,
-    }
+    if run_dir and Path(run_dir, "predictions.sqlite").exists() and not resume:
+        fail(f"{run_dir} already holds a run; add --resume to continue it or choose another --run-dir")
+    setup = Setup(
+        program=program,
+        protocol=protocol,
+        split=split,
+        fold=fold,
+        history=history,
+        persons=persons,
+        questions=questions,
+        lm=lm,
+        api_base=api_base,
+        threads=threads,
+    )
+    try:
+        bench = Benchmark(data or config.data_dir())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result, params = run_evaluate(setup, bench, run_dir=run_dir, progress=not as_json)
+    except (FileNotFoundError, ProgramLoadError, ValueError, KeyError) as e:
+        fail(str(e).strip("'\""))
+    show_result(result, params, as_json)
+
+
+def show_result(result, params: dict, as_json: bool) -> None:
     if as_json:
         emit_json(
             {
@@ -167,9 +167,10 @@ def evaluate(
             }
         )
         return
-    out.print(metrics_table(f"{program} on {split}, fold {fold}, history {history} ({protocol})", result.metrics))
+    title = f"{params['program']} on {params['split']}, fold {params['fold']}, history {params['history']}"
+    out.print(metrics_table(f"{title} ({params['protocol']})", result.metrics))
     out.print(result.by_country.round(3).to_string(index=False))
-    console.print(f"Predictions kept in {name}/predictions.sqlite")
+    console.print(f"Predictions: {params['run_dir']}/predictions.sqlite; MLflow run {params.get('mlflow_run_id')}")
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,59 @@
+"""Compile a program with one of DSPy's optimizers against training respondents."""
+
+from __future__ import annotations
+
+import dspy
+
+from valuesim.optimize.metric import answer_metric, feedback_metric
+
+OPTIMIZERS = ("bootstrap", "random-search", "mipro", "gepa")
+
+
+def make_optimizer(name: str, seed: int = 0, threads: int = 1, demos: int = 2, candidates: int = 4):
+    """The DSPy optimizer for a CLI name, sized for small compiles (scale up with demos/candidates)."""
+    if name == "bootstrap":
+        return dspy.BootstrapFewShot(
+            metric=answer_metric, max_bootstrapped_demos=demos, max_labeled_demos=demos, max_rounds=1
+        )
+    if name == "random-search":
+        return dspy.BootstrapFewShotWithRandomSearch(
+            metric=answer_metric,
+            max_bootstrapped_demos=demos,
+            max_labeled_demos=demos,
+            num_candidate_programs=candidates,
+            num_threads=threads,
+        )
+    if name == "mipro":
+        return dspy.MIPROv2(
+            metric=answer_metric,
+            auto="light",
+            max_bootstrapped_demos=demos,
+            max_labeled_demos=demos,
+            num_threads=threads,
+            seed=seed,
+        )
+    if name == "gepa":
+        return dspy.GEPA(
+            metric=feedback_metric,
+            auto="light",
+            reflection_lm=dspy.settings.lm,
+            num_threads=threads,
+            seed=seed,
+        )
+    raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
+def compile_program(
+    program: dspy.Module,
+    optimizer: str,
+    trainset: list[dspy.Example],
+    valset: list[dspy.Example] | None = None,
+    seed: int = 0,
+    threads: int = 1,
+) -> dspy.Module:
+    opt = make_optimizer(optimizer, seed=seed, threads=threads)
+    if optimizer == "bootstrap":
+        return opt.compile(program, trainset=trainset)
+    if optimizer == "mipro":
+        return opt.compile(program, trainset=trainset, valset=valset, requires_permission_to_run=False)
+    return opt.compile(program, trainset=trainset, valset=valset)

@@ -1,0 +1,95 @@
+"""Saving and loading programs: DSPy's JSON state plus the settings that rebuild the module.
+
+A saved program is a folder:
+    program.json    DSPy state (`program.save`): instructions and demos of every predictor
+    valuesim.json   {"program": <name>, "settings": {...}, "lm": {...}, "dspy": <version>}
+
+`load(uri)` accepts such a folder, `runs:/<run_id>` (the folder logged with an MLflow run) and
+`models:/<name>/<version>` (MLflow's dspy flavor, for registered models).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dspy
+
+from valuesim.programs import PROGRAMS
+
+
+class ProgramLoadError(ValueError):
+    """A saved program that is missing, corrupt or built for another program."""
+
+
+def save_program(
+    program: dspy.Module, name: str, path: str | Path, settings: dict | None = None, lm: dict | None = None
+) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    program.save(str(path / "program.json"))
+    meta = {"program": name, "settings": settings or {}, "lm": lm or {}, "dspy": dspy.__version__}
+    (path / "valuesim.json").write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def load_program(path: str | Path) -> tuple[dspy.Module, dict]:
+    """Rebuild the module from valuesim.json, then load its DSPy state. Returns (program, meta)."""
+    path = Path(path)
+    meta_file, state_file = path / "valuesim.json", path / "program.json"
+    for f in (meta_file, state_file):
+        if not f.exists():
+            raise ProgramLoadError(f"{path}: not a saved ValueSim program (missing {f.name})")
+    try:
+        meta = json.loads(meta_file.read_text())
+        name = meta["program"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ProgramLoadError(f"{meta_file}: corrupt ({type(e).__name__}: {e})") from None
+    if name not in PROGRAMS:
+        raise ProgramLoadError(f"{meta_file}: unknown program {name!r}")
+    program = PROGRAMS[name](**meta.get("settings", {}))
+    try:
+        program.load(str(state_file))
+    except Exception as e:  # noqa: BLE001 - DSPy raises many kinds for a bad state file
+        raise ProgramLoadError(f"{state_file}: cannot be loaded into {name} ({type(e).__name__}: {e})") from None
+    return program, meta
+
+
+def resolve_uri(uri: str) -> Path:
+    """A local folder for a program URI: MLflow URIs are downloaded first."""
+    if uri.startswith("runs:/"):
+        import mlflow
+
+        from valuesim.tracking import setup_tracking
+
+        setup_tracking()
+        run_id, _, sub = uri[len("runs:/") :].partition("/")
+        try:
+            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=sub or "program"))
+        except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing run/artifact
+            raise ProgramLoadError(f"{uri}: cannot be downloaded from the MLflow store ({e})") from None
+    path = Path(uri)
+    if not path.exists():
+        raise ProgramLoadError(f"{uri}: no such program (give a program name, a saved folder, runs:/ or models:/)")
+    return path
+
+
+def load(uri: str) -> dspy.Module:
+    """A compiled program, ready to call: `valuesim.load("runs:/<id>")(**example.inputs())`."""
+    if uri.startswith("models:/"):
+        return load_registered(uri)
+    program, _ = load_program(resolve_uri(uri))
+    return program
+
+
+def load_registered(uri: str) -> dspy.Module:
+    """A registered model (MLflow's dspy flavor). Its files are cloudpickles: load only models you logged."""
+    import mlflow
+
+    from valuesim.tracking import setup_tracking
+
+    setup_tracking()
+    try:
+        return mlflow.dspy.load_model(uri)
+    except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing or unreadable model
+        raise ProgramLoadError(f"{uri}: cannot be loaded from the MLflow model registry ({e})") from None

@@ -1,0 +1,102 @@
+"""Wires the stages: benchmark -> program -> predictions -> metrics -> MLflow. The CLI calls these.
+
+Every evaluate and compile is an MLflow run (experiments "valuesim-evaluate" and "valuesim-compile") and keeps
+its predictions in a run folder (runs/<name>/predictions.sqlite), so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dspy
+
+from valuesim import config, tracking
+from valuesim.data.benchmark import Benchmark
+from valuesim.evaluate import EvalResult, evaluate
+from valuesim.programs import PROGRAMS, STATISTICAL
+from valuesim.programs.saved import load_program, resolve_uri
+
+
+@dataclass
+class Setup:
+    """What a run evaluates: the data selection, the program and the LM."""
+
+    program: str = "knn"
+    protocol: str = "values"
+    split: str = "dev"
+    fold: int = 1
+    history: int = 232
+    persons: int | None = None
+    questions: int | None = None
+    lm: str = "gemma"
+    api_base: str | None = None
+    threads: int = 1
+    seed: int = 0
+    settings: dict = field(default_factory=dict)  # program settings (backstory_words, ...)
+
+
+def configure_lm(model: str, api_base: str | None = None) -> dict:
+    """Build the LM once and make it DSPy's default, with the options-constrained JSON adapter."""
+    from valuesim.lm import build_lm, lm_info
+    from valuesim.programs.options import OptionsAdapter
+
+    lm = build_lm(model, api_base=api_base)
+    dspy.configure(lm=lm, adapter=OptionsAdapter())
+    return lm_info(lm)
+
+
+def build_program(spec: str, bench: Benchmark, settings: dict | None = None) -> tuple[dspy.Module, str, dict]:
+    """A program from a name or a compiled-program URI. Returns (program, program name, its settings)."""
+    if spec in PROGRAMS:
+        return PROGRAMS[spec].from_benchmark(bench, **(settings or {})), spec, settings or {}
+    program, meta = load_program(resolve_uri(spec))
+    return program, meta["program"], meta.get("settings", {})
+
+
+def run_name(setup: Setup, kind: str = "evaluate") -> str:
+    label = setup.program if setup.program in PROGRAMS else "compiled"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{label}-{setup.protocol}-f{setup.fold}-h{setup.history}"
+
+
+def params_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
+    return {
+        "program": setup.program,
+        "program_name": name,
+        "protocol": setup.protocol,
+        "split": setup.split,
+        "fold": setup.fold,
+        "history": setup.history,
+        "persons": setup.persons,
+        "questions": setup.questions,
+        "seed": setup.seed,
+        "dataset": bench.fingerprint,
+        **{f"setting_{k}": v for k, v in setup.settings.items()},
+        **{f"lm_{k}": v for k, v in lm.items()},
+    }
+
+
+def run_evaluate(
+    setup: Setup,
+    bench: Benchmark,
+    run_dir: Path | None = None,
+    experiment: str = "valuesim-evaluate",
+    progress: bool = True,
+    nested: bool = False,
+) -> tuple[EvalResult, dict]:
+    """Evaluate one program on one selection, log it as an MLflow run. Returns (result, params)."""
+    program, name, _ = build_program(setup.program, bench, setup.settings)
+    lm = {} if name in STATISTICAL else configure_lm(setup.lm, setup.api_base)
+    run_dir = Path(run_dir or config.runs_dir() / run_name(setup))
+    examples = bench.examples(setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions)
+    if not examples:
+        raise ValueError("no examples selected (check --split, --fold, --persons)")
+    params = params_of(setup, bench, name, lm) | {"run_dir": str(run_dir)}
+    with tracking.run(experiment, run_dir.name, params, nested=nested) as active:
+        result = evaluate(program, examples, bench.catalog, run_dir, threads=setup.threads, progress=progress)
+        tracking.log_result(result)
+        if name not in STATISTICAL:
+            tracking.log_prompts(program, examples[0])
+        params["mlflow_run_id"] = active.info.run_id
+    return result, params

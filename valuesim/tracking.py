@@ -1,0 +1,117 @@
+"""MLflow: one tracking store under mlruns/ at the project home, no server.
+
+The store is a SQLite database (`mlruns/mlflow.db`) with artifacts in `mlruns/artifacts/`: MLflow 3 deprecates
+the plain file store (it needs MLFLOW_ALLOW_FILE_STORE=true), and SQLite lets two runs write at once.
+Browse it with `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from valuesim import config
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
+
+
+def setup_tracking(experiment: str | None = None):
+    import mlflow
+
+    mlruns = config.mlruns_dir()
+    mlruns.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri())
+    if experiment:
+        if mlflow.get_experiment_by_name(experiment) is None:
+            try:
+                mlflow.create_experiment(experiment, artifact_location=(mlruns / "artifacts").as_uri())
+            except Exception:  # noqa: BLE001 - another process created it first
+                pass
+        mlflow.set_experiment(experiment)
+    return mlflow
+
+
+def clean_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """Numeric metrics only, NaN dropped (MLflow rejects neither, but NaN charts are useless)."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or (isinstance(v, float) and math.isnan(v)):
+            continue
+        out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+@contextmanager
+def run(experiment: str, name: str, params: dict, tags: dict | None = None, nested: bool = False):
+    mlflow = setup_tracking(experiment)
+    with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items() if v is not None})
+        yield active
+
+
+def log_result(result, prefix: str = "") -> None:
+    """Metrics, breakdowns and the predictions table of an EvalResult."""
+    import mlflow
+
+    mlflow.log_metrics(clean_metrics(result.metrics, prefix))
+    mlflow.log_table(result.predictions, artifact_file=f"{prefix}predictions.json")
+    mlflow.log_table(result.by_country, artifact_file=f"{prefix}by_country.json")
+    mlflow.log_table(result.by_category, artifact_file=f"{prefix}by_category.json")
+
+
+def log_prompts(program, example) -> None:
+    """The rendered prompt of each predictor for one example, as text artifacts (prompts/<predictor>.txt)."""
+    import mlflow
+
+    from valuesim.programs.options import OptionsAdapter
+
+    inputs = {
+        **example.inputs(),
+        "question": example.question_text,
+        "backstory": "<the person's backstory>",
+        "views": ["<cognitive view>", "<affective view>", "<behavioral view>"],
+        "word_budget": 250,
+    }
+    adapter = OptionsAdapter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, predictor in program.named_predictors():
+            fields = {k: v for k, v in inputs.items() if k in predictor.signature.input_fields}
+            messages = adapter.format(predictor.signature, predictor.demos, fields)
+            text = "\n\n".join(f"--- {m['role']} ---\n{m['content']}" for m in messages)
+            Path(tmp, f"{name}.txt").write_text(text)
+        mlflow.log_artifacts(tmp, artifact_path="prompts")
+
+
+def log_program_folder(folder: Path) -> None:
+    import mlflow
+
+    mlflow.log_artifacts(str(folder), artifact_path="program")
+
+
+def log_dspy_model(program) -> str | None:
+    """The program with MLflow's dspy flavor (for the model registry). Returns the model URI, or None when the
+    program cannot be serialized (the JSON folder logged beside it is what `valuesim.load` reads)."""
+    import mlflow
+
+    try:
+        info = mlflow.dspy.log_model(program, name="model")
+        return info.model_uri
+    except Exception as e:  # noqa: BLE001 - record why, keep the run
+        mlflow.set_tag("dspy_flavor_error", f"{type(e).__name__}: {e}"[:500])
+        return None
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=1, default=str))
+
+
+def frame_to_markdown(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False) if hasattr(df, "to_markdown") else df.to_string(index=False)
