@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import typer
@@ -31,6 +32,16 @@ def fail(message: str) -> None:
     """A user error: one line, exit 1, no traceback."""
     console.print(f"[red]Error:[/red] {message}", highlight=False)
     raise typer.Exit(1)
+
+
+@contextmanager
+def quiet_stdout(enabled: bool):
+    """Route library prints (DSPy optimizers print to stdout) to stderr so --json output stays one JSON object."""
+    if enabled:
+        with redirect_stdout(sys.stderr):
+            yield
+    else:
+        yield
 
 
 def emit_json(obj) -> None:
@@ -150,10 +161,148 @@ def evaluate(
         bench = Benchmark(data or config.data_dir())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result, params = run_evaluate(setup, bench, run_dir=run_dir, progress=not as_json)
+            with quiet_stdout(as_json):
+                result, params = run_evaluate(setup, bench, run_dir=run_dir, progress=not as_json)
     except (FileNotFoundError, ProgramLoadError, ValueError, KeyError) as e:
         fail(str(e).strip("'\""))
     show_result(result, params, as_json)
+
+
+@app.command("compile")
+def compile_cmd(
+    program: str = typer.Option("valuesim", help="LM program to compile (valuesim, backstory, full-info, rag, ...)"),
+    optimizer: str = typer.Option("bootstrap", help="bootstrap, random-search, mipro or gepa"),
+    train: int = typer.Option(8, help="Training respondents (persons) to compile on"),
+    dev: int = typer.Option(4, help="Dev respondents to score before and after compiling"),
+    questions: int = typer.Option(5, help="Held-out questions per person, in train and dev"),
+    data: Path = typer.Option(None, help="Built benchmark [default: data/benchmark]"),
+    fold: int = typer.Option(1, help="Question fold 1-5"),
+    history: int = typer.Option(232, help="Number of known profile answers"),
+    protocol: str = typer.Option("values", help="values or reference"),
+    lm: str = typer.Option("gemma", help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
+    api_base: str = typer.Option(None, help="API base URL for an OpenAI-compatible server"),
+    threads: int = typer.Option(1, help="Parallel LM calls (use >1 only for remote LMs)"),
+    seed: int = typer.Option(0, help="Optimizer seed"),
+    run_dir: Path = typer.Option(None, help="Run folder [default: runs/<name>]"),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object"),
+) -> None:
+    """Compile a program's prompts with a DSPy optimizer; evaluate on dev before and after; log to MLflow.
+
+    The compiled program is saved in the run folder (program/) and logged with the MLflow run; load it with
+    `valuesim simulate --program runs:/<run_id>` or `valuesim.load("runs:/<run_id>")`.
+
+    Example:
+        valuesim compile --program valuesim --optimizer bootstrap --train 8 --dev 4 --lm gemma
+    """
+    from valuesim.data.benchmark import Benchmark
+    from valuesim.optimize.compile import OPTIMIZERS
+    from valuesim.runner import Setup, run_compile
+
+    if optimizer not in OPTIMIZERS:
+        fail(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    setup = Setup(
+        program=program,
+        protocol=protocol,
+        split="dev",
+        fold=fold,
+        history=history,
+        questions=questions,
+        lm=lm,
+        api_base=api_base,
+        threads=threads,
+        seed=seed,
+    )
+    try:
+        bench = Benchmark(data or config.data_dir())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with quiet_stdout(as_json):
+                summary = run_compile(setup, bench, optimizer, train, dev, run_dir=run_dir, progress=not as_json)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    if as_json:
+        emit_json(summary)
+        return
+    keys = ["accuracy", "within_one", "nmae", "invalid", "lm_calls_per_pred", "seconds_per_pred"]
+    t = Table(title=f"{program} compiled with {optimizer}: dev before / after")
+    for col in ("metric", "before", "after"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for k in keys:
+        b, a = summary["before"].get(k), summary["after"].get(k)
+        t.add_row(k, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in (b, a)))
+    out.print(t)
+    console.print(f"Saved {summary['program_dir']}; load it with --program {summary['program_uri']}")
+
+
+@app.command()
+def simulate(
+    person: Path = typer.Option(..., help="Person file (JSON): country and known answers by question code"),
+    question: str = typer.Option(..., help="Question code to answer, e.g. Q164"),
+    program: str = typer.Option(
+        "valuesim",
+        help="Program name, or a compiled program: runs:/<run_id>, models:/<name>/<version>, or a saved folder",
+    ),
+    data: Path = typer.Option(None, help="Built benchmark, for the question catalog [default: data/benchmark]"),
+    lm: str = typer.Option("gemma", help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
+    api_base: str = typer.Option(None, help="API base URL for an OpenAI-compatible server"),
+    as_json: bool = typer.Option(False, "--json", help="Print the simulation as one JSON object"),
+) -> None:
+    """Simulate one person's answer to one question: backstory, each module's view, the final answer.
+
+    Example:
+        valuesim simulate --program runs:/<run_id> --person person.json --question Q164
+    """
+    from valuesim.data.benchmark import Benchmark, make_example
+    from valuesim.data.person import PersonFileError, load_person
+    from valuesim.programs.saved import ProgramLoadError, load
+    from valuesim.runner import configure_lm
+
+    try:
+        bench = Benchmark(data or config.data_dir())
+        catalog = bench.catalog
+        if question not in catalog:
+            fail(f"unknown question code {question!r} (expected Q1-Q290)")
+        if catalog[question].open:
+            fail(f"{question} ({catalog[question].label}) is a free-number item and cannot be asked")
+        who = load_person(person, catalog)
+        example = make_example(catalog, who, question)
+        prog = load(program) if program not in PROGRAMS_BY_NAME() else PROGRAMS_BY_NAME()[program].from_benchmark(bench)
+        lm_info = configure_lm(lm, api_base)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with quiet_stdout(as_json):
+                pred = prog(**example.inputs())
+    except (FileNotFoundError, PersonFileError, ProgramLoadError, ValueError) as e:
+        fail(str(e))
+    answer = getattr(pred, "answer", None)
+    result = {
+        "question": question,
+        "question_text": example.question_text,
+        "options": example.options,
+        "answer": answer,
+        "answer_label": example.options.get(str(answer)),
+        "valid": str(answer) in example.options,
+        **{k: v for k, v in pred.items() if k != "answer"},
+        "lm": lm_info.get("model"),
+    }
+    if as_json:
+        emit_json(result)
+        return
+    if "backstory" in result:
+        out.print("[bold]Backstory[/bold]\n" + str(result["backstory"]) + "\n")
+    for view in ("cognitive", "affective", "behavioral"):
+        if f"{view}_answer" in result:
+            a = result[f"{view}_answer"]
+            out.print(f"[bold]{view.title()}[/bold]: {a} ({example.options.get(str(a), '?')})")
+            out.print(f"  {result.get(view + '_analysis', '')}")
+    out.print(f"\n[bold]{question}[/bold] {example.question_text}")
+    out.print(f"[bold]Answer[/bold]: {answer} ({result['answer_label'] or 'not an option'})")
+
+
+def PROGRAMS_BY_NAME() -> dict:  # noqa: N802 - imported lazily so --help stays fast
+    from valuesim.programs import PROGRAMS
+
+    return PROGRAMS
 
 
 def show_result(result, params: dict, as_json: bool) -> None:

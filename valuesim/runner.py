@@ -16,7 +16,7 @@ from valuesim import config, tracking
 from valuesim.data.benchmark import Benchmark
 from valuesim.evaluate import EvalResult, evaluate
 from valuesim.programs import PROGRAMS, STATISTICAL
-from valuesim.programs.saved import load_program, resolve_uri
+from valuesim.programs.saved import load_program, resolve_uri, save_program
 
 
 @dataclass
@@ -100,3 +100,63 @@ def run_evaluate(
             tracking.log_prompts(program, examples[0])
         params["mlflow_run_id"] = active.info.run_id
     return result, params
+
+
+def run_compile(
+    setup: Setup,
+    bench: Benchmark,
+    optimizer: str,
+    train_persons: int,
+    dev_persons: int,
+    run_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate on dev, compile on training respondents, evaluate again, save and log everything.
+
+    Returns a summary with the before/after metrics, the saved program folder and the MLflow run id.
+    """
+    import mlflow
+
+    from valuesim.optimize.compile import compile_program
+
+    if setup.program not in PROGRAMS or setup.program in STATISTICAL:
+        raise ValueError(f"compile takes an LM program name, not {setup.program!r}")
+    run_dir = Path(run_dir or config.runs_dir() / run_name(setup, "compile"))
+    lm = configure_lm(setup.lm, setup.api_base)
+    program = PROGRAMS[setup.program].from_benchmark(bench, **setup.settings)
+    q = setup.questions
+    trainset = bench.examples(setup.protocol, "train", setup.fold, setup.history, train_persons, q)
+    devset = bench.examples(setup.protocol, "dev", setup.fold, setup.history, dev_persons, q)
+    params = params_of(setup, bench, setup.program, lm) | {
+        "optimizer": optimizer,
+        "train_persons": train_persons,
+        "dev_persons": dev_persons,
+        "train_examples": len(trainset),
+        "dev_examples": len(devset),
+        "run_dir": str(run_dir),
+    }
+    setup_mlflow = tracking.setup_tracking("valuesim-compile")
+    setup_mlflow.dspy.autolog(log_compiles=True, log_evals=False, log_traces_from_compile=False)
+    with tracking.run("valuesim-compile", run_dir.name, params) as active:
+        before = evaluate(program, devset, bench.catalog, run_dir / "before", setup.threads, progress)
+        tracking.log_result(before, prefix="before_")
+        t0 = time.perf_counter()
+        compiled = compile_program(program, optimizer, trainset, devset, seed=setup.seed, threads=setup.threads)
+        mlflow.log_metric("compile_seconds", time.perf_counter() - t0)
+        after = evaluate(compiled, devset, bench.catalog, run_dir / "after", setup.threads, progress)
+        tracking.log_result(after, prefix="after_")
+        folder = save_program(compiled, setup.program, run_dir / "program", setup.settings, lm)
+        tracking.log_program_folder(folder)
+        tracking.log_prompts(compiled, devset[0])
+        model_uri = tracking.log_dspy_model(compiled)
+        run_id = active.info.run_id
+    setup_mlflow.dspy.autolog(disable=True)
+    return {
+        "params": params,
+        "before": before.metrics,
+        "after": after.metrics,
+        "program_dir": str(folder),
+        "mlflow_run_id": run_id,
+        "program_uri": f"runs:/{run_id}",
+        "model_uri": model_uri,
+    }

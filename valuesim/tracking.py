@@ -102,7 +102,7 @@ def log_dspy_model(program) -> str | None:
     import mlflow
 
     try:
-        info = mlflow.dspy.log_model(program, name="model")
+        info = mlflow.dspy.log_model(program, name="model", use_dspy_model_save=True)
         return info.model_uri
     except Exception as e:  # noqa: BLE001 - record why, keep the run
         mlflow.set_tag("dspy_flavor_error", f"{type(e).__name__}: {e}"[:500])

@@ -83,6 +83,10 @@ class LabelMapper:
                 continue  # alias for a label this question does not have
             self.lookup.setdefault(normalize(variant), value)
         self.numeric = code in NUMERIC_ITEMS
+        # 10-point scales label the middle points with digits ("2".."9") and the ends with words; a release may
+        # give an end point as its digit too ("10", "1 None at all"), which is then the code itself
+        codes = {int(c): str(lab).strip() for c, lab in choices.items() if int(c) >= 0}
+        self.scale_points = set(codes) if any(lab == str(c) for c, lab in codes.items()) else set()
 
     def __call__(self, raw) -> tuple[bool, int | None]:
         """(known, code): known=False means the label is not recognised."""
@@ -94,6 +98,9 @@ class LabelMapper:
                 return True, self.lookup[candidate]
         if key in MISSING_LABELS or re.fullmatch(MISSING_PATTERN, key):
             return True, None
+        for candidate in _variants(key):
+            if candidate.isdigit() and int(candidate) in self.scale_points:
+                return True, int(candidate)
         if re.fullmatch(r"-?\d+", key):
             n = int(key)
             if n < 0:

@@ -50,10 +50,23 @@ def compile_program(
     valset: list[dspy.Example] | None = None,
     seed: int = 0,
     threads: int = 1,
+    max_demo_chars: int = 4000,
 ) -> dspy.Module:
     opt = make_optimizer(optimizer, seed=seed, threads=threads)
     if optimizer == "bootstrap":
-        return opt.compile(program, trainset=trainset)
-    if optimizer == "mipro":
-        return opt.compile(program, trainset=trainset, valset=valset, requires_permission_to_run=False)
-    return opt.compile(program, trainset=trainset, valset=valset)
+        compiled = opt.compile(program, trainset=trainset)
+    elif optimizer == "mipro":
+        compiled = opt.compile(program, trainset=trainset, valset=valset, requires_permission_to_run=False)
+    else:
+        compiled = opt.compile(program, trainset=trainset, valset=valset)
+    return drop_long_demos(compiled, max_demo_chars)
+
+
+def drop_long_demos(program: dspy.Module, max_chars: int) -> dspy.Module:
+    """Keep only demos whose signature fields fit `max_chars` of text: a demo carrying a whole profile would
+    double a full-profile prompt and overflow a small model's context window (a 232-answer profile is about
+    5,000 tokens), so such predictors keep their instruction and lose their demos."""
+    for _, predictor in program.named_predictors():
+        fields = list(predictor.signature.fields)
+        predictor.demos = [d for d in predictor.demos if len(str([d.get(f) for f in fields])) <= max_chars]
+    return program

@@ -1,0 +1,80 @@
+"""A person file for `valuesim simulate`: who someone is and what they answered, by question code.
+
+    {
+      "country": "USA",
+      "answers": {"Q260": "Female", "Q262": 34, "Q275": "Bachelor or equivalent", "Q1": "Very important",
+                  "Q164": 8, "Q46": 2}
+    }
+
+Answers are option codes (numbers) or option labels (text, compared without case or punctuation); free numbers
+(age Q262, year of birth Q261) are numbers. Demographics are Q260-Q290, value questions Q1-Q259.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from valuesim.data.benchmark import make_person
+from valuesim.data.catalog import NUMERIC_ITEMS, Catalog
+from valuesim.data.ingest import normalize
+
+
+class PersonFileError(ValueError):
+    """A person file that cannot be read; the message names the file and the field."""
+
+
+def load_person(path: str | Path, catalog: Catalog) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PersonFileError(f"{path}: not found") from None
+    except json.JSONDecodeError as e:
+        raise PersonFileError(f"{path}: not valid JSON ({e})") from None
+    return parse_person(data, catalog, str(path))
+
+
+def parse_person(data, catalog: Catalog, source: str = "person") -> dict:
+    if not isinstance(data, dict):
+        raise PersonFileError(f"{source}: expected a JSON object with 'country' and 'answers'")
+    country = data.get("country")
+    if not isinstance(country, str) or not country:
+        raise PersonFileError(f"{source}: field 'country' must be an ISO alpha-3 code such as \"USA\"")
+    country = country.upper()
+    if catalog.countries and country not in catalog.countries:
+        raise PersonFileError(f"{source}: field 'country': unknown country code {country!r}")
+    answers = data.get("answers", {})
+    if not isinstance(answers, dict):
+        raise PersonFileError(f"{source}: field 'answers' must be an object of question code -> answer")
+    items = []
+    for code, value in answers.items():
+        if code not in catalog:
+            raise PersonFileError(f"{source}: answers.{code}: unknown question code (expected Q1-Q290)")
+        items.append({"q": code, "a": answer_code(catalog, code, value, country, source)})
+    demographics = [i for i in items if catalog[i["q"]].kind == "demographic"]
+    profile = [i for i in items if catalog[i["q"]].kind == "value"]
+    person = make_person(catalog, country, demographics, profile)
+    person["person_id"] = str(data.get("id", Path(source).stem))
+    return person
+
+
+def answer_code(catalog: Catalog, code: str, value, country: str, source: str) -> int:
+    """An option code from a code or a label; raises with the allowed options when it is neither."""
+    q = catalog[code]
+    options = q.options_for(country)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise PersonFileError(f"{source}: answers.{code}: expected a number or an option label, got {value!r}")
+    if code in NUMERIC_ITEMS and isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, int | float) and float(value).is_integer() and int(value) in options:
+        return int(value)
+    if isinstance(value, str):
+        by_label = {normalize(label): c for c, label in options.items()}
+        key = normalize(value)
+        if key in by_label:
+            return by_label[key]
+        if key.lstrip("-").isdigit() and int(key) in options:
+            return int(key)
+    listed = "; ".join(f"{c} = {label}" for c, label in list(options.items())[:12])
+    raise PersonFileError(f"{source}: answers.{code}: {value!r} is not an option of {code} ({listed})")

