@@ -97,7 +97,7 @@ def test_every_question_has_exactly_one_table(catalog: Catalog) -> None:
         "sentences": set(statements.SENTENCES),
         "templates": set(statements.TEMPLATES),
         "special": set(statements.SPECIAL),
-        "numbers": set(statements.NUMBERS),
+        "numbers": set(statements.NUMBERS) - set(statements.SENTENCES),  # counts use SENTENCES for codes 0-7
     }
     for q in catalog:
         owners = [name for name, codes in tables.items() if q.code in codes]
@@ -167,7 +167,7 @@ def test_codebook_artefacts_are_cleaned(catalog: Catalog) -> None:
     assert kenya.count("Amani") == 1
 
 
-@pytest.mark.parametrize(("code", "answer"), [("Q1", 7), ("Q1", -1), ("Q223", 999999), ("Q290", 5), ("Q274", 9)])
+@pytest.mark.parametrize(("code", "answer"), [("Q1", 7), ("Q1", -1), ("Q223", 999999), ("Q290", 5), ("Q274", 99)])
 def test_unknown_answer_raises(catalog: Catalog, code: str, answer: int) -> None:
     with pytest.raises(ValueError, match=rf"{code}\b.*{answer}"):
         render_statement(catalog[code], answer)

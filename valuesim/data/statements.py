@@ -1295,8 +1295,26 @@ SPECIAL: dict[str, Callable[[int, str], str]] = {
     "Q272": lambda answer, label: f"At home, you normally speak {_language(label)}.",
     "Q290": lambda answer, label: _ethnic_group(label),
 }
+def _count(sentence: str) -> Callable[[Question, int], str]:
+    """Household size and number of children: codes 0-7 have sentences; some releases store larger counts."""
+
+    def render(question: Question, answer: int) -> str:
+        if answer in SENTENCES[question.code]:
+            return SENTENCES[question.code][answer]
+        if not 0 <= answer <= 40:
+            raise ValueError(f"{question.code}: {answer} is not a plausible count")
+        return sentence.format(answer)
+
+    return render
+
+
 # Free numbers: the answer is the value itself, there is no option list.
-NUMBERS: dict[str, Callable[[Question, int], str]] = {"Q261": _year_of_birth, "Q262": _age}
+NUMBERS: dict[str, Callable[[Question, int], str]] = {
+    "Q261": _year_of_birth,
+    "Q262": _age,
+    "Q270": _count("Your household has {} members, including yourself."),
+    "Q274": _count("You have {} children."),
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------

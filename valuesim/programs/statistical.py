@@ -21,6 +21,7 @@ class _Fitted(dspy.Module):
         super().__init__()
         self.train = train.reset_index(drop=True)
         self.catalog = catalog
+        self._majorities: dict = {}
 
     @classmethod
     def from_benchmark(cls, bench, **_) -> _Fitted:
@@ -37,19 +38,27 @@ class _Fitted(dspy.Module):
         return tally.most_common(1)[0][0] if tally else None
 
 
+    def majority(self, question: str, options: dict, country: str | None = None) -> str | None:
+        """Majority answer overall or within a country, memoized: it is the same for every person."""
+        key = (question, country, tuple(options))
+        if key not in self._majorities:
+            rows = self.train if country is None else self.train[self.train["country"] == country]
+            self._majorities[key] = self.vote(rows[question], options)
+        return self._majorities[key]
+
+
 class GlobalMajority(_Fitted):
     """The most common answer to the question among all training respondents."""
 
     def forward(self, question: str, options: dict, **_) -> dspy.Prediction:
-        return dspy.Prediction(answer=self.vote(self.train[question], options))
+        return dspy.Prediction(answer=self.majority(question, options))
 
 
 class CountryMajority(_Fitted):
     """The most common answer among training respondents of the person's country."""
 
     def forward(self, question: str, options: dict, country: str, **_) -> dspy.Prediction:
-        same = self.train[self.train["country"] == country]
-        answer = self.vote(same[question], options) or self.vote(self.train[question], options)
+        answer = self.majority(question, options, country) or self.majority(question, options)
         return dspy.Prediction(answer=answer)
 
 
