@@ -75,6 +75,11 @@ DEFAULT_MODEL = "gemma"
 DEFAULT_N_CTX = 8192  # a full profile (232 answers + demographics) is about 5,000 tokens
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_SEED = 0
+# What a call may reuse of earlier prompts' KV cache: "off" evaluates every prompt whole (the naive cost);
+# "last" is llama.cpp's own reuse of the prefix shared with the previous prompt; "ram" also restores saved states
+# of earlier prompts (llama_cpp.LlamaRAMCache), so the three CAPS modules, which alternate, each find their own
+# instructions + backstory prefix again on the person's next question.
+PREFIX_CACHES = ("off", "last", "ram")
 MODEL_PREFIX = "llamacpp/"
 
 
@@ -307,7 +312,13 @@ class LlamaCppEngine:
         seed: int = DEFAULT_SEED,
         temperature: float = 0.0,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        prefix_cache: str = "ram",
+        prefix_cache_mb: int = 2048,
     ) -> None:
+        if prefix_cache not in PREFIX_CACHES:
+            raise ValueError(f"prefix_cache must be one of {', '.join(PREFIX_CACHES)}, not {prefix_cache!r}")
+        self.prefix_cache = prefix_cache
+        self.prefix_cache_mb = prefix_cache_mb
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
@@ -345,6 +356,7 @@ class LlamaCppEngine:
         loaded = self.loaded
         with loaded.lock:
             start = time.perf_counter()
+            self._prepare_prefix(loaded.llm)
             loaded.watch_prompt()
             try:
                 result = loaded.llm.create_chat_completion(
@@ -403,7 +415,23 @@ class LlamaCppEngine:
             "seed": self.seed,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "prefix_cache": self.prefix_cache,
+            "prefix_cache_mb": self.prefix_cache_mb,
         }
+
+    def _prepare_prefix(self, llm: Any) -> None:
+        """How much of earlier prompts a call may reuse (see PREFIX_CACHES)."""
+        if self.prefix_cache == "off":
+            llm.set_cache(None)
+            llm.reset()  # forget the previous prompt: the whole prompt is evaluated
+        elif self.prefix_cache == "last":
+            llm.set_cache(None)
+        else:
+            if getattr(llm, "_valuesim_ram_cache", None) is None:
+                from llama_cpp import LlamaRAMCache
+
+                llm._valuesim_ram_cache = LlamaRAMCache(capacity_bytes=self.prefix_cache_mb << 20)
+            llm.set_cache(llm._valuesim_ram_cache)
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> LlamaCppEngine:
@@ -482,7 +510,7 @@ def build_lm(
     if api_base is not None:
         raise ValueError(f"api_base is for LiteLLM models; {model!r} runs in-process, so drop api_base.")
     path = resolve_model(model)
-    engine_kw = {key: kw.pop(key) for key in ("n_ctx", "n_threads", "seed") if key in kw}
+    engine_kw = {key: kw.pop(key) for key in ("n_ctx", "n_threads", "seed", "prefix_cache") if key in kw}
     engine = LlamaCppEngine(path, temperature=temperature, max_tokens=max_tokens, **engine_kw)
     return dspy.LM(
         model_string(path),

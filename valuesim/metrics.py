@@ -51,7 +51,9 @@ def population_wasserstein(preds: pd.DataFrame) -> float:
     """
     dists = []
     for _, g in preds.groupby("question"):
-        n = int(g["n_options"].iloc[0])
+        g = g[g["gold_pos"].notna()]  # a gold answer that is not an option has no place on the scale
+        # per-country items (parties, ethnic groups) have a different number of options in each country
+        n = int(g["n_options"].max()) if len(g) else 0
         pred = g["pred_pos"].dropna().astype(int)
         if len(pred) == 0 or n < 2:
             continue

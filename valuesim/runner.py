@@ -72,6 +72,7 @@ def params_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
         "questions": setup.questions,
         "seed": setup.seed,
         "dataset": bench.fingerprint,
+        "lm": setup.lm if lm else None,  # the name asked for (gemma, a path, ...); lm_model is what it resolved to
         **{f"setting_{k}": v for k, v in setup.settings.items()},
         **{f"lm_{k}": v for k, v in lm.items()},
     }
@@ -122,11 +123,13 @@ def run_compile(
     if setup.program not in PROGRAMS or setup.program in STATISTICAL:
         raise ValueError(f"compile takes an LM program name, not {setup.program!r}")
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup, "compile"))
-    lm = configure_lm(setup.lm, setup.api_base)
     program = PROGRAMS[setup.program].from_benchmark(bench, **setup.settings)
     q = setup.questions
     trainset = bench.examples(setup.protocol, "train", setup.fold, setup.history, train_persons, q)
     devset = bench.examples(setup.protocol, "dev", setup.fold, setup.history, dev_persons, q)
+    if not trainset or not devset:
+        raise ValueError(f"compile needs training and dev examples; selected {len(trainset)} and {len(devset)}")
+    lm = configure_lm(setup.lm, setup.api_base)
     params = params_of(setup, bench, setup.program, lm) | {
         "optimizer": optimizer,
         "train_persons": train_persons,
@@ -137,20 +140,22 @@ def run_compile(
     }
     setup_mlflow = tracking.setup_tracking("valuesim-compile")
     setup_mlflow.dspy.autolog(log_compiles=True, log_evals=False, log_traces_from_compile=False)
-    with tracking.run("valuesim-compile", run_dir.name, params) as active:
-        before = evaluate(program, devset, bench.catalog, run_dir / "before", setup.threads, progress)
-        tracking.log_result(before, prefix="before_")
-        t0 = time.perf_counter()
-        compiled = compile_program(program, optimizer, trainset, devset, seed=setup.seed, threads=setup.threads)
-        mlflow.log_metric("compile_seconds", time.perf_counter() - t0)
-        after = evaluate(compiled, devset, bench.catalog, run_dir / "after", setup.threads, progress)
-        tracking.log_result(after, prefix="after_")
-        folder = save_program(compiled, setup.program, run_dir / "program", setup.settings, lm)
-        tracking.log_program_folder(folder)
-        tracking.log_prompts(compiled, devset[0])
-        model_uri = tracking.log_dspy_model(compiled)
-        run_id = active.info.run_id
-    setup_mlflow.dspy.autolog(disable=True)
+    try:
+        with tracking.run("valuesim-compile", run_dir.name, params) as active:
+            before = evaluate(program, devset, bench.catalog, run_dir / "before", setup.threads, progress)
+            tracking.log_result(before, prefix="before_")
+            t0 = time.perf_counter()
+            compiled = compile_program(program, optimizer, trainset, devset, seed=setup.seed, threads=setup.threads)
+            mlflow.log_metric("compile_seconds", time.perf_counter() - t0)
+            after = evaluate(compiled, devset, bench.catalog, run_dir / "after", setup.threads, progress)
+            tracking.log_result(after, prefix="after_")
+            folder = save_program(compiled, setup.program, run_dir / "program", setup.settings, lm)
+            tracking.log_program_folder(folder)
+            tracking.log_prompts(compiled, devset[0])
+            model_uri = tracking.log_dspy_model(compiled)
+            run_id = active.info.run_id
+    finally:  # a failed compile must not leave DSPy autologging on for the rest of the process
+        setup_mlflow.dspy.autolog(disable=True)
     return {
         "params": params,
         "before": before.metrics,

@@ -1,6 +1,7 @@
 """Every program the CLI can run, by name. Each class builds itself with `from_benchmark(bench, **settings)`."""
 
 from valuesim.programs.baselines import Backstory, Demographics, FullInfo
+from valuesim.programs.rag import Rag
 from valuesim.programs.statistical import KNN, CountryMajority, DemographicCell, GlobalMajority
 from valuesim.programs.valuesim import ValueSim
 
@@ -10,6 +11,7 @@ PROGRAMS = {
     "cell": DemographicCell,
     "knn": KNN,
     "demographics": Demographics,
+    "rag": Rag,
     "full-info": FullInfo,
     "backstory": Backstory,
     "valuesim": ValueSim,

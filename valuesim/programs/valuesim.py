@@ -19,6 +19,21 @@ class BackstoryCache:
         self._stories: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    # A copy starts empty: optimizers deep-copy the program before changing its prompts, and a compiled copy must
+    # write its own backstories (the lock cannot be copied, so DSPy used to fall back to a shallow copy that shared
+    # the stories of the uncompiled program). Pickling (MLflow's dspy flavor) drops the stories and the lock too.
+    def __deepcopy__(self, memo) -> BackstoryCache:
+        return BackstoryCache()
+
+    def __copy__(self) -> BackstoryCache:
+        return BackstoryCache()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
     @staticmethod
     def key(demographics: list[str], profile: list[str]) -> str:
         return hashlib.sha1(json.dumps([demographics, profile]).encode()).hexdigest()
@@ -39,9 +54,10 @@ class BackstoryCache:
 class StoryTeller(dspy.Module):
     """Profile statements -> a bounded second-person backstory, cached per person."""
 
-    def __init__(self, words: int = 250):
+    def __init__(self, words: int = 150, reuse: bool = True):
         super().__init__()
         self.words = words
+        self.reuse = reuse  # False writes a new backstory for every question: the naive cost, for comparison
         self.write = dspy.Predict(WriteBackstory)
         self.cache = BackstoryCache()
 
@@ -55,16 +71,22 @@ class StoryTeller(dspy.Module):
             )
             return pred.backstory
 
-        return self.cache.get_or_make(demographics, profile, make)
+        return self.cache.get_or_make(demographics, profile, make) if self.reuse else make()
 
 
 VIEWS = ("cognitive", "affective", "behavioral")
 
 
 class ValueSim(dspy.Module):
-    def __init__(self, backstory_words: int = 250, analysis_tokens: int = 160, parallel: bool = False):
+    def __init__(
+        self,
+        backstory_words: int = 150,
+        analysis_tokens: int = 80,
+        parallel: bool = False,
+        reuse_backstory: bool = True,
+    ):
         super().__init__()
-        self.story = StoryTeller(backstory_words)
+        self.story = StoryTeller(backstory_words, reuse_backstory)
         self.cognitive = dspy.Predict(Cognitive)
         self.affective = dspy.Predict(Affective)
         self.behavioral = dspy.Predict(Behavioral)

