@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
@@ -303,6 +304,72 @@ def PROGRAMS_BY_NAME() -> dict:  # noqa: N802 - imported lazily so --help stays 
     from valuesim.programs import PROGRAMS
 
     return PROGRAMS
+
+
+@app.command()
+def bench(
+    programs: str = typer.Option(
+        "majority,country,cell,knn,demographics,rag,full-info,backstory,valuesim",
+        help="Comma-separated program names or compiled programs (runs:/...)",
+    ),
+    history: str = typer.Option("0,58,116,174,232", help="Comma-separated history sizes"),
+    folds: str = typer.Option("1", help="Comma-separated folds"),
+    persons: int = typer.Option(5, help="First N dev persons (the same for every program)"),
+    questions: int = typer.Option(10, help="First M held-out questions per person"),
+    split: str = typer.Option("dev", help="train, dev or test"),
+    protocol: str = typer.Option("values", help="values or reference"),
+    data: Path = typer.Option(None, help="Built benchmark [default: data/benchmark]"),
+    lm: str = typer.Option("gemma", help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
+    api_base: str = typer.Option(None, help="API base URL for an OpenAI-compatible server"),
+    threads: int = typer.Option(1, help="Parallel predictions (use >1 only for remote LMs)"),
+    out_dir: Path = typer.Option(
+        None, "--out", help="Bench folder; rerun with the same folder to resume [default: runs/bench-<time>]"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the results table as JSON"),
+) -> None:
+    """Compare programs on the same persons and questions across history sizes: table, plot, cost, MLflow.
+
+    Writes <out>/report/{results,cost}.{md,csv} and accuracy_by_history.png and logs a parent MLflow run with
+    one child run per program and history. Interrupted? Run the same command with the same --out to resume.
+
+    Example:
+        valuesim bench --lm gemma --persons 5 --questions 10 --history 0,58,116,174,232
+    """
+    from valuesim.data.benchmark import Benchmark
+    from valuesim.programs.saved import ProgramLoadError
+    from valuesim.runner import Setup, run_bench
+
+    try:
+        hist = [int(h) for h in history.split(",")]
+        fold_list = [int(f) for f in folds.split(",")]
+    except ValueError:
+        fail("--history and --folds take comma-separated integers, e.g. --history 0,58,232")
+    names = [p.strip() for p in programs.split(",") if p.strip()]
+    setup = Setup(
+        protocol=protocol, split=split, persons=persons, questions=questions, lm=lm, api_base=api_base, threads=threads
+    )
+    out_dir = out_dir or config.runs_dir() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def done(row: dict) -> None:
+        console.print(
+            f"{row['program']:>12} f{row['fold']} h{row['history']:>3}: accuracy {row['accuracy']:.3f}, "
+            f"{row['seconds_per_pred']:.2f} s/pred, invalid {row['invalid']}"
+        )
+
+    try:
+        bench_data = Benchmark(data or config.data_dir())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with quiet_stdout(as_json):
+                summary = run_bench(setup, bench_data, names, hist, fold_list, Path(out_dir), not as_json, done)
+    except (FileNotFoundError, ProgramLoadError, ValueError) as e:
+        fail(str(e))
+    if as_json:
+        emit_json({"results": summary["table"], "files": summary["files"], "mlflow_run_id": summary["mlflow_run_id"]})
+        return
+    out.print(Path(summary["files"]["results.md"]).read_text())
+    out.print(Path(summary["files"]["cost.md"]).read_text())
+    console.print(f"Report in {summary['out_dir']}/report; MLflow parent run {summary['mlflow_run_id']}")
 
 
 def show_result(result, params: dict, as_json: bool) -> None:

@@ -165,3 +165,125 @@ def run_compile(
         "program_uri": f"runs:/{run_id}",
         "model_uri": model_uri,
     }
+
+
+RESULT_COLUMNS = ["accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "invalid", "failed", "n"]
+COST_COLUMNS = [
+    "lm_calls_per_pred",
+    "prompt_tokens_per_pred",
+    "evaluated_tokens_per_pred",
+    "completion_tokens_per_pred",
+    "seconds_per_pred",
+]
+
+
+def run_bench(
+    setup: Setup,
+    bench: Benchmark,
+    programs: list[str],
+    histories: list[int],
+    folds: list[int],
+    out_dir: Path,
+    progress: bool = True,
+    on_done=None,
+) -> dict:
+    """Every program x fold x history on the same persons and questions; tables, plot and one MLflow parent run.
+
+    Each cell keeps its predictions in out_dir/<fold>-<history>-<program>/, so rerunning with the same out_dir
+    resumes: finished cells are re-read from their stores, unfinished ones continue where they stopped.
+    """
+    import pandas as pd
+
+    from valuesim.lm import engine_of
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_file = out_dir / "bench.json"
+    state = tracking.read_json(state_file) or {}
+    mlflow = tracking.setup_tracking("valuesim-bench")
+    params = {
+        "programs": ",".join(programs),
+        "histories": ",".join(map(str, histories)),
+        "folds": ",".join(map(str, folds)),
+        "persons": setup.persons,
+        "questions": setup.questions,
+        "protocol": setup.protocol,
+        "split": setup.split,
+        "lm": setup.lm,
+        "dataset": bench.fingerprint,
+    }
+    rows = []
+    with mlflow.start_run(run_id=state.get("parent_run_id"), run_name=out_dir.name) as parent:
+        if "parent_run_id" not in state:
+            mlflow.log_params(params)
+            state["parent_run_id"] = parent.info.run_id
+            tracking.write_json(state_file, state)
+        for fold in folds:
+            for history in histories:
+                for program in programs:
+                    cell = Setup(**{**setup.__dict__, "program": program, "fold": fold, "history": history})
+                    t0 = time.perf_counter()
+                    result, cell_params = run_evaluate(
+                        cell,
+                        bench,
+                        out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}",
+                        experiment="valuesim-bench",
+                        progress=progress,
+                        nested=True,
+                    )
+                    engine = engine_of(dspy.settings.lm) if program not in STATISTICAL else None
+                    stats = engine.stats.as_dict() if engine else {}
+                    if engine:
+                        engine.stats.reset()
+                    n = max(result.metrics.get("n", 0), 1)
+                    row = {
+                        "program": program,
+                        "fold": fold,
+                        "history": history,
+                        **result.metrics,
+                        "evaluated_tokens_per_pred": stats.get("prompt_tokens_evaluated", 0) / n,
+                        "wall_seconds": time.perf_counter() - t0,
+                    }
+                    rows.append(row)
+                    if on_done:
+                        on_done(row)
+        table = pd.DataFrame(rows)
+        files = write_bench_outputs(table, out_dir)
+        mlflow.log_artifacts(str(out_dir / "report"), artifact_path="report")
+        for _, r in table.groupby("program")[["accuracy"]].mean().reset_index().iterrows():
+            mlflow.log_metric(f"accuracy_{r['program']}", float(r["accuracy"]))
+    return {"table": table, "files": files, "mlflow_run_id": state["parent_run_id"], "out_dir": str(out_dir)}
+
+
+def write_bench_outputs(table, out_dir: Path) -> dict:
+    """results.md/.csv, cost.md/.csv and accuracy_by_history.png under out_dir/report/."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = out_dir / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    keys = ["program", "fold", "history"]
+    results = table[keys + [c for c in RESULT_COLUMNS if c in table]].round(4)
+    cost = table[keys + [c for c in COST_COLUMNS if c in table]].round(2)
+    results.to_csv(report / "results.csv", index=False)
+    cost.to_csv(report / "cost.csv", index=False)
+    (report / "results.md").write_text(results.to_markdown(index=False) + "\n")
+    (report / "cost.md").write_text(cost.to_markdown(index=False) + "\n")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for program, g in table.groupby("program", sort=False):
+        g = g.groupby("history")["accuracy"].mean()
+        ax.plot(g.index, g.values, marker="o", label=program)
+    ax.set_xlabel("known answers (history size)")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_title("Accuracy against interaction history")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(report / "accuracy_by_history.png", dpi=120)
+    plt.close(fig)
+    return {
+        name: str(report / name)
+        for name in ("results.md", "results.csv", "cost.md", "cost.csv", "accuracy_by_history.png")
+    }

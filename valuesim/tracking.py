@@ -109,6 +109,10 @@ def log_dspy_model(program) -> str | None:
         return None
 
 
+def read_json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=1, default=str))
 

@@ -1295,6 +1295,8 @@ SPECIAL: dict[str, Callable[[int, str], str]] = {
     "Q272": lambda answer, label: f"At home, you normally speak {_language(label)}.",
     "Q290": lambda answer, label: _ethnic_group(label),
 }
+
+
 def _count(sentence: str) -> Callable[[Question, int], str]:
     """Household size and number of children: codes 0-7 have sentences; some releases store larger counts."""
 

@@ -37,7 +37,6 @@ class _Fitted(dspy.Module):
                 tally[str(a)] += w
         return tally.most_common(1)[0][0] if tally else None
 
-
     def majority(self, question: str, options: dict, country: str | None = None) -> str | None:
         """Majority answer overall or within a country, memoized: it is the same for every person."""
         key = (question, country, tuple(options))
