@@ -28,6 +28,10 @@ N_RESPONDENTS = 40  # per country; 0.4 s per file to read and write
 def clear_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Like DSPy's own test suite: every test starts from DSPy's default settings and its own VALUESIM_HOME."""
     monkeypatch.setenv("VALUESIM_HOME", str(tmp_path / "home"))
+    # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI, which valuesim.tracking prefers over VALUESIM_HOME:
+    # unset it for the test (a user's own tracking server included) and restore the caller's value afterwards
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     dspy.settings.configure(**copy.deepcopy(DEFAULT_CONFIG))
     yield
     dspy.settings.configure(**copy.deepcopy(DEFAULT_CONFIG))
@@ -70,11 +74,18 @@ def wvs_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bench_small(wvs_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Parent folder for benchmarks built from wvs_small: build() keeps its parse cache in <parent>/cache, so the
+    xlsx files are parsed once per session."""
+    return tmp_path_factory.mktemp("builds")
+
+
+@pytest.fixture(scope="session")
+def bench_small(wvs_small: Path, builds: Path) -> Path:
     """`build()` of wvs_small (seed 0); returns the benchmark folder."""
     from valuesim.data.benchmark import build
 
-    out = tmp_path_factory.mktemp("bench_small") / "benchmark"
+    out = builds / "bench_small"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         build(wvs_small, out, seed=0)

@@ -22,12 +22,13 @@ MISSING_CODES = (-1, -2, -4, -5)
 
 
 @pytest.fixture(scope="module")
-def labelled(wvs_small: Path, catalog):
+def labelled(wvs_small: Path, catalog, builds: Path):
     """The labelled fixture files read once: (codes table, report, raw sheets by file)."""
+    cache = builds / "cache"  # shared with the session's builds
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table, report = read_wvs_dir(wvs_small, catalog)
-        raws = {Path(f): _read_raw(Path(f), None) for f in report.files}
+        table, report = read_wvs_dir(wvs_small, catalog, cache_dir=cache)
+        raws = {Path(f): _read_raw(Path(f), cache) for f in report.files}
     return table, report, raws
 
 
@@ -78,16 +79,18 @@ def test_labelled_files_map_every_answered_cell(labelled, catalog) -> None:
 def test_labelled_codes_are_options_of_the_respondents_country(labelled, catalog) -> None:
     """Every code is an option of its question as offered in the respondent's country (per-country items too)."""
     table, _, _ = labelled
-    for q in catalog:
-        if q.open:
-            continue
-        for country, group in table.groupby("country"):
-            codes = set(group[q.code].dropna().astype(int))
-            assert codes <= set(q.options_for(country)), (q.code, country, codes - set(q.options_for(country)))
+    closed = [q for q in catalog if not q.open]
+    wrong = []
+    for country, group in table.groupby("country"):
+        values = group[[q.code for q in closed]].astype("float64").to_numpy()
+        for i, q in enumerate(closed):
+            codes = {int(v) for v in values[:, i] if v == v}
+            wrong += [(q.code, country, c) for c in codes - set(q.options_for(country))]
+    assert wrong == []
 
 
 def test_per_country_labels_map_to_that_countrys_code(labelled) -> None:
-    """"Republican Party" is an option in several countries; a USA answer must get the USA code (840001)."""
+    """ "Republican Party" is an option in several countries; a USA answer must get the USA code (840001)."""
     table, _, raws = labelled
     usa = next(raw for path, raw in raws.items() if path.stem == "USA")
     col = next(c for c in usa.columns if str(c).startswith("Q223:"))
@@ -139,8 +142,7 @@ def official_csv(table: pd.DataFrame, raws: dict[Path, pd.DataFrame], catalog, p
             codes = part[q].astype("float64").to_numpy()
             # answered but missing -> one of the negative codes; never answered -> empty cell
             values = [
-                int(c) if c == c else (MISSING_CODES[(i + j) % 4] if answered[j] else None)
-                for j, c in enumerate(codes)
+                int(c) if c == c else (MISSING_CODES[(i + j) % 4] if answered[j] else None) for j, c in enumerate(codes)
             ]
             out[q] = pd.array(values, dtype="Int64")
         frames.append(out)
@@ -151,8 +153,15 @@ def official_csv(table: pd.DataFrame, raws: dict[Path, pd.DataFrame], catalog, p
 def test_official_csv_gives_the_same_table(labelled, catalog, tmp_path: Path) -> None:
     table, report, raws = labelled
     csv = official_csv(table, raws, catalog, tmp_path / "WVS_Cross-National_Wave_7_csv_v6_0.csv")
-    assert pd.read_csv(csv, nrows=0).columns[:5].tolist() == ["version", "A_YEAR", "B_COUNTRY", "B_COUNTRY_ALPHA", "D_INTERVIEW"]
-    numeric, numeric_report = read_files([csv], catalog)
+    assert pd.read_csv(csv, nrows=0).columns[:5].tolist() == [
+        "version",
+        "A_YEAR",
+        "B_COUNTRY",
+        "B_COUNTRY_ALPHA",
+        "D_INTERVIEW",
+    ]
+    numeric, numeric_report = read_wvs_dir(tmp_path, catalog)  # the CSV at the top of a WVS folder is found
+    assert numeric_report.files == [str(csv)]
     assert numeric_report.unmapped == []
     assert numeric_report.mapped == report.mapped
     assert numeric_report.missing == report.missing
@@ -165,14 +174,6 @@ def test_official_csv_gives_the_same_table(labelled, catalog, tmp_path: Path) ->
     pd.testing.assert_frame_equal(num[q_cols(catalog)], lab[q_cols(catalog)])
 
 
-def test_official_csv_through_read_wvs_dir(labelled, catalog, tmp_path: Path) -> None:
-    """A WVS folder holding the cross-national CSV at its top level is found and read."""
-    table, _, raws = labelled
-    official_csv(table, raws, catalog, tmp_path / "WVS_Cross-National_Wave_7_csv_v6_0.csv")
-    numeric, report = read_wvs_dir(tmp_path, catalog)
-    assert len(numeric) == len(table) and report.mapped_share == 1.0
-
-
 def test_official_csv_semicolon_separated(catalog, tmp_path: Path) -> None:
     path = tmp_path / "wvs.csv"
     path.write_text("B_COUNTRY_ALPHA;D_INTERVIEW;Q1;Q2;Q262\nUSA;840070001;1;-2;45\nJPN;392070001;-1;3;-2\n")
@@ -181,7 +182,7 @@ def test_official_csv_semicolon_separated(catalog, tmp_path: Path) -> None:
     assert table["Q1"].tolist() == [1, pd.NA]
     assert table["Q2"].tolist() == [pd.NA, 3]
     assert table["Q262"].tolist() == [45, pd.NA]
-    assert (report.mapped, report.missing) == (4, 2)
+    assert (report.mapped, report.missing) == (3, 3)
 
 
 def test_official_csv_code_of_another_country_is_an_error(catalog, tmp_path: Path) -> None:
@@ -227,12 +228,13 @@ def test_label_variants_map_to_codebook_codes(catalog, tmp_path: Path) -> None:
     assert by_id.loc["USA-2", ["Q33", "Q35", "Q39", "Q112", "Q288"]].tolist() == [1, 1, 5, 10, 1]
     assert by_id.loc["COL-3", ["Q1", "Q33", "Q35", "Q39", "Q112", "Q288"]].tolist() == [1, 1, 5, 5, 5, 10]
     assert by_id.loc["USA-1", "Q223"] == 840001 and by_id.loc["USA-2", "Q223"] == 840002
-    assert by_id.loc["USA-1", "Q290"] == catalog["Q290"].position is not None and by_id.loc["USA-1", "Q290"] in (
-        catalog["Q290"].options_for("USA")
-    )
     assert catalog["Q290"].options_for("USA")[by_id.loc["USA-1", "Q290"]] == "White, non-Hispanic"
     assert catalog["Q290"].options_for("COL")[by_id.loc["COL-3", "Q290"]] == "White"
-    assert pd.isna(by_id.loc["USA-2", "Q1"]) and pd.isna(by_id.loc["USA-2", "Q290"]) and pd.isna(by_id.loc["COL-3", "Q223"])
+    assert (
+        pd.isna(by_id.loc["USA-2", "Q1"])
+        and pd.isna(by_id.loc["USA-2", "Q290"])
+        and pd.isna(by_id.loc["COL-3", "Q223"])
+    )
     assert report.mapped_share == 1.0 and report.missing == 3
 
 
@@ -246,19 +248,41 @@ def test_label_variants_map_to_codebook_codes(catalog, tmp_path: Path) -> None:
         ("Q288", "Fourth step{4}", 4),
         ("Q288", "Eight step", 8),  # codebook: "Eight  step"
         ("Q106", "Incomes should be made more equal", 1),
-        ("Q106", "10", 10),  # a digit for an end-labelled point
+        ("Q106", "10", 10),  # a digit for an end-labelled point (codebook: "Larger income differences")
+        ("Q48", "1", 1),
+        ("Q164", "10 Very important", 10),
+        ("Q112", "7", 7),
         ("Q112", "1 There is no corruption in my country", 1),
-        ("Q223", "USA: Republican Party", 840001),
+        ("Q223", "USA: Republican Party", 840001),  # also a BLR, TUN and ZWE option without the prefix
         ("Q223", "BGD: Bangladesh Awami League (BAL)", 50001),
-        ("Q262", 45.0, 45),  # free number read as float
+        ("Q290", "CO: White", 170011),
+        ("Q1", "Don´t know", None),
+        ("Q1", "Not asked in survey", None),
     ],
 )
-def test_label_variant(catalog, question: str, label, code: int) -> None:
-    from valuesim.data.ingest import _question_choices
+def test_label_variant(catalog, tmp_path: Path, question: str, label: str, code: int | None) -> None:
+    country = {"USA": "USA", "BGD": "BGD", "CO:": "COL"}.get(label[:3], "JPN")
+    column = f"{question}: {catalog[question].label}"
+    path = tmp_path / "one.csv"
+    answers = {HEAD["Q1"]: ["Very important"], column: [label]}  # Q1 is a required column
+    pd.DataFrame({HEAD["country"]: [country], HEAD["id"]: [1], **answers}).to_csv(path, index=False)
+    table, report = read_files([path], catalog)
+    assert table[question].tolist() == [pd.NA if code is None else code]
+    assert report.cells == len(answers) and report.missing == (code is None) and report.unmapped == []
 
-    country = label[:3] if isinstance(label, str) and label[:3] in ("USA", "BGD") else None
-    mapper = LabelMapper(question, _question_choices(catalog[question], country))
-    assert mapper(label) == (True, code)
+
+def test_free_numbers_read_as_floats(catalog) -> None:
+    mapper = LabelMapper("Q262", _choices(catalog)["Q262"])
+    assert mapper(45.0) == (True, 45) and mapper("45") == (True, 45) and mapper(-2.0) == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("question", "label"), [("Q1", "7"), ("Q1", "3"), ("Q106", "11"), ("Q48", "0"), ("Q33", "Agree a bit")]
+)
+def test_not_an_option(catalog, question: str, label: str) -> None:
+    """Digits are codes only on scales whose points are labelled with digits, and only for existing points."""
+    mapper = LabelMapper(question, _choices(catalog)[question])
+    assert mapper(label) == (False, None)
 
 
 def test_missing_labels_are_na_for_every_question(catalog) -> None:

@@ -25,8 +25,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Build and inspect the benchmark.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)  # tables and progress go to stderr so --json stdout stays clean
-out = Console()
+console = Console(stderr=True, soft_wrap=True)  # tables and progress go to stderr so --json stdout stays clean
+out = Console(soft_wrap=True)
 
 
 def fail(message: str) -> None:
@@ -389,5 +389,5 @@ def show_result(result, params: dict, as_json: bool) -> None:
     console.print(f"Predictions: {params['run_dir']}/predictions.sqlite; MLflow run {params.get('mlflow_run_id')}")
 
 
-def main() -> None:  # pragma: no cover
+if __name__ == "__main__":  # python -m valuesim.cli, as the tests run it
     app()

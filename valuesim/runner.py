@@ -39,12 +39,24 @@ class Setup:
 
 def configure_lm(model: str, api_base: str | None = None) -> dict:
     """Build the LM once and make it DSPy's default, with the options-constrained JSON adapter."""
-    from valuesim.lm import build_lm, lm_info
+    from valuesim.lm import build_lm, engine_of, lm_info
     from valuesim.programs.options import OptionsAdapter
 
-    lm = build_lm(model, api_base=api_base)
+    lm = build_lm(model, api_base=api_base, num_retries=3)  # LiteLLM retries with exponential backoff
+    if engine_of(lm) is None:
+        preflight(lm, api_base)
     dspy.configure(lm=lm, adapter=OptionsAdapter())
     return lm_info(lm)
+
+
+def preflight(lm: dspy.LM, api_base: str | None) -> None:
+    """One tiny call before a long run, so a server that is down is one clear error, not N failed items."""
+    try:
+        lm.copy(num_retries=0, cache=False)("ping", max_tokens=1)
+    except Exception as e:  # noqa: BLE001 - LiteLLM wraps transport errors in many types
+        where = f" at {api_base}" if api_base else ""
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ValueError(f"LM {lm.model}{where} is not reachable: {reason}") from None
 
 
 def build_program(spec: str, bench: Benchmark, settings: dict | None = None) -> tuple[dspy.Module, str, dict]:

@@ -7,6 +7,7 @@ Browse it with `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -18,9 +19,12 @@ import pandas as pd
 
 from valuesim import config
 
+# A tracking server the user points at wins; read once, because mlflow.set_tracking_uri() writes this variable.
+_USER_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
+    return _USER_URI or f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
 
 
 def setup_tracking(experiment: str | None = None):
@@ -28,14 +32,17 @@ def setup_tracking(experiment: str | None = None):
 
     mlruns = config.mlruns_dir()
     mlruns.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri())
-    if experiment:
-        if mlflow.get_experiment_by_name(experiment) is None:
-            try:
+    # Two processes creating the SQLite schema (or the same experiment) at once collide; a file lock makes the
+    # first one do it and the other find it done.
+    with open(mlruns / ".setup.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mlflow.set_tracking_uri(tracking_uri())
+        if experiment:
+            if mlflow.get_experiment_by_name(experiment) is None:
                 mlflow.create_experiment(experiment, artifact_location=(mlruns / "artifacts").as_uri())
-            except Exception:  # noqa: BLE001 - another process created it first
-                pass
-        mlflow.set_experiment(experiment)
+            mlflow.set_experiment(experiment)
+        else:
+            mlflow.search_experiments(max_results=1)  # creates the schema under the lock
     return mlflow
 
 

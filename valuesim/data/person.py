@@ -13,6 +13,7 @@ Answers are option codes (numbers) or option labels (text, compared without case
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from valuesim.data.benchmark import make_person
@@ -59,13 +60,30 @@ def parse_person(data, catalog: Catalog, source: str = "person") -> dict:
     return person
 
 
+def loose_label(label: str) -> str:
+    """A label without any punctuation: "very important!" and "Very important." compare equal."""
+    return " ".join(re.sub(r"[^\w\s]", " ", normalize(label)).split())
+
+
+def bare_label(label: str) -> str:
+    """A label without its parenthesized notes: "Bachelor or equivalent" for "Bachelor or equivalent (ISCED 6)"."""
+    return loose_label(re.sub(r"\([^)]*\)", " ", str(label)))
+
+
 def answer_code(catalog: Catalog, code: str, value, country: str, source: str) -> int:
-    """An option code from a code or a label; raises with the allowed options when it is neither."""
+    """An option code from a code or a label; raises with the allowed options when it is neither.
+
+    Labels match exactly up to case, quotes and spacing, then without punctuation, then without parenthesized
+    notes; the looser matches only count when they name a single option."""
     q = catalog[code]
     options = q.options_for(country)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise PersonFileError(f"{source}: answers.{code}: expected a number or an option label, got {value!r}")
-    if code in NUMERIC_ITEMS and isinstance(value, int | float):
+    if code in NUMERIC_ITEMS:
+        if isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value.strip()):
+            value = float(value)
+        if not isinstance(value, int | float):
+            raise PersonFileError(f"{source}: answers.{code}: {q.label} is a number, got {value!r}")
         return int(value)
     if isinstance(value, int | float) and float(value).is_integer() and int(value) in options:
         return int(value)
@@ -76,5 +94,9 @@ def answer_code(catalog: Catalog, code: str, value, country: str, source: str) -
             return by_label[key]
         if key.lstrip("-").isdigit() and int(key) in options:
             return int(key)
+        for looser in (loose_label, bare_label):
+            matches = [c for c, label in options.items() if looser(label) == looser(value)]
+            if len(matches) == 1 and looser(value):
+                return matches[0]
     listed = "; ".join(f"{c} = {label}" for c, label in list(options.items())[:12])
     raise PersonFileError(f"{source}: answers.{code}: {value!r} is not an option of {code} ({listed})")
