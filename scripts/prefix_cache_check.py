@@ -1,8 +1,13 @@
-"""Prompt tokens evaluated per ValueSim prediction with the engine's prefix cache off / last / ram.
+"""Prompt tokens the engine evaluates per ValueSim prediction: naive against the cheap configuration.
 
-    .venv/bin/python scripts/prefix_cache_check.py --lm gemma --persons 1 --questions 4
+    .venv/bin/python scripts/prefix_cache_check.py --lm gemma --persons 1 --questions 10
 
-Runs the same examples under each setting with DSPy's cache disabled, and checks that the answers are identical.
+Modes (comma-separated in --modes):
+    naive   a backstory written for every question, every prompt evaluated whole (engine prefix cache off)
+    off     backstory once per person, prefix cache off
+    last    backstory once per person, llama.cpp reuses the prefix shared with the previous prompt only
+    ram     backstory once per person, saved KV states of earlier prompts restored (the default engine setting)
+Runs the same examples under each mode with DSPy's cache disabled, and checks that the answers are identical.
 """
 
 import argparse
@@ -24,15 +29,15 @@ ap.add_argument("--program", default="valuesim")
 ap.add_argument("--persons", type=int, default=1)
 ap.add_argument("--questions", type=int, default=4)
 ap.add_argument("--history", type=int, default=232)
-ap.add_argument("--modes", default="off,ram")
+ap.add_argument("--modes", default="naive,ram")
 args = ap.parse_args()
 
 examples = Benchmark().examples("values", "dev", 1, args.history, args.persons, args.questions)
 rows, answers = [], {}
 for mode in args.modes.split(","):
-    lm = build_lm(args.lm, cache=False, prefix_cache=mode)
+    lm = build_lm(args.lm, cache=False, prefix_cache="off" if mode == "naive" else mode)
     dspy.configure(lm=lm, adapter=OptionsAdapter())
-    program = PROGRAMS[args.program]()
+    program = PROGRAMS[args.program](**({"reuse_backstory": False} if mode == "naive" else {}))
     engine = engine_of(lm)
     engine.stats.reset()
     t0 = time.perf_counter()

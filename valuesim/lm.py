@@ -257,6 +257,22 @@ def _load(path: Path, n_ctx: int, n_threads: int, seed: int) -> _LoadedModel:
         return _loaded[key]
 
 
+def bound_strings(schema: dict, max_tokens: int) -> dict:
+    """Give every free-text property a maxLength that fits the token budget.
+
+    A grammar lets a string run until max_tokens, and a JSON object cut there cannot be parsed; with the bound the
+    grammar closes the object in time. Budget: (max_tokens - JSON overhead) shared by the free strings, at 2
+    characters per token (English averages about 4, so only a degenerate output could still overflow).
+    """
+    props = schema.get("properties", {})
+    free = [k for k, p in props.items() if p.get("type") == "string" and "enum" not in p and "maxLength" not in p]
+    if not free:
+        return schema
+    overhead = 8 + 12 * len(props)
+    per_field = max(16, 2 * (max_tokens - overhead) // len(free))
+    return {**schema, "properties": {k: {**p, "maxLength": per_field} if k in free else p for k, p in props.items()}}
+
+
 @lru_cache(maxsize=64)
 def _grammar(schema_json: str | None) -> Any:
     """llama.cpp grammar for a JSON schema (None: any JSON object); cached, since DSPy repeats the same schema."""
@@ -349,8 +365,11 @@ class LlamaCppEngine:
         messages = _chat_messages(request)
         fmt = config.response_format
         grammar = None
+        max_tokens = config.max_tokens or self.max_tokens
         if fmt is not None:
             schema = fmt.get("schema") if fmt.get("type") == "json_schema" else None
+            if schema is not None:
+                schema = bound_strings(schema, max_tokens)
             # No sort_keys: property order is the order the model writes fields in (reasoning before answer).
             grammar = _grammar(json.dumps(schema) if schema is not None else None)
         loaded = self.loaded
@@ -366,7 +385,7 @@ class LlamaCppEngine:
                     top_k=40 if config.top_k is None else config.top_k,
                     stop=list(config.stop) or None,
                     seed=self.seed if config.seed is None else config.seed,
-                    max_tokens=config.max_tokens or self.max_tokens,
+                    max_tokens=max_tokens,
                     grammar=grammar,
                 )
             except ValueError as exc:
