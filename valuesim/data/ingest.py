@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from python_calamine import CalamineError
 
 from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES, MISSING_LABELS, MISSING_PATTERN
 from valuesim.data.catalog import COUNTRY_SPECIFIC, NUMERIC_ITEMS, Catalog, Question
@@ -293,13 +294,13 @@ def _read_raw(path: Path, cache_dir: str | Path | None) -> pd.DataFrame:
             return pd.read_pickle(cached)
     try:
         if path.suffix.lower() in (".xlsx", ".xlsm"):
-            sheets = pd.read_excel(path, sheet_name=None, dtype=object)
+            sheets = pd.read_excel(path, sheet_name=None, dtype=object, engine="calamine")  # 5x faster than openpyxl
             raw = _pick_sheet(sheets, path)
         elif path.suffix.lower() == ".csv":
             raw = pd.read_csv(path, dtype=object, sep=_sniff_delimiter(path))
         else:
             raise WVSFormatError(f"{path}: unsupported file type {path.suffix!r} (expected .xlsx or .csv)")
-    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, pd.errors.ParserError) as e:
+    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, pd.errors.ParserError, CalamineError) as e:
         if isinstance(e, WVSFormatError):
             raise
         raise WVSFormatError(f"{path}: cannot be read as {path.suffix.lstrip('.')} ({type(e).__name__}: {e})") from None
