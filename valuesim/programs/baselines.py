@@ -18,7 +18,7 @@ class _Direct(dspy.Module):
 class Backstory(_Direct):
     """The same backstory as ValueSim, then one direct answer: ValueSim without the CAPS views."""
 
-    def __init__(self, backstory_words: int = 150):
+    def __init__(self, backstory_words: int = 120):
         super().__init__()
         self.story = StoryTeller(backstory_words)
         self.answer = dspy.Predict(AnswerFromBackstory)

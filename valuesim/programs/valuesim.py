@@ -54,7 +54,7 @@ class BackstoryCache:
 class StoryTeller(dspy.Module):
     """Profile statements -> a bounded second-person backstory, cached per person."""
 
-    def __init__(self, words: int = 150, reuse: bool = True):
+    def __init__(self, words: int = 120, reuse: bool = True):
         super().__init__()
         self.words = words
         self.reuse = reuse  # False writes a new backstory for every question: the naive cost, for comparison
