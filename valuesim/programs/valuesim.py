@@ -80,8 +80,8 @@ VIEWS = ("cognitive", "affective", "behavioral")
 class ValueSim(dspy.Module):
     def __init__(
         self,
-        backstory_words: int = 150,
-        analysis_tokens: int = 80,
+        backstory_words: int = 120,
+        analysis_tokens: int = 48,
         parallel: bool = False,
         reuse_backstory: bool = True,
     ):
