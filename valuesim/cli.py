@@ -322,6 +322,7 @@ def bench(
     lm: str = typer.Option("gemma", help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
     api_base: str = typer.Option(None, help="API base URL for an OpenAI-compatible server"),
     threads: int = typer.Option(1, help="Parallel predictions (use >1 only for remote LMs)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Bypass DSPy's LM cache (to measure real cost)"),
     out_dir: Path = typer.Option(
         None, "--out", help="Bench folder; rerun with the same folder to resume [default: runs/bench-<time>]"
     ),
@@ -346,7 +347,14 @@ def bench(
         fail("--history and --folds take comma-separated integers, e.g. --history 0,58,232")
     names = [p.strip() for p in programs.split(",") if p.strip()]
     setup = Setup(
-        protocol=protocol, split=split, persons=persons, questions=questions, lm=lm, api_base=api_base, threads=threads
+        protocol=protocol,
+        split=split,
+        persons=persons,
+        questions=questions,
+        lm=lm,
+        api_base=api_base,
+        threads=threads,
+        cache=not no_cache,
     )
     out_dir = out_dir or config.runs_dir() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
 

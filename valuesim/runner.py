@@ -34,15 +34,16 @@ class Setup:
     api_base: str | None = None
     threads: int = 1
     seed: int = 0
+    cache: bool = True  # DSPy's LM cache; off to measure real cost
     settings: dict = field(default_factory=dict)  # program settings (backstory_words, ...)
 
 
-def configure_lm(model: str, api_base: str | None = None) -> dict:
+def configure_lm(model: str, api_base: str | None = None, cache: bool = True) -> dict:
     """Build the LM once and make it DSPy's default, with the options-constrained JSON adapter."""
     from valuesim.lm import build_lm, engine_of, lm_info
     from valuesim.programs.options import OptionsAdapter
 
-    lm = build_lm(model, api_base=api_base, num_retries=3)  # LiteLLM retries with exponential backoff
+    lm = build_lm(model, api_base=api_base, num_retries=3, cache=cache)  # LiteLLM retries with exponential backoff
     if engine_of(lm) is None:
         preflight(lm, api_base)
     dspy.configure(lm=lm, adapter=OptionsAdapter())
@@ -100,7 +101,7 @@ def run_evaluate(
 ) -> tuple[EvalResult, dict]:
     """Evaluate one program on one selection, log it as an MLflow run. Returns (result, params)."""
     program, name, _ = build_program(setup.program, bench, setup.settings)
-    lm = {} if name in STATISTICAL else configure_lm(setup.lm, setup.api_base)
+    lm = {} if name in STATISTICAL else configure_lm(setup.lm, setup.api_base, setup.cache)
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup))
     examples = bench.examples(setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions)
     if not examples:
