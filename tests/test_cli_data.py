@@ -211,11 +211,6 @@ def test_evaluate_missing_data_dir(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.fail() prints through rich, which wraps messages longer than the console width (80 columns "
-    "when stderr is not a terminal) onto several lines",
-)
 def test_errors_are_one_line(built, tmp_path: Path) -> None:
     data, _ = built
     for args in (

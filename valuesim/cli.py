@@ -267,14 +267,18 @@ def simulate(
             fail(f"{question} ({catalog[question].label}) is a free-number item and cannot be asked")
         who = load_person(person, catalog)
         example = make_example(catalog, who, question)
-        prog = load(program) if program not in PROGRAMS_BY_NAME() else PROGRAMS_BY_NAME()[program].from_benchmark(bench)
-        lm_info = configure_lm(lm, api_base)
+        programs = PROGRAMS_BY_NAME()
+        prog = programs[program].from_benchmark(bench) if program in programs else load(program)
+        lm_info = {} if program in STATISTICAL_NAMES() else configure_lm(lm, api_base)
+    except (FileNotFoundError, PersonFileError, ProgramLoadError, ValueError) as e:
+        fail(str(e))
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with quiet_stdout(as_json):
                 pred = prog(**example.inputs())
-    except (FileNotFoundError, PersonFileError, ProgramLoadError, ValueError) as e:
-        fail(str(e))
+    except Exception as e:  # noqa: BLE001 - an LM fault (unparseable output, server error) is one line, not a trace
+        fail(f"the program failed on {question}: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}")
     answer = getattr(pred, "answer", None)
     result = {
         "question": question,
@@ -284,7 +288,7 @@ def simulate(
         "answer_label": example.options.get(str(answer)),
         "valid": str(answer) in example.options,
         **{k: v for k, v in pred.items() if k != "answer"},
-        "lm": lm_info.get("model"),
+        "lm": lm_info.get("model"),  # None for statistical programs
     }
     if as_json:
         emit_json(result)
@@ -304,6 +308,12 @@ def PROGRAMS_BY_NAME() -> dict:  # noqa: N802 - imported lazily so --help stays 
     from valuesim.programs import PROGRAMS
 
     return PROGRAMS
+
+
+def STATISTICAL_NAMES() -> set:  # noqa: N802
+    from valuesim.programs import STATISTICAL
+
+    return STATISTICAL
 
 
 @app.command()

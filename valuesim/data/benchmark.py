@@ -27,6 +27,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from valuesim.data.catalog import Catalog
 from valuesim.data.ingest import IngestReport, fingerprint, read_wvs_dir
+from valuesim.data.statements import country_phrase
 
 PROTOCOLS = ("values", "reference")
 SPLITS = {"train": 0.6, "dev": 0.2, "test": 0.2}
@@ -177,7 +178,7 @@ def make_person(catalog: Catalog, country: str, demographics: list[dict], profil
     return {
         "country": country,
         "known": known,
-        "demographics": [f"You live in {catalog.country_name(country)}."]
+        "demographics": [f"You live in {country_phrase(catalog.country_name(country))}."]
         + [catalog[i["q"]].statement(i["a"]) for i in demo_items],
         "profile": [catalog[i["q"]].statement(i["a"]) for i in value_items],
     }

@@ -927,6 +927,11 @@ COUNTRY_NAMES = {
 _COUNTRIES_WITH_THE = re.compile(r"^(United |Netherlands|Philippines|Bahamas|Gambia|Maldives)|Islands\b")
 
 
+def country_phrase(label: str) -> str:
+    """A country name as it reads in a sentence: "the United States", "Colombia"."""
+    return _country(label)
+
+
 def _country(label: str) -> str:
     if label in COUNTRY_NAMES:
         return COUNTRY_NAMES[label]
