@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from valuesim.data.statements import render_statement
+from valuesim.data.statements import MEMBERSHIP, render_statement
 
 VALUE_RANGE = range(1, 260)  # Q1-Q259 are value questions; Q260-Q290 demographics
 # Items without a closed option list (or with hundreds of country-specific codes): shown in profiles, never asked.
@@ -45,21 +45,8 @@ SECTIONS = [
 NOMINAL_EXTRA = {"Q42", "Q91", "Q92", "Q93", "Q152", "Q153", "Q154", "Q155", "Q156", "Q157", "Q223"}
 
 # questions.json puts the wording of Q94-Q105 in another order than the variables (the codebook, which the data
-# follows, says Q95 is sport or recreation while questions.json asks about labor unions). Use the codebook's.
-MEMBERSHIP = {
-    "Q94": "a church or religious organization",
-    "Q95": "a sport or recreational organization",
-    "Q96": "an art, music or educational organization",
-    "Q97": "a labor union",
-    "Q98": "a political party",
-    "Q99": "an environmental organization",
-    "Q100": "a professional association",
-    "Q101": "a humanitarian or charitable organization",
-    "Q102": "a consumer organization",
-    "Q103": "a self-help group or mutual aid group",
-    "Q104": "a women's group",
-    "Q105": "any other organization",
-}
+# follows, says Q95 is sport or recreation while questions.json asks about labor unions): the catalog uses
+# statements.MEMBERSHIP, in the codebook's order.
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,22 @@ AGREE = {
     "hard to say": "You find it hard to say whether {x}.",
 }
 
+# The organizations of Q94-Q105 in the codebook's order (questions.json lists them in another order).
+MEMBERSHIP = {
+    "Q94": "a church or religious organization",
+    "Q95": "a sport or recreational organization",
+    "Q96": "an art, music or educational organization",
+    "Q97": "a labor union",
+    "Q98": "a political party",
+    "Q99": "an environmental organization",
+    "Q100": "a professional association",
+    "Q101": "a humanitarian or charitable organization",
+    "Q102": "a consumer organization",
+    "Q103": "a self-help group or mutual aid group",
+    "Q104": "a women's group",
+    "Q105": "any other organization",
+}
+
 GROUPS: list[Form] = [
     # Q1-Q6 importance in life; the slot carries the verb so "Friends are" agrees.
     Form(
@@ -266,7 +282,7 @@ GROUPS: list[Form] = [
             "Q89": "the World Trade Organization (WTO)",
         },
     ),
-    # Q94-Q104 membership (the codebook's order of organizations, as in catalog.MEMBERSHIP).
+    # Q94-Q104 membership (Q105, "any other organization", reads better with its own sentences).
     Form(
         answers={
             "don't belong": "You are not a member of {x}.",
@@ -274,19 +290,7 @@ GROUPS: list[Form] = [
             "inactive member": "You are an inactive member of {x}.",
             "active member": "You are an active member of {x}.",
         },
-        items={
-            "Q94": "a church or religious organization",
-            "Q95": "a sport or recreational organization",
-            "Q96": "an art, music or educational organization",
-            "Q97": "a labor union",
-            "Q98": "a political party",
-            "Q99": "an environmental organization",
-            "Q100": "a professional association",
-            "Q101": "a humanitarian or charitable organization",
-            "Q102": "a consumer organization",
-            "Q103": "a self-help group or mutual aid group",
-            "Q104": "a women's group",
-        },
+        items={code: org for code, org in MEMBERSHIP.items() if code != "Q105"},
     ),
     # Q113-Q117 how many people in a group are involved in corruption.
     Form(
