@@ -102,6 +102,38 @@ def data_build(
     console.print(f"Wrote {out_dir or config.data_dir()} (fingerprint {manifest['fingerprint']})")
 
 
+@data_app.command("person")
+def data_person(
+    person_id: str = typer.Argument(..., help="Respondent id, e.g. BGD-50070001 (see predictions tables)"),
+    data: Path = typer.Option(None, help="Built benchmark [default: data/benchmark]"),
+    protocol: str = typer.Option("values", help="values or reference"),
+    fold: int = typer.Option(1, help="Question fold 1-5"),
+    history: int = typer.Option(232, help="Number of known profile answers"),
+) -> None:
+    """Print a benchmark respondent as a person file (what the programs know; held-out answers left out).
+
+    Example:
+        valuesim data person BGD-50070001 --history 58 > person.json
+    """
+    from valuesim.data.benchmark import PROTOCOLS, Benchmark
+
+    try:
+        bench = Benchmark(data or config.data_dir())
+        if protocol not in PROTOCOLS:
+            fail(f"unknown protocol {protocol!r}")
+        for split in ("train", "dev", "test"):
+            rows = bench.rows(protocol, split, fold).filter(lambda r: r["person_id"] == person_id)
+            if len(rows):
+                row = rows[0]
+                break
+        else:
+            fail(f"no respondent {person_id!r} in fold {fold} of {bench.path}")
+    except FileNotFoundError as e:
+        fail(str(e))
+    known = [*row["demographics"], *row["profile"][:history]]
+    emit_json({"id": person_id, "country": row["country"], "answers": {i["q"]: i["a"] for i in known}})
+
+
 def metrics_table(title: str, metrics: dict) -> Table:
     t = Table(title=title)
     t.add_column("metric")
