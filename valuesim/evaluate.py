@@ -43,6 +43,7 @@ class Recorded(dspy.Module):
             "lm_calls": len(calls),
             "prompt_tokens": sum(u.get("prompt_tokens") or 0 for u in calls),
             "completion_tokens": sum(u.get("completion_tokens") or 0 for u in calls),
+            "cached_tokens": sum((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0 for u in calls),
             "seconds": time.perf_counter() - t0,
             "error": error,
         }
@@ -93,6 +94,7 @@ def evaluate(
                 "lm_calls": cost.get("lm_calls", 0),
                 "prompt_tokens": cost.get("prompt_tokens", 0),
                 "completion_tokens": cost.get("completion_tokens", 0),
+                "cached_tokens": cost.get("cached_tokens", 0),
                 "seconds": cost.get("seconds", 0.0),
             }
         )
@@ -147,6 +149,8 @@ def cost_summary(stored: pd.DataFrame) -> dict:
         "failed": int((stored["status"] == "failed").sum()),
         "lm_calls_per_pred": float(stored["lm_calls"].sum() / n),
         "prompt_tokens_per_pred": float(stored["prompt_tokens"].sum() / n),
+        # tokens the engine really evaluated (prompt minus what its prefix cache reused); NULL in older stores
+        "evaluated_tokens_per_pred": float((stored["prompt_tokens"] - stored["cached_tokens"].fillna(0)).sum() / n),
         "completion_tokens_per_pred": float(stored["completion_tokens"].sum() / n),
         "seconds_per_pred": float(stored["seconds"].sum() / n),
     }

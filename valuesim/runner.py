@@ -207,8 +207,6 @@ def run_bench(
     """
     import pandas as pd
 
-    from valuesim.lm import engine_of
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_file = out_dir / "bench.json"
@@ -244,17 +242,11 @@ def run_bench(
                         progress=progress,
                         nested=True,
                     )
-                    engine = engine_of(dspy.settings.lm) if program not in STATISTICAL else None
-                    stats = engine.stats.as_dict() if engine else {}
-                    if engine:
-                        engine.stats.reset()
-                    n = max(result.metrics.get("n", 0), 1)
                     row = {
                         "program": program,
                         "fold": fold,
                         "history": history,
                         **result.metrics,
-                        "evaluated_tokens_per_pred": stats.get("prompt_tokens_evaluated", 0) / n,
                         "wall_seconds": time.perf_counter() - t0,
                     }
                     rows.append(row)

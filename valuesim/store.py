@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     status TEXT,            -- ok | invalid | failed
     error TEXT,
     detail TEXT,            -- JSON: module answers, analyses, backstory
-    lm_calls INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL
+    lm_calls INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL,
+    cached_tokens INTEGER   -- prompt tokens the engine reused from its KV/prefix cache
 )
 """
 
@@ -37,6 +38,9 @@ class RunStore:
         # could lose the last commits. FULL fsyncs every prediction and made a 63k-prediction run I/O-bound.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
+        if "cached_tokens" not in columns:  # stores written before the column existed
+            self._db.execute("ALTER TABLE predictions ADD COLUMN cached_tokens INTEGER")
         self._db.commit()
 
     def done(self) -> set[str]:
