@@ -45,6 +45,20 @@ def quiet_stdout(enabled: bool):
         yield
 
 
+def parse_settings(pairs: list[str] | None) -> dict:
+    """--set key=value pairs; values read as JSON when they parse (numbers, true/false), else as text."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--set takes key=value, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def emit_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=1, default=_jsonable) + "\n")
 
@@ -162,6 +176,9 @@ def evaluate(
     threads: int = typer.Option(1, help="Parallel predictions (use >1 only for remote LMs)"),
     run_dir: Path = typer.Option(None, help="Folder keeping this run's predictions [default: runs/<name>]"),
     resume: bool = typer.Option(False, help="Continue the run in --run-dir, skipping finished predictions"),
+    settings: list[str] = typer.Option(
+        None, "--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print metrics as one JSON object"),
 ) -> None:
     """Evaluate a program on the benchmark, print its metrics and log an MLflow run.
@@ -179,6 +196,7 @@ def evaluate(
     if run_dir and Path(run_dir, "predictions.sqlite").exists() and not resume:
         fail(f"{run_dir} already holds a run; add --resume to continue it or choose another --run-dir")
     setup = Setup(
+        settings=parse_settings(settings),
         program=program,
         protocol=protocol,
         split=split,
@@ -197,7 +215,7 @@ def evaluate(
             with quiet_stdout(as_json):
                 result, params = run_evaluate(setup, bench, run_dir=run_dir, progress=not as_json)
     except (FileNotFoundError, ProgramLoadError, ValueError, KeyError) as e:
-        fail(str(e).strip("'\""))
+        fail(e.args[0] if isinstance(e, KeyError) and e.args else str(e))
     show_result(result, params, as_json)
 
 
@@ -217,6 +235,9 @@ def compile_cmd(
     threads: int = typer.Option(1, help="Parallel LM calls (use >1 only for remote LMs)"),
     seed: int = typer.Option(0, help="Optimizer seed"),
     run_dir: Path = typer.Option(None, help="Run folder [default: runs/<name>]"),
+    settings: list[str] = typer.Option(
+        None, "--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object"),
 ) -> None:
     """Compile a program's prompts with a DSPy optimizer; evaluate on dev before and after; log to MLflow.
@@ -234,6 +255,7 @@ def compile_cmd(
     if optimizer not in OPTIMIZERS:
         fail(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     setup = Setup(
+        settings=parse_settings(settings),
         program=program,
         protocol=protocol,
         split="dev",
@@ -368,6 +390,9 @@ def bench(
     out_dir: Path = typer.Option(
         None, "--out", help="Bench folder; rerun with the same folder to resume [default: runs/bench-<time>]"
     ),
+    settings: list[str] = typer.Option(
+        None, "--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the results table as JSON"),
 ) -> None:
     """Compare programs on the same persons and questions across history sizes: table, plot, cost, MLflow.
@@ -389,6 +414,7 @@ def bench(
         fail("--history and --folds take comma-separated integers, e.g. --history 0,58,232")
     names = [p.strip() for p in programs.split(",") if p.strip()]
     setup = Setup(
+        settings=parse_settings(settings),
         protocol=protocol,
         split=split,
         persons=persons,

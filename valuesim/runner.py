@@ -63,7 +63,10 @@ def preflight(lm: dspy.LM, api_base: str | None) -> None:
 def build_program(spec: str, bench: Benchmark, settings: dict | None = None) -> tuple[dspy.Module, str, dict]:
     """A program from a name or a compiled-program URI. Returns (program, program name, its settings)."""
     if spec in PROGRAMS:
-        return PROGRAMS[spec].from_benchmark(bench, **(settings or {})), spec, settings or {}
+        try:
+            return PROGRAMS[spec].from_benchmark(bench, **(settings or {})), spec, settings or {}
+        except TypeError as e:  # an unknown --set key
+            raise ValueError(f"program {spec!r} does not take these settings {settings}: {e}") from None
     program, meta = load_program(resolve_uri(spec))
     return program, meta["program"], meta.get("settings", {})
 

@@ -24,8 +24,8 @@ class _Fitted(dspy.Module):
         self._majorities: dict = {}
 
     @classmethod
-    def from_benchmark(cls, bench, **_) -> _Fitted:
-        return cls(bench.respondents("train"), bench.catalog)
+    def from_benchmark(cls, bench, **settings) -> _Fitted:
+        return cls(bench.respondents("train"), bench.catalog, **settings)
 
     def vote(self, answers: pd.Series, options: dict, weights: pd.Series | None = None) -> str | None:
         answers = answers.dropna().astype(int)
