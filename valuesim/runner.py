@@ -6,6 +6,7 @@ its predictions in a run folder (runs/<name>/predictions.sqlite), so an interrup
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,7 +238,7 @@ def run_bench(
                 for program in programs:
                     cell = Setup(**{**setup.__dict__, "program": program, "fold": fold, "history": history})
                     t0 = time.perf_counter()
-                    result, cell_params = run_evaluate(
+                    result, _ = run_evaluate(
                         cell,
                         bench,
                         out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}",
@@ -259,7 +260,8 @@ def run_bench(
         files = write_bench_outputs(table, out_dir)
         mlflow.log_artifacts(str(out_dir / "report"), artifact_path="report")
         for _, r in table.groupby("program")[["accuracy"]].mean().reset_index().iterrows():
-            mlflow.log_metric(f"accuracy_{r['program']}", float(r["accuracy"]))
+            name = re.sub(r"[^\w\-. /]", "_", r["program"])  # compiled programs are named runs:/<id>
+            mlflow.log_metric(f"accuracy_{name}", float(r["accuracy"]))
     return {"table": table, "files": files, "mlflow_run_id": state["parent_run_id"], "out_dir": str(out_dir)}
 
 
