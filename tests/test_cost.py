@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import dspy
 import pytest
+from test_lm import _smollm2_available
 
 from valuesim import lm as vlm
 from valuesim.programs.options import OptionsAdapter
 from valuesim.programs.valuesim import ValueSim
 
 
-def _smollm2() -> bool:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return False
-    try:
-        vlm.resolve_model("smollm2")
-    except ValueError:
-        return False
-    return True
-
-
 @pytest.mark.llm
-@pytest.mark.skipif(not _smollm2(), reason="llama_cpp or the SmolLM2 GGUF is not installed")
+@pytest.mark.skipif(not _smollm2_available(), reason="llama_cpp or the SmolLM2 GGUF is not installed")
 def test_prefix_cache_and_backstory_reuse_keep_answers_identical(bench_small) -> None:
     from valuesim.data.benchmark import Benchmark
 
