@@ -309,6 +309,7 @@ def simulate(
     """
     from valuesim.data.benchmark import Benchmark, make_example
     from valuesim.data.person import PersonFileError, load_person
+    from valuesim.programs import PROGRAMS, STATISTICAL
     from valuesim.programs.saved import ProgramLoadError, load
     from valuesim.runner import configure_lm
 
@@ -321,9 +322,8 @@ def simulate(
             fail(f"{question} ({catalog[question].label}) is a free-number item and cannot be asked")
         who = load_person(person, catalog)
         example = make_example(catalog, who, question)
-        programs = PROGRAMS_BY_NAME()
-        prog = programs[program].from_benchmark(bench) if program in programs else load(program)
-        lm_info = {} if program in STATISTICAL_NAMES() else configure_lm(lm, api_base)
+        prog = PROGRAMS[program].from_benchmark(bench) if program in PROGRAMS else load(program)
+        lm_info = {} if program in STATISTICAL else configure_lm(lm, api_base)
     except (FileNotFoundError, PersonFileError, ProgramLoadError, ValueError) as e:
         fail(str(e))
     try:
@@ -356,18 +356,6 @@ def simulate(
             out.print(f"  {result.get(view + '_analysis', '')}")
     out.print(f"\n[bold]{question}[/bold] {example.question_text}")
     out.print(f"[bold]Answer[/bold]: {answer} ({result['answer_label'] or 'not an option'})")
-
-
-def PROGRAMS_BY_NAME() -> dict:  # noqa: N802 - imported lazily so --help stays fast
-    from valuesim.programs import PROGRAMS
-
-    return PROGRAMS
-
-
-def STATISTICAL_NAMES() -> set:  # noqa: N802
-    from valuesim.programs import STATISTICAL
-
-    return STATISTICAL
 
 
 @app.command()

@@ -15,8 +15,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
-
 from valuesim import config
 
 # A tracking server the user points at wins; read once, because mlflow.set_tracking_uri() writes this variable.
@@ -122,7 +120,3 @@ def read_json(path: Path):
 
 def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=1, default=str))
-
-
-def frame_to_markdown(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False) if hasattr(df, "to_markdown") else df.to_string(index=False)
