@@ -127,6 +127,7 @@ class Catalog:
         countries = codebook.get("B_COUNTRY", {}).get("choices", {})
         alpha = codebook.get("B_COUNTRY_ALPHA", {}).get("choices", {})
         numeric_by_alpha = _numeric_country_codes(countries, alpha)
+        alpha = {a3: alpha.get(a3) or countries[str(num)] for a3, num in numeric_by_alpha.items()} | alpha
         questions = []
         for n in range(1, 291):
             code = f"Q{n}"
@@ -139,7 +140,7 @@ class Catalog:
             if code in COUNTRY_SPECIFIC:
                 shared = {c: lab for c, lab in options.items() if c < 1000}
                 for a3, num in numeric_by_alpha.items():
-                    own = {c: re.sub(r"^[A-Z]{2,3}:\s*", "", lab) for c, lab in options.items() if c // 1000 == num}
+                    own = {c: re.sub(r"^[A-Z]{2,4}:\s*", "", lab) for c, lab in options.items() if c // 1000 == num}
                     if own:
                         country_options[a3] = {**own, **shared}
                 options = shared
@@ -184,9 +185,28 @@ def _section(n: int) -> str:
 
 
 def _numeric_country_codes(numeric: dict[str, str], alpha: dict[str, str]) -> dict[str, int]:
-    """ISO alpha-3 -> ISO numeric, matched through the country names both codebook entries share."""
+    """Codebook alpha-3 -> the numeric code its per-country options carry (<numeric> * 1000 + n).
+
+    ISO 3166 first (pycountry: "RUS" is 643 whatever the codebook calls Russia), then the codebook's own names for
+    the codes ISO does not know (WVS writes Morocco "MOR" and has Northern Ireland "NIR" = 909).
+    """
+    import pycountry
+
+    known = {int(code) for code in numeric if code.lstrip("-").isdigit() and int(code) > 0}
     by_name = {name: int(code) for code, name in numeric.items() if code.lstrip("-").isdigit() and int(code) > 0}
-    return {a3: by_name[name] for a3, name in alpha.items() if name in by_name}
+    out = {}
+    for a3, name in alpha.items():
+        iso = pycountry.countries.get(alpha_3=a3)
+        if iso is not None and int(iso.numeric) in known:
+            out[a3] = int(iso.numeric)
+        elif name in by_name:
+            out[a3] = by_name[name]
+    # Countries the numeric list has and the alpha list lacks (Hong Kong 344, Sweden 752 in WVS-7 v6.0)
+    for code in known - set(out.values()):
+        iso = pycountry.countries.get(numeric=f"{code:03d}")
+        if iso is not None and iso.alpha_3 not in out:
+            out[iso.alpha_3] = code
+    return out
 
 
 def _read_json(path: Path):

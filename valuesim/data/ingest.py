@@ -118,7 +118,8 @@ def _variants(key: str) -> list[str]:
     if braced:
         out += [braced.group(1).strip(), braced.group(2).strip()]
     for k in list(out):
-        prefixed = re.fullmatch(r"[a-z]{2,3}: (.*)", k)  # per-country options: "usa: republican party", "us: hispanic"
+        # per-country options: "usa: republican party", "us: hispanic", "bol:movement for socialism", "nirl: ..."
+        prefixed = re.fullmatch(r"[a-z]{2,4}:\s*(.*)", k)
         if prefixed:
             out.append(prefixed.group(1))
         numbered = re.fullmatch(r"(\d+) \D.*", k)  # end-labelled scale points: "1 there is no corruption ..."
