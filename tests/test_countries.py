@@ -36,7 +36,7 @@ def test_every_codebook_country_maps_its_own_labels(wvs_dir, catalog, code):
         codes_of: dict[str, set[int]] = {}
         for c, label in own.items():
             codes_of.setdefault(re.sub(r"^[A-Z]{2,4}:\s*", "", label).lower(), set()).add(c)
-        for c, label in own.items():
+        for label in own.values():
             bare = re.sub(r"^[A-Z]{2,4}:\s*", "", label)
             # a few labels name two codes of one country (Serbia's parties, Pakistan's "Hindko"): a labelled export
             # cannot tell them apart, and either code is right

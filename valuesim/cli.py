@@ -1,6 +1,8 @@
 """The `valuesim` command line: build the benchmark, evaluate programs, compile, simulate.
 
-Every command that prints results takes --json and then prints exactly one JSON object on stdout.
+Every command that prints results takes --json and then prints exactly one JSON object on stdout. User errors
+(`ValueSimError`: a bad file, flag or setting, an unreachable LM) are one line and exit 1; anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from valuesim import config
+from valuesim.errors import ValueSimError
 
 app = typer.Typer(
     help="Simulate how one person answers value questions (WVS-7), with DSPy programs.",
@@ -28,6 +33,37 @@ app.add_typer(data_app, name="data")
 console = Console(stderr=True, soft_wrap=True)  # tables and progress go to stderr so --json stdout stays clean
 out = Console(soft_wrap=True)
 
+PROGRAM_NAMES = "majority, country, cell, knn, demographics, rag, full-info, backstory, valuesim"
+
+# Options shared by several commands, declared once.
+Data = Annotated[Path | None, typer.Option(help="Built benchmark [default: data/benchmark]")]
+Split = Annotated[Literal["train", "dev", "test"], typer.Option(help="Respondent split")]
+Fold = Annotated[int, typer.Option(min=1, max=5, help="Question fold 1-5")]
+History = Annotated[int, typer.Option(min=0, help="Number of known profile answers (0, 58, 116, 174, 232 or any)")]
+Protocol = Annotated[
+    Literal["values", "reference"],
+    typer.Option(help="values (demographics known, value questions held out) or reference (the paper's)"),
+]
+Questions = Annotated[int | None, typer.Option(min=1, help="Only the first M held-out questions per person")]
+LM = Annotated[str, typer.Option(help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string")]
+ApiBase = Annotated[
+    str | None, typer.Option(help="API base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
+]
+Threads = Annotated[int, typer.Option(min=1, help="Parallel predictions (use >1 only for remote LMs)")]
+Settings = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout")]
+
+# Warnings users cannot act on, hidden by message; every other warning shows.
+QUIET_WARNINGS = [
+    r"Workbook contains no default style",  # openpyxl, on WVS exports
+    r"Pydantic serializer warnings",  # LiteLLM's response objects
+    r"The ``noload`` loader strategy is deprecated",  # SQLAlchemy, inside MLflow's store
+    r"'str' dtypes are included by select_dtypes",  # pandas 3, inside mlflow.log_table
+]
+
 
 def fail(message: str) -> None:
     """A user error: one line, exit 1, no traceback."""
@@ -36,34 +72,41 @@ def fail(message: str) -> None:
 
 
 @contextmanager
-def quiet_stdout(enabled: bool):
-    """Route library prints (DSPy optimizers print to stdout) to stderr so --json output stays one JSON object."""
-    if enabled:
-        with redirect_stdout(sys.stderr):
-            yield
-    else:
-        yield
+def handled(as_json: bool = False) -> Iterator[None]:
+    """What every command runs inside: user errors as one line, known-noisy warnings hidden, and library prints
+    (DSPy optimizers print to stdout) sent to stderr under --json so stdout stays one JSON object."""
+    with warnings.catch_warnings():
+        for message in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            if as_json:
+                with redirect_stdout(sys.stderr):
+                    yield
+            else:
+                yield
+        except ValueSimError as e:
+            fail(str(e))
 
 
 def parse_settings(pairs: list[str] | None) -> dict:
     """--set key=value pairs; values read as JSON when they parse (numbers, true/false), else as text."""
-    out = {}
+    settings = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             fail(f"--set takes key=value, got {pair!r}")
         try:
-            out[key.strip()] = json.loads(value)
+            settings[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+            settings[key.strip()] = value
+    return settings
 
 
-def emit_json(obj) -> None:
+def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=1, default=_jsonable) + "\n")
 
 
-def _jsonable(o):
+def _jsonable(o: Any) -> Any:
     if hasattr(o, "to_dict"):
         return o.to_dict(orient="records") if hasattr(o, "columns") else o.to_dict()
     if hasattr(o, "__dict__"):
@@ -73,17 +116,19 @@ def _jsonable(o):
 
 @data_app.command("build")
 def data_build(
-    wvs: Path = typer.Option(
-        ...,
-        help="WVS-7 folder: countries/*.xlsx (or the cross-national CSV), codebook.json, "
-        "questions.json, question_metadata.json, protocol/fold_*.json",
-    ),
-    out_dir: Path = typer.Option(None, "--out", help="Where to write the benchmark [default: data/benchmark]"),
-    seed: int = typer.Option(0, help="Seed for the person split and the profile orders"),
-    report_unknown: bool = typer.Option(
-        False, "--report-unknown", help="List every unmapped label instead of stopping at the first"
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON"),
+    wvs: Annotated[
+        Path,
+        typer.Option(
+            help="WVS-7 folder: countries/*.xlsx (or the cross-national CSV), codebook.json, "
+            "questions.json, question_metadata.json, protocol/fold_*.json",
+        ),
+    ],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write [default: data/benchmark]")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the person split and the profile orders")] = 0,
+    report_unknown: Annotated[
+        bool, typer.Option("--report-unknown", help="List every unmapped label instead of stopping at the first")
+    ] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Build the benchmark from WVS-7 respondent files.
 
@@ -91,12 +136,9 @@ def data_build(
         valuesim data build --wvs ../shared/data/wvs7
     """
     from valuesim.data.benchmark import build
-    from valuesim.data.ingest import WVSFormatError
 
-    try:
+    with handled(as_json):
         manifest = build(wvs, out_dir or config.data_dir(), seed=seed, report_unknown=report_unknown)
-    except (WVSFormatError, FileNotFoundError, ValueError) as e:
-        fail(str(e))
     report = manifest.pop("report")
     if as_json:
         emit_json(manifest | {"unmapped": [u.__dict__ for u in report.unmapped]})
@@ -118,23 +160,21 @@ def data_build(
 
 @data_app.command("person")
 def data_person(
-    person_id: str = typer.Argument(..., help="Respondent id, e.g. BGD-50070001 (see predictions tables)"),
-    data: Path = typer.Option(None, help="Built benchmark [default: data/benchmark]"),
-    protocol: str = typer.Option("values", help="values or reference"),
-    fold: int = typer.Option(1, help="Question fold 1-5"),
-    history: int = typer.Option(232, help="Number of known profile answers"),
+    person_id: Annotated[str, typer.Argument(help="Respondent id, e.g. BGD-50070001 (see predictions tables)")],
+    data: Data = None,
+    protocol: Protocol = "values",
+    fold: Fold = 1,
+    history: History = 232,
 ) -> None:
     """Print a benchmark respondent as a person file (what the programs know; held-out answers left out).
 
     Example:
         valuesim data person BGD-50070001 --history 58 > person.json
     """
-    from valuesim.data.benchmark import PROTOCOLS, Benchmark
+    from valuesim.data.benchmark import Benchmark
 
-    try:
+    with handled():
         bench = Benchmark(data or config.data_dir())
-        if protocol not in PROTOCOLS:
-            fail(f"unknown protocol {protocol!r}")
         for split in ("train", "dev", "test"):
             rows = bench.rows(protocol, split, fold).filter(lambda r: r["person_id"] == person_id)
             if len(rows):
@@ -142,8 +182,6 @@ def data_person(
                 break
         else:
             fail(f"no respondent {person_id!r} in fold {fold} of {bench.path}")
-    except FileNotFoundError as e:
-        fail(str(e))
     known = [*row["demographics"], *row["profile"][:history]]
     emit_json({"id": person_id, "country": row["country"], "answers": {i["q"]: i["a"] for i in known}})
 
@@ -159,27 +197,31 @@ def metrics_table(title: str, metrics: dict) -> Table:
 
 @app.command()
 def evaluate(
-    program: str = typer.Option(
-        "knn",
-        help="Program name (majority, country, cell, knn, demographics, rag, full-info, backstory, valuesim) "
-        "or a compiled program: runs:/<run_id>, models:/<name>/<version> or a saved folder",
-    ),
-    data: Path = typer.Option(None, help="Built benchmark [default: data/benchmark]"),
-    split: str = typer.Option("dev", help="train, dev or test"),
-    fold: int = typer.Option(1, help="Question fold 1-5"),
-    history: int = typer.Option(232, help="Number of known profile answers (0, 58, 116, 174, 232 or any)"),
-    protocol: str = typer.Option("values", help="values (demographics known, value questions held out) or reference"),
-    persons: int = typer.Option(None, help="Only the first N persons"),
-    questions: int = typer.Option(None, help="Only the first M held-out questions per person"),
-    lm: str = typer.Option("gemma", help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
-    api_base: str = typer.Option(None, help="API base URL for an OpenAI-compatible server (vLLM, llama.cpp)"),
-    threads: int = typer.Option(1, help="Parallel predictions (use >1 only for remote LMs)"),
-    run_dir: Path = typer.Option(None, help="Folder keeping this run's predictions [default: runs/<name>]"),
-    resume: bool = typer.Option(False, help="Continue the run in --run-dir, skipping finished predictions"),
-    settings: list[str] = typer.Option(
-        None, "--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print metrics as one JSON object"),
+    program: Annotated[
+        str,
+        typer.Option(
+            help=f"Program name ({PROGRAM_NAMES}) or a compiled program: runs:/<run_id>, "
+            "models:/<name>/<version> or a saved folder"
+        ),
+    ] = "knn",
+    data: Data = None,
+    split: Split = "dev",
+    fold: Fold = 1,
+    history: History = 232,
+    protocol: Protocol = "values",
+    persons: Annotated[
+        int | None, typer.Option(min=1, help="A country-stratified sample of N persons [default: all]")
+    ] = None,
+    questions: Questions = None,
+    lm: LM = "gemma",
+    api_base: ApiBase = None,
+    threads: Threads = 1,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Folder keeping this run's predictions [default: runs/<name>]")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir, skipping finished predictions")] = False,
+    settings: Settings = None,
+    as_json: AsJson = False,
 ) -> None:
     """Evaluate a program on the benchmark, print its metrics and log an MLflow run.
 
@@ -188,13 +230,13 @@ def evaluate(
         valuesim evaluate --program valuesim --lm gemma --persons 5 --questions 10
     """
     from valuesim.data.benchmark import Benchmark
-    from valuesim.programs.saved import ProgramLoadError
     from valuesim.runner import Setup, run_evaluate
 
-    if resume and not (run_dir and Path(run_dir).exists()):
-        fail("--resume needs --run-dir pointing at an existing run folder")
+    if resume and not run_dir:
+        fail("--resume needs --run-dir, the folder of the run to continue")
     if run_dir and Path(run_dir, "predictions.sqlite").exists() and not resume:
         fail(f"{run_dir} already holds a run; add --resume to continue it or choose another --run-dir")
+    # --resume on a folder that does not exist yet (killed before it was created) simply starts the run
     setup = Setup(
         settings=parse_settings(settings),
         program=program,
@@ -208,37 +250,34 @@ def evaluate(
         api_base=api_base,
         threads=threads,
     )
-    try:
+    with handled(as_json):
         bench = Benchmark(data or config.data_dir())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with quiet_stdout(as_json):
-                result, params = run_evaluate(setup, bench, run_dir=run_dir, progress=not as_json)
-    except (FileNotFoundError, ProgramLoadError, ValueError, KeyError) as e:
-        fail(e.args[0] if isinstance(e, KeyError) and e.args else str(e))
+        result, params = run_evaluate(setup, bench, run_dir=run_dir, progress=not as_json)
     show_result(result, params, as_json)
 
 
 @app.command("compile")
 def compile_cmd(
-    program: str = typer.Option("valuesim", help="LM program to compile (valuesim, backstory, full-info, rag, ...)"),
-    optimizer: str = typer.Option("bootstrap", help="bootstrap, random-search, mipro or gepa"),
-    train: int = typer.Option(8, help="Training respondents (persons) to compile on"),
-    dev: int = typer.Option(4, help="Dev respondents to score before and after compiling"),
-    questions: int = typer.Option(5, help="Held-out questions per person, in train and dev"),
-    data: Path = typer.Option(None, help="Built benchmark [default: data/benchmark]"),
-    fold: int = typer.Option(1, help="Question fold 1-5"),
-    history: int = typer.Option(232, help="Number of known profile answers"),
-    protocol: str = typer.Option("values", help="values or reference"),
-    lm: str = typer.Option("gemma", help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
-    api_base: str = typer.Option(None, help="API base URL for an OpenAI-compatible server"),
-    threads: int = typer.Option(1, help="Parallel LM calls (use >1 only for remote LMs)"),
-    seed: int = typer.Option(0, help="Optimizer seed"),
-    run_dir: Path = typer.Option(None, help="Run folder [default: runs/<name>]"),
-    settings: list[str] = typer.Option(
-        None, "--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object"),
+    program: Annotated[
+        str, typer.Option(help="LM program to compile (valuesim, backstory, full-info, rag, demographics)")
+    ] = "valuesim",
+    optimizer: Annotated[
+        Literal["bootstrap", "random-search", "mipro", "gepa"], typer.Option(help="DSPy optimizer")
+    ] = "bootstrap",
+    train: Annotated[int, typer.Option(min=1, help="Training respondents (persons) to compile on")] = 8,
+    dev: Annotated[int, typer.Option(min=1, help="Dev respondents to score before and after compiling")] = 4,
+    questions: Annotated[int, typer.Option(min=1, help="Held-out questions per person, in train and dev")] = 5,
+    data: Data = None,
+    fold: Fold = 1,
+    history: History = 232,
+    protocol: Protocol = "values",
+    lm: LM = "gemma",
+    api_base: ApiBase = None,
+    threads: Threads = 1,
+    seed: Annotated[int, typer.Option(help="Optimizer and sampling seed")] = 0,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder [default: runs/<name>]")] = None,
+    settings: Settings = None,
+    as_json: AsJson = False,
 ) -> None:
     """Compile a program's prompts with a DSPy optimizer; evaluate on dev before and after; log to MLflow.
 
@@ -249,11 +288,8 @@ def compile_cmd(
         valuesim compile --program valuesim --optimizer bootstrap --train 8 --dev 4 --lm gemma
     """
     from valuesim.data.benchmark import Benchmark
-    from valuesim.optimize.compile import OPTIMIZERS
     from valuesim.runner import Setup, run_compile
 
-    if optimizer not in OPTIMIZERS:
-        fail(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     setup = Setup(
         settings=parse_settings(settings),
         program=program,
@@ -267,14 +303,9 @@ def compile_cmd(
         threads=threads,
         seed=seed,
     )
-    try:
+    with handled(as_json):
         bench = Benchmark(data or config.data_dir())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with quiet_stdout(as_json):
-                summary = run_compile(setup, bench, optimizer, train, dev, run_dir=run_dir, progress=not as_json)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
+        summary = run_compile(setup, bench, optimizer, train, dev, run_dir=run_dir, progress=not as_json)
     if as_json:
         emit_json(summary)
         return
@@ -291,16 +322,20 @@ def compile_cmd(
 
 @app.command()
 def simulate(
-    person: Path = typer.Option(..., help="Person file (JSON): country and known answers by question code"),
-    question: str = typer.Option(..., help="Question code to answer, e.g. Q164"),
-    program: str = typer.Option(
-        "valuesim",
-        help="Program name, or a compiled program: runs:/<run_id>, models:/<name>/<version>, or a saved folder",
-    ),
-    data: Path = typer.Option(None, help="Built benchmark, for the question catalog [default: data/benchmark]"),
-    lm: str = typer.Option("gemma", help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
-    api_base: str = typer.Option(None, help="API base URL for an OpenAI-compatible server"),
-    as_json: bool = typer.Option(False, "--json", help="Print the simulation as one JSON object"),
+    person: Annotated[Path, typer.Option(help="Person file (JSON): country and known answers by question code")],
+    question: Annotated[str, typer.Option(help="Question code to answer, e.g. Q164")],
+    program: Annotated[
+        str,
+        typer.Option(
+            help="Program name, or a compiled program: runs:/<run_id>, models:/<name>/<version>, or a saved folder"
+        ),
+    ] = "valuesim",
+    data: Annotated[
+        Path | None, typer.Option(help="Built benchmark, for the question catalog [default: data/benchmark]")
+    ] = None,
+    lm: LM = "gemma",
+    api_base: ApiBase = None,
+    as_json: AsJson = False,
 ) -> None:
     """Simulate one person's answer to one question: backstory, each module's view, the final answer.
 
@@ -308,12 +343,11 @@ def simulate(
         valuesim simulate --program runs:/<run_id> --person person.json --question Q164
     """
     from valuesim.data.benchmark import Benchmark, make_example
-    from valuesim.data.person import PersonFileError, load_person
-    from valuesim.programs import PROGRAMS, STATISTICAL
-    from valuesim.programs.saved import ProgramLoadError, load
-    from valuesim.runner import configure_lm
+    from valuesim.data.person import load_person
+    from valuesim.programs import STATISTICAL
+    from valuesim.runner import build_program, configure_lm
 
-    try:
+    with handled(as_json):
         bench = Benchmark(data or config.data_dir())
         catalog = bench.catalog
         if question not in catalog:
@@ -322,17 +356,12 @@ def simulate(
             fail(f"{question} ({catalog[question].label}) is a free-number item and cannot be asked")
         who = load_person(person, catalog)
         example = make_example(catalog, who, question)
-        prog = PROGRAMS[program].from_benchmark(bench) if program in PROGRAMS else load(program)
-        lm_info = {} if program in STATISTICAL else configure_lm(lm, api_base)
-    except (FileNotFoundError, PersonFileError, ProgramLoadError, ValueError) as e:
-        fail(str(e))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with quiet_stdout(as_json):
-                pred = prog(**example.inputs())
-    except Exception as e:  # noqa: BLE001 - an LM fault (unparseable output, server error) is one line, not a trace
-        fail(f"the program failed on {question}: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}")
+        prog, name, _ = build_program(program, bench)
+        lm_info = {} if name in STATISTICAL else configure_lm(lm, api_base)
+        try:
+            pred = prog(**example.inputs())
+        except Exception as e:  # noqa: BLE001 - an LM fault (unparseable output, server error) is one line
+            fail(f"the program failed on {question}: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}")
     answer = getattr(pred, "answer", None)
     result = {
         "question": question,
@@ -360,28 +389,28 @@ def simulate(
 
 @app.command()
 def bench(
-    programs: str = typer.Option(
-        "majority,country,cell,knn,demographics,rag,full-info,backstory,valuesim",
-        help="Comma-separated program names or compiled programs (runs:/...)",
-    ),
-    history: str = typer.Option("0,58,116,174,232", help="Comma-separated history sizes"),
-    folds: str = typer.Option("1", help="Comma-separated folds"),
-    persons: int = typer.Option(5, help="First N dev persons (the same for every program)"),
-    questions: int = typer.Option(10, help="First M held-out questions per person"),
-    split: str = typer.Option("dev", help="train, dev or test"),
-    protocol: str = typer.Option("values", help="values or reference"),
-    data: Path = typer.Option(None, help="Built benchmark [default: data/benchmark]"),
-    lm: str = typer.Option("gemma", help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
-    api_base: str = typer.Option(None, help="API base URL for an OpenAI-compatible server"),
-    threads: int = typer.Option(1, help="Parallel predictions (use >1 only for remote LMs)"),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Bypass DSPy's LM cache (to measure real cost)"),
-    out_dir: Path = typer.Option(
-        None, "--out", help="Bench folder; rerun with the same folder to resume [default: runs/bench-<time>]"
-    ),
-    settings: list[str] = typer.Option(
-        None, "--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the results table as JSON"),
+    programs: Annotated[
+        str, typer.Option(help="Comma-separated program names or compiled programs (runs:/..., models:/...)")
+    ] = "majority,country,cell,knn,demographics,rag,full-info,backstory,valuesim",
+    history: Annotated[str, typer.Option(help="Comma-separated history sizes")] = "0,58,116,174,232",
+    folds: Annotated[str, typer.Option(help="Comma-separated folds")] = "1",
+    persons: Annotated[
+        int, typer.Option(min=1, help="A country-stratified sample of N persons, the same for every program")
+    ] = 5,
+    questions: Annotated[int, typer.Option(min=1, help="First M held-out questions per person")] = 10,
+    split: Split = "dev",
+    protocol: Protocol = "values",
+    data: Data = None,
+    lm: LM = "gemma",
+    api_base: ApiBase = None,
+    threads: Threads = 1,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass DSPy's LM cache (to measure cost)")] = False,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Bench folder; rerun with the same folder to resume [default: runs/bench-<time>]"),
+    ] = None,
+    settings: Settings = None,
+    as_json: AsJson = False,
 ) -> None:
     """Compare programs on the same persons and questions across history sizes: table, plot, cost, MLflow.
 
@@ -392,15 +421,12 @@ def bench(
         valuesim bench --lm gemma --persons 5 --questions 10 --history 0,58,116,174,232
     """
     from valuesim.data.benchmark import Benchmark
-    from valuesim.programs.saved import ProgramLoadError
     from valuesim.runner import Setup, run_bench
 
-    try:
-        hist = [int(h) for h in history.split(",")]
-        fold_list = [int(f) for f in folds.split(",")]
-    except ValueError:
-        fail("--history and --folds take comma-separated integers, e.g. --history 0,58,232")
+    hist, fold_list = int_list("--history", history, 0, None), int_list("--folds", folds, 1, 5)
     names = [p.strip() for p in programs.split(",") if p.strip()]
+    if not names:
+        fail("--programs needs at least one program name, e.g. --programs knn,valuesim")
     setup = Setup(
         settings=parse_settings(settings),
         protocol=protocol,
@@ -420,23 +446,33 @@ def bench(
             f"{row['seconds_per_pred']:.2f} s/pred, invalid {row['invalid']}"
         )
 
-    try:
+    with handled(as_json):
         bench_data = Benchmark(data or config.data_dir())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with quiet_stdout(as_json):
-                summary = run_bench(setup, bench_data, names, hist, fold_list, Path(out_dir), not as_json, done)
-    except (FileNotFoundError, ProgramLoadError, ValueError) as e:
-        fail(str(e))
+        summary = run_bench(setup, bench_data, names, hist, fold_list, Path(out_dir), not as_json, done)
     if as_json:
-        emit_json({"results": summary["table"], "files": summary["files"], "mlflow_run_id": summary["mlflow_run_id"]})
+        emit_json({"results": summary["table"]} | {k: summary[k] for k in ("persons", "files", "mlflow_run_id")})
         return
+    who = summary["persons"]
+    out.print(f"{who['n_persons']} {split} persons ({who['persons_by_country']})")
     out.print(Path(summary["files"]["results.md"]).read_text())
     out.print(Path(summary["files"]["cost.md"]).read_text())
     console.print(f"Report in {summary['out_dir']}/report; MLflow parent run {summary['mlflow_run_id']}")
 
 
-def show_result(result, params: dict, as_json: bool) -> None:
+def int_list(flag: str, text: str, low: int, high: int | None) -> list[int]:
+    """A comma-separated list of integers within [low, high], or a one-line error naming the flag."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        fail(f"{flag} takes comma-separated integers, e.g. {flag} 0,58,232; got {text!r}")
+    bad = [v for v in values if v < low or (high is not None and v > high)]
+    if not values or bad:
+        allowed = f"{low}-{high}" if high is not None else f">= {low}"
+        fail(f"{flag} takes comma-separated integers {allowed}; got {text!r}")
+    return values
+
+
+def show_result(result: Any, params: dict, as_json: bool) -> None:
     if as_json:
         emit_json(
             {
@@ -449,6 +485,7 @@ def show_result(result, params: dict, as_json: bool) -> None:
         return
     title = f"{params['program']} on {params['split']}, fold {params['fold']}, history {params['history']}"
     out.print(metrics_table(f"{title} ({params['protocol']})", result.metrics))
+    out.print(f"{params['n_persons']} persons ({params['persons_by_country']})")
     out.print(result.by_country.round(3).to_string(index=False))
     console.print(f"Predictions: {params['run_dir']}/predictions.sqlite; MLflow run {params.get('mlflow_run_id')}")
 

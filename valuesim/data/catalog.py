@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from valuesim.data.statements import MEMBERSHIP, render_statement
+from valuesim.errors import NotFoundError, UnknownKeyError, ValueSimError
 
 VALUE_RANGE = range(1, 260)  # Q1-Q259 are value questions; Q260-Q290 demographics
 # Items without a closed option list (or with hundreds of country-specific codes): shown in profiles, never asked.
@@ -102,7 +103,7 @@ class Catalog:
         try:
             return self.questions[code]
         except KeyError:
-            raise KeyError(f"unknown question code {code!r} (expected Q1-Q290)") from None
+            raise UnknownKeyError(f"unknown question code {code!r} (expected Q1-Q290)") from None
 
     def __contains__(self, code: str) -> bool:
         return code in self.questions
@@ -132,7 +133,7 @@ class Catalog:
         for n in range(1, 291):
             code = f"Q{n}"
             if code not in codebook:
-                raise ValueError(f"{wvs_dir / 'codebook.json'}: no entry for {code}")
+                raise ValueSimError(f"{wvs_dir / 'codebook.json'}: no entry for {code}")
             entry = codebook[code]
             choices = {int(c): clean_label(lab) for c, lab in entry["choices"].items() if int(c) >= 0}
             options = dict(sorted(choices.items()))
@@ -211,8 +212,8 @@ def _numeric_country_codes(numeric: dict[str, str], alpha: dict[str, str]) -> di
 
 def _read_json(path: Path):
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not found (is this a WVS-7 folder? see README 'Data')")
+        raise NotFoundError(f"{path}: not found (is this a WVS-7 folder? see README 'Data')")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise ValueSimError(f"{path}: not valid JSON ({e})") from None

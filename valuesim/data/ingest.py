@@ -24,12 +24,13 @@ from python_calamine import CalamineError
 
 from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES, MISSING_LABELS, MISSING_PATTERN
 from valuesim.data.catalog import COUNTRY_SPECIFIC, NUMERIC_ITEMS, Catalog, Question
+from valuesim.errors import ValueSimError
 
 ID_COLUMNS = {"country": "B_COUNTRY_ALPHA", "interview": "D_INTERVIEW", "urban": "H_URBRURAL"}
 REQUIRED = ["B_COUNTRY_ALPHA", "D_INTERVIEW", "Q1"]
 
 
-class WVSFormatError(ValueError):
+class WVSFormatError(ValueSimError):
     """A file that is not a readable WVS-7 respondent file."""
 
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from valuesim.data.benchmark import make_person
 from valuesim.data.catalog import NUMERIC_ITEMS, Catalog
 from valuesim.data.ingest import normalize
+from valuesim.errors import ValueSimError
 
 
-class PersonFileError(ValueError):
+class PersonFileError(ValueSimError):
     """A person file that cannot be read; the message names the file and the field."""
 
 

