@@ -228,10 +228,30 @@ def test_persons_and_questions_limits(bench: Benchmark) -> None:
     assert len(examples) == 15
     assert len({ex.person_id for ex in examples}) == 3
     all_rows = bench.rows("values", "dev", 1)
-    first3 = all_rows.select(range(3))
-    expected = [(r["person_id"], i["q"]) for r in first3 for i in r["heldout"][:5]]
+    chosen = bench.sample("values", "dev", 1, 3)
+    expected = [(r["person_id"], i["q"]) for r in chosen for i in r["heldout"][:5]]
     assert [(ex.person_id, ex.question) for ex in examples] == expected
     assert len(bench.examples("values", "dev", 1, persons=2)) == sum(
-        len(r["heldout"]) for r in all_rows.select(range(2))
+        len(r["heldout"]) for r in bench.sample("values", "dev", 1, 2)
     )
     assert len(bench.examples("values", "dev", 1, persons=1000, questions=1)) == len(all_rows)
+
+
+def test_persons_are_a_seeded_sample_stratified_by_country(bench: Benchmark) -> None:
+    """--persons N draws each country's share of the split (not the first N in file order, which were all from one
+    country), the same persons for every fold, protocol and history, and other persons for another seed."""
+    rows = bench.rows("values", "dev", 1)
+    sizes = pd.Series(rows["country"]).value_counts()
+    n = 2 * len(sizes) + 1
+    sample = bench.sample("values", "dev", 1, n)
+    counts = pd.Series(sample["country"]).value_counts()
+    assert len(sample) == n and set(counts.index) == set(sizes.index)  # every country is there
+    share = sizes / sizes.sum() * n
+    assert ((counts - share.loc[counts.index]).abs() < 1 + 1e-9).all()  # each within one of its proportional share
+    again = bench.sample("reference", "dev", 2, n)
+    assert again["person_id"] == sample["person_id"]
+    assert bench.sample("values", "dev", 1, n, seed=1)["person_id"] != sample["person_id"]
+    one_each = bench.sample("values", "dev", 1, len(sizes))
+    assert sorted(one_each["country"]) == sorted(sizes.index)
+    with pytest.raises(ValueError, match="at least 1"):
+        bench.sample("values", "dev", 1, 0)

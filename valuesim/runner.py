@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import dspy
 
 from valuesim import config, tracking
 from valuesim.data.benchmark import Benchmark
+from valuesim.errors import ValueSimError
 from valuesim.evaluate import EvalResult, evaluate
 from valuesim.programs import PROGRAMS, STATISTICAL
 from valuesim.programs.saved import load_program, resolve_uri, save_program
@@ -58,7 +60,7 @@ def preflight(lm: dspy.LM, api_base: str | None) -> None:
     except Exception as e:  # noqa: BLE001 - LiteLLM wraps transport errors in many types
         where = f" at {api_base}" if api_base else ""
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ValueError(f"LM {lm.model}{where} is not reachable: {reason}") from None
+        raise ValueSimError(f"LM {lm.model}{where} is not reachable: {reason}") from None
 
 
 def build_program(spec: str, bench: Benchmark, settings: dict | None = None) -> tuple[dspy.Module, str, dict]:
@@ -67,9 +69,24 @@ def build_program(spec: str, bench: Benchmark, settings: dict | None = None) -> 
         try:
             return PROGRAMS[spec].from_benchmark(bench, **(settings or {})), spec, settings or {}
         except TypeError as e:  # an unknown --set key
-            raise ValueError(f"program {spec!r} does not take these settings {settings}: {e}") from None
+            raise ValueSimError(f"program {spec!r} does not take these settings {settings}: {e}") from None
     program, meta = load_program(resolve_uri(spec))
     return program, meta["program"], meta.get("settings", {})
+
+
+def sample_params(persons: Iterable[tuple[str, str]], prefix: str = "") -> dict:
+    """Which persons a run saw, from (person_id, country) pairs: how many, and per country ("BGD:2,COL:2")."""
+    per_country: dict[str, set] = {}
+    for person_id, country in persons:
+        per_country.setdefault(country, set()).add(person_id)
+    return {
+        f"{prefix}n_persons": sum(len(v) for v in per_country.values()),
+        f"{prefix}persons_by_country": ",".join(f"{c}:{len(v)}" for c, v in sorted(per_country.items())),
+    }
+
+
+def who(examples: list[dspy.Example]) -> list[tuple[str, str]]:
+    return [(ex.person_id, ex.country) for ex in examples]
 
 
 def run_name(setup: Setup, kind: str = "evaluate") -> str:
@@ -107,10 +124,12 @@ def run_evaluate(
     program, name, _ = build_program(setup.program, bench, setup.settings)
     lm = {} if name in STATISTICAL else configure_lm(setup.lm, setup.api_base, setup.cache)
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup))
-    examples = bench.examples(setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions)
+    examples = bench.examples(
+        setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions, seed=setup.seed
+    )
     if not examples:
-        raise ValueError("no examples selected (check --split, --fold, --persons)")
-    params = params_of(setup, bench, name, lm) | {"run_dir": str(run_dir)}
+        raise ValueSimError("no examples selected (check --split, --fold, --persons)")
+    params = params_of(setup, bench, name, lm) | {"run_dir": str(run_dir)} | sample_params(who(examples))
     with tracking.run(experiment, run_dir.name, params, nested=nested) as active:
         result = evaluate(program, examples, bench.catalog, run_dir, threads=setup.threads, progress=progress)
         tracking.log_result(result)
@@ -138,14 +157,14 @@ def run_compile(
     from valuesim.optimize.compile import compile_program
 
     if setup.program not in PROGRAMS or setup.program in STATISTICAL:
-        raise ValueError(f"compile takes an LM program name, not {setup.program!r}")
+        raise ValueSimError(f"compile takes an LM program name, not {setup.program!r}")
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup, "compile"))
     program = PROGRAMS[setup.program].from_benchmark(bench, **setup.settings)
     q = setup.questions
-    trainset = bench.examples(setup.protocol, "train", setup.fold, setup.history, train_persons, q)
-    devset = bench.examples(setup.protocol, "dev", setup.fold, setup.history, dev_persons, q)
+    trainset = bench.examples(setup.protocol, "train", setup.fold, setup.history, train_persons, q, seed=setup.seed)
+    devset = bench.examples(setup.protocol, "dev", setup.fold, setup.history, dev_persons, q, seed=setup.seed)
     if not trainset or not devset:
-        raise ValueError(f"compile needs training and dev examples; selected {len(trainset)} and {len(devset)}")
+        raise ValueSimError(f"compile needs training and dev examples; selected {len(trainset)} and {len(devset)}")
     lm = configure_lm(setup.lm, setup.api_base)
     params = params_of(setup, bench, setup.program, lm) | {
         "optimizer": optimizer,
@@ -154,6 +173,8 @@ def run_compile(
         "train_examples": len(trainset),
         "dev_examples": len(devset),
         "run_dir": str(run_dir),
+        **sample_params(who(trainset), "train_"),
+        **sample_params(who(devset), "dev_"),
     }
     setup_mlflow = tracking.setup_tracking("valuesim-compile")
     setup_mlflow.dspy.autolog(log_compiles=True, log_evals=False, log_traces_from_compile=False)
@@ -227,6 +248,8 @@ def run_bench(
         "lm": setup.lm,
         "dataset": bench.fingerprint,
     }
+    sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)
+    params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
     rows = []
     with mlflow.start_run(run_id=state.get("parent_run_id"), run_name=out_dir.name) as parent:
         if "parent_run_id" not in state:
@@ -262,7 +285,13 @@ def run_bench(
         for _, r in table.groupby("program")[["accuracy"]].mean().reset_index().iterrows():
             name = re.sub(r"[^\w\-. /]", "_", r["program"])  # compiled programs are named runs:/<id>
             mlflow.log_metric(f"accuracy_{name}", float(r["accuracy"]))
-    return {"table": table, "files": files, "mlflow_run_id": state["parent_run_id"], "out_dir": str(out_dir)}
+    return {
+        "table": table,
+        "files": files,
+        "mlflow_run_id": state["parent_run_id"],
+        "out_dir": str(out_dir),
+        "persons": {k: params[k] for k in ("n_persons", "persons_by_country")},
+    }
 
 
 def write_bench_outputs(table, out_dir: Path) -> dict:

@@ -28,6 +28,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from valuesim.data.catalog import Catalog
 from valuesim.data.ingest import IngestReport, fingerprint, read_wvs_dir
 from valuesim.data.statements import country_phrase
+from valuesim.errors import NotFoundError, ValueSimError
 
 PROTOCOLS = ("values", "reference")
 SPLITS = {"train": 0.6, "dev": 0.2, "test": 0.2}
@@ -74,10 +75,10 @@ def read_folds(protocol_dir: Path) -> dict[int, tuple[list[str], list[str]]]:
         data = json.loads(path.read_text())
         for key in ("fold", "train_set", "test_set"):
             if key not in data:
-                raise ValueError(f"{path}: missing field {key!r}")
+                raise ValueSimError(f"{path}: missing field {key!r}")
         folds[int(data["fold"])] = (data["train_set"], data["test_set"])
     if not folds:
-        raise FileNotFoundError(f"{protocol_dir}: no fold_*.json files")
+        raise NotFoundError(f"{protocol_dir}: no fold_*.json files")
     return folds
 
 
@@ -128,7 +129,7 @@ class Benchmark:
     def __init__(self, path: str | Path = DEFAULT_DIR):
         self.path = Path(path)
         if not (self.path / "manifest.json").exists():
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"{self.path}: no built benchmark here; run `valuesim data build --wvs <WVS-7 folder>` first"
             )
         self.manifest = json.loads((self.path / "manifest.json").read_text())
@@ -144,9 +145,38 @@ class Benchmark:
 
     def rows(self, protocol: str, split: str, fold: int) -> Dataset:
         if protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+            raise ValueSimError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
         ds = load_from_disk(str(self.path / protocol))[split]
         return ds.filter(lambda r: r["fold"] == fold)
+
+    def sample(self, protocol: str, split: str, fold: int, persons: int | None = None, seed: int = 0) -> Dataset:
+        """The rows of `persons` respondents, stratified by country: each country gets its share of the split
+        (largest remainder, at least one per country while persons allow), drawn with a seeded shuffle. The same
+        arguments give the same persons for every program and history size. None (or more than the split has)
+        takes every row, in file order."""
+        rows = self.rows(protocol, split, fold)
+        if persons is None or persons >= len(rows):
+            return rows
+        if persons < 1:
+            raise ValueSimError(f"persons must be at least 1, got {persons}")
+        ids = pd.Series(rows["person_id"])
+        by_country = ids.groupby(pd.Series(rows["country"])).groups
+        sizes = pd.Series({c: len(i) for c, i in by_country.items()}).sort_index()
+        quota = sizes / sizes.sum() * persons
+        take = quota.astype(int).clip(lower=min(1, persons // len(sizes)))
+        spare = persons - int(take.sum())
+        if spare > 0:  # largest remainders first; ties broken by country code for a stable order
+            order = (quota - quota.astype(int)).sort_values(ascending=False, kind="stable").index
+            for c in list(order)[:spare]:
+                take[c] += 1
+        while take.sum() > persons:  # the one-per-country floor overshot: trim the largest quotas
+            take[take.idxmax()] -= 1
+        chosen: list[int] = []
+        for country, n in take.items():
+            idx = sorted(by_country[country], key=lambda i: ids[i])
+            random.Random(f"{seed}-sample-{country}").shuffle(idx)
+            chosen += idx[: int(n)]
+        return rows.select(sorted(chosen))
 
     def examples(
         self,
@@ -156,11 +186,12 @@ class Benchmark:
         history: int = 232,
         persons: int | None = None,
         questions: int | None = None,
+        seed: int = 0,
     ) -> list[dspy.Example]:
-        """One example per (person, held-out question), inputs rendered for the programs."""
-        rows = self.rows(protocol, split, fold)
-        if persons is not None:
-            rows = rows.select(range(min(persons, len(rows))))
+        """One example per (person, held-out question), inputs rendered for the programs.
+
+        `persons` draws a country-stratified sample (see `sample`); None takes every person of the split."""
+        rows = self.sample(protocol, split, fold, persons, seed)
         out = []
         for row in rows:
             person = make_person(self.catalog, row["country"], row["demographics"], row["profile"][:history])
