@@ -6,6 +6,7 @@ its predictions in a run folder (runs/<name>/predictions.sqlite), so an interrup
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterable
@@ -47,10 +48,20 @@ def configure_lm(model: str, api_base: str | None = None, cache: bool = True) ->
     from valuesim.programs.options import OptionsAdapter
 
     lm = build_lm(model, api_base=api_base, num_retries=3, cache=cache)  # LiteLLM retries with exponential backoff
-    if engine_of(lm) is None:
+    engine = engine_of(lm)
+    if engine is None:
         preflight(lm, api_base)
+    else:  # a broken model file or a llama.cpp build for another CPU: one clear error, not N failed items
+        check_engine_once(engine.model_path)
     dspy.configure(lm=lm, adapter=OptionsAdapter())
     return lm_info(lm)
+
+
+@functools.cache
+def check_engine_once(path: Path) -> None:
+    from valuesim.lm_check import check_engine
+
+    check_engine(path)
 
 
 def preflight(lm: dspy.LM, api_base: str | None) -> None:
