@@ -128,9 +128,17 @@ def data_build(
     report_unknown: Annotated[
         bool, typer.Option("--report-unknown", help="List every unmapped label instead of stopping at the first")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace a benchmark built from other inputs; build even if under 99% of answers map"
+        ),
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Build the benchmark from WVS-7 respondent files.
+
+    The build is atomic: it is written beside --out and moved into place only when complete.
 
     Example:
         valuesim data build --wvs ../shared/data/wvs7
@@ -138,7 +146,7 @@ def data_build(
     from valuesim.data.benchmark import build
 
     with handled(as_json):
-        manifest = build(wvs, out_dir or config.data_dir(), seed=seed, report_unknown=report_unknown)
+        manifest = build(wvs, out_dir or config.data_dir(), seed, report_unknown=report_unknown, force=force)
     report = manifest.pop("report")
     if as_json:
         emit_json(manifest | {"unmapped": [u.__dict__ for u in report.unmapped]})

@@ -15,8 +15,12 @@ seeded per-person-and-fold order, so the items known at k=58 are also known at k
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
+import shutil
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +29,7 @@ import dspy
 import pandas as pd
 from datasets import Dataset, DatasetDict, load_from_disk
 
+from valuesim import config
 from valuesim.data.catalog import Catalog
 from valuesim.data.ingest import IngestReport, fingerprint, read_wvs_dir
 from valuesim.data.statements import country_phrase
@@ -35,51 +40,153 @@ SPLITS = {"train": 0.6, "dev": 0.2, "test": 0.2}
 DEFAULT_DIR = Path("data/benchmark")
 
 
-def build(wvs_dir: str | Path, out: str | Path = DEFAULT_DIR, seed: int = 0, report_unknown: bool = False) -> dict:
-    """Read the WVS files, split respondents and write both protocols. Returns the manifest."""
+MIN_MAPPED_SHARE = 0.99  # below this share of answered cells mapped, a build is refused unless forced
+
+
+def build(
+    wvs_dir: str | Path,
+    out: str | Path = DEFAULT_DIR,
+    seed: int = 0,
+    report_unknown: bool = False,
+    force: bool = False,
+) -> dict:
+    """Read the WVS files, split respondents and write both protocols. Returns the manifest.
+
+    Atomic: everything is written to a temporary folder beside `out` and renamed into place only when complete,
+    so a failed or killed build leaves the previous benchmark whole. Refuses (unless `force`) to replace a
+    benchmark built from other inputs, and to write one in which under 99% of the answered cells mapped.
+    """
     t0 = time.perf_counter()
     wvs_dir, out = Path(wvs_dir), Path(out)
     catalog = Catalog.from_wvs(wvs_dir)
-    folds = read_folds(wvs_dir / "protocol")
-    table, report = read_wvs_dir(wvs_dir, catalog, cache_dir=out.parent / "cache", collect_unknown=report_unknown)
+    folds = read_folds(wvs_dir / "protocol", catalog)
+    cache = config.cache_dir() / "wvs"
+    table, report = read_wvs_dir(wvs_dir, catalog, cache_dir=cache, collect_unknown=report_unknown)
+    if table.empty:
+        raise ValueSimError(f"{wvs_dir}: the respondent files hold no respondents")
+    if report.mapped_share < MIN_MAPPED_SHARE and not force:
+        raise ValueSimError(
+            f"only {report.mapped_share:.2%} of the answered cells map to an option (below {MIN_MAPPED_SHARE:.0%}): "
+            f"{suspect_columns(report)}; fix the files or aliases, or build anyway with --force"
+        )
     table["split"] = assign_splits(table, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    catalog.save(out / "catalog.json")
-    Dataset.from_pandas(table, preserve_index=False).save_to_disk(str(out / "respondents"))
-    for protocol in PROTOCOLS:
-        rows = {s: [] for s in SPLITS}
-        for person in table.to_dict("records"):
-            for fold, (train_q, test_q) in folds.items():
-                rows[person["split"]].append(person_fold(person, catalog, protocol, fold, train_q, test_q, seed))
-        DatasetDict({s: Dataset.from_list(r) for s, r in rows.items()}).save_to_disk(str(out / protocol))
-    manifest = {
-        "wvs_dir": str(wvs_dir.resolve()),
-        "seed": seed,
-        "fingerprint": fingerprint(table.drop(columns="split")) + f"-s{seed}",
-        "respondents": len(table),
-        "splits": {s: int((table["split"] == s).sum()) for s in SPLITS},
-        "countries": table.groupby("country")["split"].value_counts().unstack().fillna(0).astype(int).to_dict("index"),
-        "folds": len(folds),
-        "ingest": {k: v for k, v in asdict(report).items() if k != "unmapped"}
-        | {"mapped_share": report.mapped_share, "unmapped": len(report.unmapped)},
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    fp = build_fingerprint(table.drop(columns="split"), folds, seed)
+    previous = out / "manifest.json"
+    if previous.exists() and not force:
+        old = json.loads(previous.read_text()).get("fingerprint")
+        if old != fp:
+            raise ValueSimError(
+                f"{out} holds another benchmark (fingerprint {old}, this build {fp}); "
+                "choose another --out or replace it with --force"
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-building-", dir=out.parent))
+    try:
+        catalog.save(tmp / "catalog.json")
+        Dataset.from_pandas(table, preserve_index=False).save_to_disk(str(tmp / "respondents"))
+        for protocol in PROTOCOLS:
+            rows = {s: [] for s in SPLITS}
+            for person in table.to_dict("records"):
+                for fold, (train_q, test_q) in folds.items():
+                    rows[person["split"]].append(person_fold(person, catalog, protocol, fold, train_q, test_q, seed))
+            DatasetDict({s: Dataset.from_list(r) for s, r in rows.items()}).save_to_disk(str(tmp / protocol))
+        by_country = table.groupby("country")["split"].value_counts().unstack().fillna(0).astype(int)
+        manifest = {
+            "wvs_dir": str(wvs_dir.resolve()),
+            "seed": seed,
+            "fingerprint": fp,
+            "code_version": code_version(),
+            "respondents": len(table),
+            "splits": {s: int((table["split"] == s).sum()) for s in SPLITS},
+            "countries": by_country.to_dict("index"),
+            "folds": len(folds),
+            "ingest": {k: v for k, v in asdict(report).items() if k not in ("unmapped", "looks_like")}
+            | {"mapped_share": report.mapped_share, "unmapped": len(report.unmapped)},
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     manifest["report"] = report
     return manifest
 
 
-def read_folds(protocol_dir: Path) -> dict[int, tuple[list[str], list[str]]]:
-    folds = {}
+def replace_dir(new: Path, target: Path) -> None:
+    """Put `new` at `target`: two renames on one file system, so readers see the old or the new, never a mix."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}-old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def code_version() -> str:
+    """valuesim's version plus a hash of the files that shape a benchmark (ingest, catalog, statements, split)."""
+    from importlib.metadata import version
+
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("benchmark.py", "ingest.py", "catalog.py", "statements.py", "aliases.py"):
+        h.update((here / name).read_bytes())
+    return f"{version('valuesim')}+{h.hexdigest()[:8]}"
+
+
+def build_fingerprint(table: pd.DataFrame, folds: dict, seed: int) -> str:
+    """What shapes a benchmark: the respondents' answers, the fold files, the seed and the code that builds it."""
+    h = hashlib.sha256(fingerprint(table).encode())
+    h.update(json.dumps(folds, sort_keys=True).encode())
+    h.update(code_version().encode())
+    return f"{h.hexdigest()[:12]}-s{seed}"
+
+
+def suspect_columns(report: IngestReport, limit: int = 5) -> str:
+    """The columns with most unmapped cells, and where their values are another column's options, which one."""
+    by_column: dict[tuple[str, str], int] = {}
+    for u in report.unmapped:
+        by_column[(u.file, u.column)] = by_column.get((u.file, u.column), 0) + u.count
+    worst = sorted(by_column.items(), key=lambda kv: -kv[1])[:limit]
+    parts = []
+    for (file, column), n in worst:
+        like = report.looks_like.get(f"{file}|{column}")
+        parts.append(
+            f"{Path(file).name} column {column!r}: {n} cells" + (f" (its values are {like}'s options)" if like else "")
+        )
+    more = len(by_column) - len(worst)
+    return "; ".join(parts) + (f"; and {more} more columns" if more > 0 else "")
+
+
+def read_folds(protocol_dir: Path, catalog: Catalog | None = None) -> dict[int, tuple[list[str], list[str]]]:
+    """The fold files, validated before anything is written: fields present, fold numbers unique, each fold's
+    profile and held-out sets disjoint, codes known, and the held-out sets disjoint across folds."""
+    folds: dict[int, tuple[list[str], list[str]]] = {}
     for path in sorted(protocol_dir.glob("fold_*.json")):
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueSimError(f"{path}: not valid JSON ({e})") from None
         for key in ("fold", "train_set", "test_set"):
             if key not in data:
                 raise ValueSimError(f"{path}: missing field {key!r}")
-        folds[int(data["fold"])] = (data["train_set"], data["test_set"])
+        fold, train, test = int(data["fold"]), list(data["train_set"]), list(data["test_set"])
+        if fold in folds:
+            raise ValueSimError(f"{path}: fold {fold} appears in two files")
+        both = sorted(set(train) & set(test))
+        if both:
+            raise ValueSimError(f"{path}: {len(both)} questions are both profile and held out (a leak): {both[:5]}")
+        unknown = [q for q in [*train, *test] if catalog is not None and q not in catalog]
+        if unknown:
+            raise ValueSimError(f"{path}: unknown question codes {unknown[:5]} (expected Q1-Q290)")
+        for other, (_, other_test) in folds.items():
+            shared = sorted(set(test) & set(other_test))
+            if shared:
+                raise ValueSimError(f"{path}: held-out questions {shared[:5]} are held out in fold {other} too")
+        folds[fold] = (train, test)
     if not folds:
         raise NotFoundError(f"{protocol_dir}: no fold_*.json files")
-    return folds
+    return dict(sorted(folds.items()))
 
 
 def assign_splits(table: pd.DataFrame, seed: int) -> list[str]:

@@ -50,6 +50,7 @@ class IngestReport:
     mapped: int = 0
     missing: int = 0
     unmapped: list[Unmapped] = field(default_factory=list)
+    looks_like: dict[str, str] = field(default_factory=dict)  # "file|column" -> question whose options it holds
 
     @property
     def mapped_share(self) -> float:
@@ -154,6 +155,8 @@ def read_files(
     frames = []
     for path in map(Path, files):
         raw = _read_raw(path, cache_dir)
+        if raw.empty:
+            raise WVSFormatError(f"{path}: no respondent rows (only a header)")
         frames.append(to_codes(raw, path, catalog, report, collect_unknown))
         report.files.append(str(path))
     table = pd.concat(frames, ignore_index=True)
@@ -201,7 +204,24 @@ def to_codes(
                 mapped = _map_codes(part, q, question, c, path, report, collect_unknown)
             values.loc[idx] = mapped
         out[q] = pd.array(values.tolist(), dtype="Int64")
+        if labelled and collect_unknown and report.unmapped and report.unmapped[-1].column == str(columns[q]):
+            bad = [u.value for u in report.unmapped if u.file == str(path) and u.column == str(columns[q])]
+            like = _whose_options(bad, catalog, exclude=q)
+            if like:
+                report.looks_like[f"{path}|{columns[q]}"] = like
     return out
+
+
+def _whose_options(values: list[str], catalog: Catalog, exclude: str) -> str | None:
+    """The question whose labels map at least 80% of `values`: a shifted header puts a column's answers under its
+    neighbour's name. Only called for columns with unmapped labels."""
+    shares = {
+        q.code: sum(LabelMapper(q.code, _question_choices(q))(v)[0] for v in values) / len(values)
+        for q in catalog
+        if q.code != exclude and not q.open
+    }
+    best = max(shares, key=shares.get)
+    return best if shares[best] >= 0.8 else None
 
 
 def _map_labels(col, q, choices, path, column, report, collect_unknown) -> list:
@@ -240,6 +260,10 @@ def _map_codes(col, q, question: Question, country, path, report, collect_unknow
             values.append(None)
             continue
         report.cells += 1
+        if v != int(v):  # "2.7" is no answer code; truncating it would count a wrong answer as mapped
+            bad[str(v)] = bad.get(str(v), 0) + 1
+            values.append(None)
+            continue
         n = int(v)
         if n < 0:
             report.missing += 1

@@ -1,0 +1,175 @@
+"""`data build` is atomic and validated: a failed build leaves the old benchmark whole, another benchmark is not
+replaced silently, bad fold files, shifted headers, fractional codes and empty files are errors naming the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from valuesim import config
+from valuesim.data import benchmark
+from valuesim.data.benchmark import Benchmark, build, read_folds
+from valuesim.data.catalog import Catalog
+from valuesim.data.ingest import WVSFormatError
+from valuesim.errors import ValueSimError
+
+
+@pytest.fixture
+def wvs(wvs_small: Path, tmp_path: Path) -> Path:
+    """A private copy of the small WVS folder (tests damage it)."""
+    return Path(shutil.copytree(wvs_small, tmp_path / "wvs"))
+
+
+def one_country(wvs: Path) -> Path:
+    """Keep one country file (faster builds) and return it."""
+    files = sorted((wvs / "countries").glob("*.xlsx"))
+    for f in files[1:]:
+        f.unlink()
+    return files[0]
+
+
+def test_a_failed_build_leaves_the_previous_benchmark_whole(wvs: Path, tmp_path: Path, monkeypatch) -> None:
+    one_country(wvs)
+    out = tmp_path / "bench"
+    first = build(wvs, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    calls = {"n": 0}
+    real = benchmark.person_fold
+
+    def dies_halfway(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 30:
+            raise RuntimeError("killed mid-build")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(benchmark, "person_fold", dies_halfway)
+    with pytest.raises(RuntimeError, match="killed mid-build"):
+        build(wvs, out, force=True)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # not one file changed
+    assert Benchmark(out).fingerprint == first["fingerprint"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bench-")]  # no temporary folder left
+
+
+def test_another_benchmark_is_not_replaced_silently(wvs: Path, tmp_path: Path) -> None:
+    one_country(wvs)
+    out = tmp_path / "bench"
+    a = build(wvs, out, seed=0)
+    assert build(wvs, out, seed=0)["fingerprint"] == a["fingerprint"]  # the same inputs: a rebuild is fine
+    with pytest.raises(ValueSimError, match="holds another benchmark .* --force"):
+        build(wvs, out, seed=1)  # the seed shapes the benchmark
+    assert Benchmark(out).fingerprint == a["fingerprint"]
+    b = build(wvs, out, seed=1, force=True)
+    assert Benchmark(out).fingerprint == b["fingerprint"] != a["fingerprint"]
+
+
+def test_fingerprint_covers_the_fold_files(wvs: Path, tmp_path: Path) -> None:
+    one_country(wvs)
+    a = build(wvs, tmp_path / "a")
+    fold = json.loads((wvs / "protocol" / "fold_1.json").read_text())
+    fold["train_set"] = fold["train_set"][1:]
+    (wvs / "protocol" / "fold_1.json").write_text(json.dumps(fold))
+    assert build(wvs, tmp_path / "b")["fingerprint"] != a["fingerprint"]
+
+
+def test_parse_cache_stays_in_the_project_cache(wvs: Path, tmp_path: Path) -> None:
+    one_country(wvs)
+    build(wvs, tmp_path / "x" / "bench")
+    assert not (tmp_path / "x" / "cache").exists()
+    assert list((config.cache_dir() / "wvs").glob("*.pkl"))
+
+
+def move(fold: dict, question: str) -> None:
+    """Hold `question` out in `fold` too (and take it off that fold's profile, so only the overlap is wrong)."""
+    fold["train_set"] = [q for q in fold["train_set"] if q != question]
+    fold["test_set"] = [*fold["test_set"], question]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: f[1].update(test_set=f[1]["test_set"] + f[1]["train_set"][:1]), "both profile and held out"),
+        (lambda f: f[2].update(fold=1), "fold 1 appears in two files"),
+        (lambda f: f[1].update(train_set=f[1]["train_set"] + ["Q999"]), "unknown question codes \\['Q999'\\]"),
+        (lambda f: move(f[2], f[1]["test_set"][0]), "held out in fold 1 too"),
+        (lambda f: f[3].pop("test_set"), "missing field 'test_set'"),
+    ],
+)
+def test_fold_files_are_validated_before_anything_is_written(wvs: Path, tmp_path: Path, damage, message) -> None:
+    folds = {n: json.loads((wvs / "protocol" / f"fold_{n}.json").read_text()) for n in range(1, 6)}
+    damage(folds)
+    for n, f in folds.items():
+        (wvs / "protocol" / f"fold_{n}.json").write_text(json.dumps(f))
+    with pytest.raises(ValueSimError, match=message):
+        build(wvs, tmp_path / "bench")
+    assert not (tmp_path / "bench").exists()
+
+
+def test_no_fold_files(wvs: Path) -> None:
+    shutil.rmtree(wvs / "protocol")
+    (wvs / "protocol").mkdir()
+    with pytest.raises(FileNotFoundError, match="no fold_"):
+        read_folds(wvs / "protocol", Catalog.from_wvs(wvs))
+
+
+def test_a_shifted_header_is_refused_and_named(wvs: Path, tmp_path: Path) -> None:
+    """Headers shifted by one column put each column's answers under its neighbour's name: most labels then match
+    no option. With --report-unknown the build still refuses to write, naming the columns and whose options
+    their values are."""
+    path = one_country(wvs)
+    df = pd.read_excel(path, dtype=object, engine="calamine")
+    cols = list(df.columns)
+    start, stop = cols.index(next(c for c in cols if c.startswith("Q1:"))), cols.index(
+        next(c for c in cols if c.startswith("Q80:"))
+    )
+    shifted = cols[:start] + cols[start + 1 : stop + 1] + [cols[start]] + cols[stop + 1 :]
+    df.columns = shifted
+    df.to_excel(path, index=False)
+    with pytest.raises(ValueSimError, match=r"only .*% of the answered cells map .*its values are Q\d+'s options"):
+        build(wvs, tmp_path / "bench", report_unknown=True)
+    assert not (tmp_path / "bench").exists()
+
+
+def test_fractional_codes_are_errors(wvs: Path, tmp_path: Path) -> None:
+    """The numeric cross-national layout: a cell "2.7" is no answer code (it used to be stored as 2)."""
+    path = one_country(wvs)
+    df = pd.read_excel(path, dtype=object, engine="calamine")
+    catalog = Catalog.from_wvs(wvs)
+    columns = {"B_COUNTRY_ALPHA": df.filter(like="B_COUNTRY_ALPHA").iloc[:, 0], "D_INTERVIEW": range(1, len(df) + 1)}
+    for q in catalog:
+        if not q.open and q.code not in ("Q223", "Q290"):
+            columns[q.code] = str(list(q.options)[0])
+    numeric = pd.DataFrame(columns, dtype=object)
+    numeric.loc[0, "Q1"] = "2.7"
+    path.unlink()
+    numeric.to_csv(wvs / "WVS_Cross-National_Wave_7_csv_v6_0.csv", index=False)
+    with pytest.raises(WVSFormatError, match="column 'Q1': unknown answer '2.7'"):
+        build(wvs, tmp_path / "bench")
+
+
+def test_a_country_file_without_rows_is_an_error(wvs: Path, tmp_path: Path) -> None:
+    path = one_country(wvs)
+    pd.read_excel(path, dtype=object, engine="calamine").head(0).to_excel(path, index=False)
+    with pytest.raises(WVSFormatError, match=f"{path.name}: no respondent rows"):
+        build(wvs, tmp_path / "bench")
+    assert not (tmp_path / "bench").exists()
+
+
+def test_build_cli_force_and_refusal(wvs: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from valuesim.cli import app
+
+    one_country(wvs)
+    out = tmp_path / "bench"
+    runner = CliRunner()
+    assert runner.invoke(app, ["data", "build", "--wvs", str(wvs), "--out", str(out)]).exit_code == 0
+    r = runner.invoke(app, ["data", "build", "--wvs", str(wvs), "--out", str(out), "--seed", "3"])
+    assert r.exit_code == 1 and "holds another benchmark" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["data", "build", "--wvs", str(wvs), "--out", str(out), "--seed", "3", "--force"])
+    assert r.exit_code == 0, r.output
