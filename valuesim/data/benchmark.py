@@ -70,14 +70,15 @@ def build(
             f"{suspect_columns(report)}; fix the files or aliases, or build anyway with --force"
         )
     table["split"] = assign_splits(table, seed)
-    fp = build_fingerprint(table.drop(columns="split"), folds, seed)
+    inputs = inputs_fingerprint(table.drop(columns="split"), folds, seed)
+    fp = f"{hashlib.sha256((inputs + code_version()).encode()).hexdigest()[:12]}-s{seed}"
     previous = out / "manifest.json"
-    if previous.exists() and not force:
-        old = json.loads(previous.read_text()).get("fingerprint")
-        if old != fp:
+    if previous.exists() and not force:  # the same inputs with newer code is a rebuild, not another benchmark
+        old = json.loads(previous.read_text())
+        if old.get("inputs") != inputs:
             raise ValueSimError(
-                f"{out} holds another benchmark (fingerprint {old}, this build {fp}); "
-                "choose another --out or replace it with --force"
+                f"{out} holds another benchmark (built from {old.get('wvs_dir')}, seed {old.get('seed')}, "
+                f"fingerprint {old.get('fingerprint')}); choose another --out or replace it with --force"
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-building-", dir=out.parent))
@@ -95,6 +96,7 @@ def build(
             "wvs_dir": str(wvs_dir.resolve()),
             "seed": seed,
             "fingerprint": fp,
+            "inputs": inputs,
             "code_version": code_version(),
             "respondents": len(table),
             "splits": {s: int((table["split"] == s).sum()) for s in SPLITS},
@@ -134,12 +136,13 @@ def code_version() -> str:
     return f"{version('valuesim')}+{h.hexdigest()[:8]}"
 
 
-def build_fingerprint(table: pd.DataFrame, folds: dict, seed: int) -> str:
-    """What shapes a benchmark: the respondents' answers, the fold files, the seed and the code that builds it."""
+def inputs_fingerprint(table: pd.DataFrame, folds: dict, seed: int) -> str:
+    """What the user's inputs make of a benchmark: the respondents' answers, the fold files and the seed. The
+    benchmark's fingerprint adds the code version (`code_version`)."""
     h = hashlib.sha256(fingerprint(table).encode())
     h.update(json.dumps(folds, sort_keys=True).encode())
-    h.update(code_version().encode())
-    return f"{h.hexdigest()[:12]}-s{seed}"
+    h.update(str(seed).encode())
+    return h.hexdigest()[:16]
 
 
 def suspect_columns(report: IngestReport, limit: int = 5) -> str:
