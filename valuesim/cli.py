@@ -56,12 +56,12 @@ Settings = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout")]
 
-# Warnings users cannot act on, hidden by message; every other warning shows.
+# Warnings users cannot act on, hidden by the start of their message; every other warning shows.
 QUIET_WARNINGS = [
     r"Workbook contains no default style",  # openpyxl, on WVS exports
     r"Pydantic serializer warnings",  # LiteLLM's response objects
     r"The ``noload`` loader strategy is deprecated",  # SQLAlchemy, inside MLflow's store
-    r"'str' dtypes are included by select_dtypes",  # pandas 3, inside mlflow.log_table
+    r"For backward compatibility, 'str' dtypes are included",  # pandas 3, inside mlflow.log_table
 ]
 
 

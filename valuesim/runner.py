@@ -7,6 +7,8 @@ its predictions in a run folder (runs/<name>/predictions.sqlite), so an interrup
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
 import re
 import time
 from collections.abc import Iterable
@@ -21,6 +23,7 @@ from valuesim.errors import ValueSimError
 from valuesim.evaluate import EvalResult, evaluate
 from valuesim.programs import PROGRAMS, STATISTICAL
 from valuesim.programs.saved import load_program, resolve_uri, save_program
+from valuesim.run_folder import claim
 
 
 @dataclass
@@ -74,13 +77,30 @@ def preflight(lm: dspy.LM, api_base: str | None) -> None:
         raise ValueSimError(f"LM {lm.model}{where} is not reachable: {reason}") from None
 
 
+def check_settings(name: str, settings: dict) -> None:
+    """Each --set key must be a parameter of the program and its value of the parameter's type, checked before
+    the run (a wrong type used to fail every prediction)."""
+    params = {
+        n: p for n, p in inspect.signature(PROGRAMS[name].__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }  # fmt: skip
+    for key, value in settings.items():
+        if key not in params:
+            raise ValueSimError(f"--set {key}: program {name!r} takes {', '.join(sorted(params)) or 'no settings'}")
+        default = params[key].default
+        kind = type(default)
+        ok = default is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ValueSimError(f"--set {key}={value!r}: program {name!r} expects {kind.__name__} (like {default!r})")
+
+
 def build_program(spec: str, bench: Benchmark, settings: dict | None = None) -> tuple[dspy.Module, str, dict]:
     """A program from a name or a compiled-program URI. Returns (program, program name, its settings)."""
     if spec in PROGRAMS:
-        try:
-            return PROGRAMS[spec].from_benchmark(bench, **(settings or {})), spec, settings or {}
-        except TypeError as e:  # an unknown --set key
-            raise ValueSimError(f"program {spec!r} does not take these settings {settings}: {e}") from None
+        check_settings(spec, settings or {})
+        return PROGRAMS[spec].from_benchmark(bench, **(settings or {})), spec, settings or {}
     program, meta = load_program(resolve_uri(spec))
     return program, meta["program"], meta.get("settings", {})
 
@@ -123,6 +143,33 @@ def params_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
     }
 
 
+def identity_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
+    """What makes two runs the same run (see valuesim/run_folder.py): not threads, cache or where the LM is served."""
+    from importlib.metadata import version
+
+    return {
+        "program": name,
+        "compiled_program": program_fingerprint(setup.program) if setup.program not in PROGRAMS else None,
+        "settings": setup.settings,
+        "lm": {k: v for k, v in lm.items() if k != "api_base"},
+        "protocol": setup.protocol,
+        "split": setup.split,
+        "fold": setup.fold,
+        "history": setup.history,
+        "persons": setup.persons,
+        "questions": setup.questions,
+        "seed": setup.seed,
+        "dataset": bench.fingerprint,
+        "valuesim": version("valuesim"),
+    }
+
+
+def program_fingerprint(spec: str) -> str:
+    """A compiled program's identity: the hash of its saved state, wherever it was loaded from."""
+    folder = resolve_uri(spec)
+    return hashlib.sha256((folder / "program.json").read_bytes()).hexdigest()[:16]
+
+
 def run_evaluate(
     setup: Setup,
     bench: Benchmark,
@@ -141,7 +188,8 @@ def run_evaluate(
     if not examples:
         raise ValueSimError("no examples selected (check --split, --fold, --persons)")
     params = params_of(setup, bench, name, lm) | {"run_dir": str(run_dir)} | sample_params(who(examples))
-    with tracking.run(experiment, run_dir.name, params, nested=nested) as active:
+    identity = identity_of(setup, bench, name, lm)
+    with claim(run_dir, identity), tracking.run(experiment, run_dir.name, params, nested=nested) as active:
         result = evaluate(program, examples, bench.catalog, run_dir, threads=setup.threads, progress=progress)
         tracking.log_result(result)
         if name not in STATISTICAL:
@@ -190,7 +238,12 @@ def run_compile(
     setup_mlflow = tracking.setup_tracking("valuesim-compile")
     setup_mlflow.dspy.autolog(log_compiles=True, log_evals=False, log_traces_from_compile=False)
     try:
-        with tracking.run("valuesim-compile", run_dir.name, params) as active:
+        identity = identity_of(setup, bench, setup.program, lm) | {
+            "optimizer": optimizer,
+            "train_persons": train_persons,
+            "dev_persons": dev_persons,
+        }
+        with claim(run_dir, identity), tracking.run("valuesim-compile", run_dir.name, params) as active:
             before = evaluate(program, devset, bench.catalog, run_dir / "before", setup.threads, progress)
             tracking.log_result(before, prefix="before_")
             t0 = time.perf_counter()
@@ -262,6 +315,8 @@ def run_bench(
     sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
     rows = []
+    if "parent_run_id" in state:  # a rerun: children of the earlier process that died mid-run are marked KILLED
+        tracking.end_orphans(state["parent_run_id"])
     with mlflow.start_run(run_id=state.get("parent_run_id"), run_name=out_dir.name) as parent:
         if "parent_run_id" not in state:
             mlflow.log_params(params)

@@ -114,6 +114,23 @@ def log_dspy_model(program) -> str | None:
         return None
 
 
+def end_orphans(parent_run_id: str) -> list[str]:
+    """Mark the parent and its child runs still RUNNING as KILLED: their process died (a rerun resumes them in new
+    child runs). Returns the ids marked."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    found = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
+    )
+    ids = [r.info.run_id for r in found]
+    for run_id in ids:
+        client.set_terminated(run_id, status="KILLED")
+    return ids
+
+
 def read_json(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
