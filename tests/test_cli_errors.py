@@ -113,3 +113,15 @@ def test_persons_per_country_are_reported(bench_small: Path, tmp_path: Path) -> 
     params = json.loads(r.stdout)["params"]
     counts = dict(part.split(":") for part in params["persons_by_country"].split(","))
     assert params["n_persons"] == 4 and sum(map(int, counts.values())) == 4 and len(counts) == 4
+
+
+def test_person_file_with_bom_and_decimal_codes(catalog, tmp_path: Path) -> None:
+    from valuesim.data.person import load_person
+
+    code = next(str(c) for c in catalog["Q1"].options)
+    plain, bom = tmp_path / "plain.json", tmp_path / "bom.json"
+    plain.write_text(json.dumps({"country": "USA", "answers": {"Q1": int(code)}}))
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps({"country": "USA", "answers": {"Q1": f"{code}.0"}}).encode())
+    a, b = load_person(plain, catalog), load_person(bom, catalog)
+    assert a["known"] == b["known"] == {"Q1": int(code)}
+    assert a["profile"] == b["profile"]

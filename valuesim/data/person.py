@@ -29,7 +29,7 @@ class PersonFileError(ValueSimError):
 def load_person(path: str | Path, catalog: Catalog) -> dict:
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (Windows editors) is not an error
     except FileNotFoundError:
         raise PersonFileError(f"{path}: not found") from None
     except json.JSONDecodeError as e:
@@ -93,8 +93,8 @@ def answer_code(catalog: Catalog, code: str, value, country: str, source: str) -
         key = normalize(value)
         if key in by_label:
             return by_label[key]
-        if key.lstrip("-").isdigit() and int(key) in options:
-            return int(key)
+        if re.fullmatch(r"-?\d+(\.0+)?", key) and int(float(key)) in options:  # "3" and "3.0" are code 3
+            return int(float(key))
         for looser in (loose_label, bare_label):
             matches = [c for c, label in options.items() if looser(label) == looser(value)]
             if len(matches) == 1 and looser(value):
