@@ -100,3 +100,31 @@ def test_two_runs_at_once_share_the_mlflow_store(bench_small: Path, tmp_path: Pa
         assert run.data.metrics["accuracy"] == pytest.approx(json.loads(stdout)["metrics"]["accuracy"])
         assert run.data.params["dataset"]
         assert any(a.path == "predictions.json" for a in client.list_artifacts(run_id))
+
+
+def test_a_server_that_never_answers_is_a_bounded_error(bench_small: Path, tmp_path: Path) -> None:
+    """A server that accepts connections and never answers used to hang `evaluate` forever."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def accept_and_hold() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)  # never read, never answered
+
+    threading.Thread(target=accept_and_hold, daemon=True).start()
+    t0 = time.time()
+    r = cli(["evaluate", "--program", "demographics", "--data", str(bench_small), "--persons", "1",
+             "--lm", "openai/stuck", "--api-base", f"http://127.0.0.1:{port}/v1", "--timeout", "2"], tmp_path)  # fmt: skip
+    server.close()
+    assert r.returncode == 1 and time.time() - t0 < 120
+    assert "is not reachable" in r.stderr and "Traceback" not in r.stderr

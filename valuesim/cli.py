@@ -50,6 +50,9 @@ ApiBase = Annotated[
     str | None, typer.Option(help="API base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
 ]
 Threads = Annotated[int, typer.Option(min=1, help="Parallel predictions (use >1 only for remote LMs)")]
+Timeout = Annotated[
+    float, typer.Option(min=1, help="Seconds a remote LM call may take; then retried 3 times, then the item fails")
+]
 Settings = Annotated[
     list[str] | None,
     typer.Option("--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"),
@@ -224,6 +227,7 @@ def evaluate(
     lm: LM = "gemma",
     api_base: ApiBase = None,
     threads: Threads = 1,
+    timeout: Timeout = 120.0,
     run_dir: Annotated[
         Path | None, typer.Option(help="Folder keeping this run's predictions [default: runs/<name>]")
     ] = None,
@@ -257,6 +261,7 @@ def evaluate(
         lm=lm,
         api_base=api_base,
         threads=threads,
+        timeout=timeout,
     )
     with handled(as_json):
         bench = Benchmark(data or config.data_dir())
@@ -282,6 +287,7 @@ def compile_cmd(
     lm: LM = "gemma",
     api_base: ApiBase = None,
     threads: Threads = 1,
+    timeout: Timeout = 120.0,
     seed: Annotated[int, typer.Option(help="Optimizer and sampling seed")] = 0,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder [default: runs/<name>]")] = None,
     settings: Settings = None,
@@ -309,6 +315,7 @@ def compile_cmd(
         lm=lm,
         api_base=api_base,
         threads=threads,
+        timeout=timeout,
         seed=seed,
     )
     with handled(as_json):
@@ -343,6 +350,7 @@ def simulate(
     ] = None,
     lm: LM = "gemma",
     api_base: ApiBase = None,
+    timeout: Timeout = 120.0,
     as_json: AsJson = False,
 ) -> None:
     """Simulate one person's answer to one question: backstory, each module's view, the final answer.
@@ -365,7 +373,7 @@ def simulate(
         who = load_person(person, catalog)
         example = make_example(catalog, who, question)
         prog, name, _ = build_program(program, bench)
-        lm_info = {} if name in STATISTICAL else configure_lm(lm, api_base)
+        lm_info = {} if name in STATISTICAL else configure_lm(lm, api_base, timeout=timeout)
         try:
             pred = prog(**example.inputs())
         except Exception as e:  # noqa: BLE001 - an LM fault (unparseable output, server error) is one line
@@ -412,6 +420,7 @@ def bench(
     lm: LM = "gemma",
     api_base: ApiBase = None,
     threads: Threads = 1,
+    timeout: Timeout = 120.0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass DSPy's LM cache (to measure cost)")] = False,
     out_dir: Annotated[
         Path | None,
@@ -444,6 +453,7 @@ def bench(
         lm=lm,
         api_base=api_base,
         threads=threads,
+        timeout=timeout,
         cache=not no_cache,
     )
     out_dir = out_dir or config.runs_dir() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"

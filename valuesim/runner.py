@@ -25,6 +25,8 @@ from valuesim.programs import PROGRAMS, STATISTICAL
 from valuesim.programs.saved import load_program, resolve_uri, save_program
 from valuesim.run_folder import claim
 
+DEFAULT_TIMEOUT = 120.0
+
 
 @dataclass
 class Setup:
@@ -42,15 +44,22 @@ class Setup:
     threads: int = 1
     seed: int = 0
     cache: bool = True  # DSPy's LM cache; off to measure real cost
+    timeout: float = DEFAULT_TIMEOUT  # seconds per remote LM call before it is retried (then recorded as failed)
     settings: dict = field(default_factory=dict)  # program settings (backstory_words, ...)
 
 
-def configure_lm(model: str, api_base: str | None = None, cache: bool = True) -> dict:
-    """Build the LM once and make it DSPy's default, with the options-constrained JSON adapter."""
-    from valuesim.lm import build_lm, engine_of, lm_info
+def configure_lm(
+    model: str, api_base: str | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT
+) -> dict:
+    """Build the LM once and make it DSPy's default, with the options-constrained JSON adapter.
+
+    Remote calls time out after `timeout` seconds and are retried 3 times (LiteLLM's exponential backoff, which
+    honours a server's Retry-After); an item whose call still fails is recorded as failed with the reason."""
+    from valuesim.lm import build_lm, engine_of, is_embedded, lm_info
     from valuesim.programs.options import OptionsAdapter
 
-    lm = build_lm(model, api_base=api_base, num_retries=3, cache=cache)  # LiteLLM retries with exponential backoff
+    remote = {} if is_embedded(model) else {"timeout": timeout}
+    lm = build_lm(model, api_base=api_base, num_retries=3, cache=cache, **remote)
     engine = engine_of(lm)
     if engine is None:
         preflight(lm, api_base)
@@ -180,7 +189,7 @@ def run_evaluate(
 ) -> tuple[EvalResult, dict]:
     """Evaluate one program on one selection, log it as an MLflow run. Returns (result, params)."""
     program, name, _ = build_program(setup.program, bench, setup.settings)
-    lm = {} if name in STATISTICAL else configure_lm(setup.lm, setup.api_base, setup.cache)
+    lm = {} if name in STATISTICAL else configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout)
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup))
     examples = bench.examples(
         setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions, seed=setup.seed
@@ -224,7 +233,7 @@ def run_compile(
     devset = bench.examples(setup.protocol, "dev", setup.fold, setup.history, dev_persons, q, seed=setup.seed)
     if not trainset or not devset:
         raise ValueSimError(f"compile needs training and dev examples; selected {len(trainset)} and {len(devset)}")
-    lm = configure_lm(setup.lm, setup.api_base)
+    lm = configure_lm(setup.lm, setup.api_base, timeout=setup.timeout)
     params = params_of(setup, bench, setup.program, lm) | {
         "optimizer": optimizer,
         "train_persons": train_persons,
