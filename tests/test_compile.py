@@ -288,7 +288,7 @@ def compile_run(bench_small: Path, tmp_path_factory: pytest.TempPathFactory):
     bench = Benchmark(bench_small)
     lm = compile_lm(bench, train_persons=3, dev_persons=2, questions=3)
 
-    def configure_lm(model: str, api_base: str | None = None, **_) -> dict:
+    def configure_lm(model: str, api_base: str | None = None, *_, **__) -> dict:
         use(lm)
         return {"model": "dummy", "engine": "scripted"}
 

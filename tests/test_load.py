@@ -46,7 +46,7 @@ def scripted(in_compile_home, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
     """The compile run's home, with the CLI's configure_lm giving the compile's ScriptedLM."""
     lm = in_compile_home["lm"]
 
-    def configure_lm(model: str, api_base: str | None = None, **_) -> dict:
+    def configure_lm(model: str, api_base: str | None = None, *_, **__) -> dict:
         use(lm)
         return {"model": "dummy"}
 

@@ -168,7 +168,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> ScriptedLM:
     )
     requested = []
 
-    def configure_lm(model: str, api_base: str | None = None, **_) -> dict:
+    def configure_lm(model: str, api_base: str | None = None, *_, **__) -> dict:
         requested.append(model)
         use(lm)
         return {"model": f"dummy/{model}", "engine": "scripted"}
@@ -316,7 +316,7 @@ def test_simulate_invalid_lm_answer_is_a_clean_error(bench_small, person_file, s
 
 
 def test_simulate_statistical_program_needs_no_lm(bench_small, person_file, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_lm(model: str, api_base: str | None = None, **_) -> dict:
+    def no_lm(model: str, api_base: str | None = None, *_, **__) -> dict:
         raise AssertionError("configure_lm called for a statistical program")
 
     monkeypatch.setattr("valuesim.runner.configure_lm", no_lm)

@@ -8,6 +8,7 @@ and keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import warnings
@@ -22,6 +23,10 @@ from rich.table import Table
 
 from valuesim import config
 from valuesim.errors import ValueSimError
+
+# LiteLLM fetches its price table from the internet at import unless told to use the copy it ships; prices then work
+# offline (and on clusters without network) and the "Failed to fetch remote model cost map" lines go away.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 app = typer.Typer(
     help="Simulate how one person answers value questions (WVS-7), with DSPy programs.",
@@ -475,6 +480,30 @@ def bench(
     out.print(Path(summary["files"]["results.md"]).read_text())
     out.print(Path(summary["files"]["cost.md"]).read_text())
     console.print(f"Report in {summary['out_dir']}/report; MLflow parent run {summary['mlflow_run_id']}")
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on")] = 5000,
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 to reach it from other machines)")] = "127.0.0.1",
+) -> None:
+    """Open MLflow's UI on this project's runs (mlruns/ under VALUESIM_HOME, or MLFLOW_TRACKING_URI).
+
+    Each experiment opens on its runs table; add the columns accuracy, accuracy_ci_low, accuracy_ci_high and n
+    from "Columns" to compare runs.
+
+    Example:
+        valuesim ui --port 5000
+    """
+    import subprocess
+
+    from valuesim.tracking import setup_tracking, tracking_uri
+
+    setup_tracking()  # creates the store (and its schema) if no run was logged yet
+    console.print(f"MLflow UI for {tracking_uri()} at http://{host}:{port} (Ctrl-C to stop)")
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # no network: LiteLLM's bundled price table
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", host]
+    raise typer.Exit(subprocess.call([*cmd, "--port", str(port)], env=env))
 
 
 def int_list(flag: str, text: str, low: int, high: int | None) -> list[int]:

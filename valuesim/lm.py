@@ -535,6 +535,8 @@ def build_lm(
     dspy.LM (e.g. `cache=False`, `num_retries=`). `api_base` applies to LiteLLM models only.
     """
     configure_cache()
+    # LiteLLM's bundled price table instead of a download at import (no network here, nor on many clusters)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if not is_embedded(model):
         if api_base is not None:
             kw["api_base"] = api_base

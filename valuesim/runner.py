@@ -200,7 +200,7 @@ def run_evaluate(
     identity = identity_of(setup, bench, name, lm)
     with claim(run_dir, identity), tracking.run(experiment, run_dir.name, params, nested=nested) as active:
         result = evaluate(program, examples, bench.catalog, run_dir, threads=setup.threads, progress=progress)
-        tracking.log_result(result)
+        tracking.log_result(result, with_cost=name not in STATISTICAL)
         if name not in STATISTICAL:
             tracking.log_prompts(program, examples[0])
         params["mlflow_run_id"] = active.info.run_id
@@ -267,6 +267,7 @@ def run_compile(
             run_id = active.info.run_id
     finally:  # a failed compile must not leave DSPy autologging on for the rest of the process
         setup_mlflow.dspy.autolog(disable=True)
+        tracking.drop_pending_models(setup_mlflow.get_experiment_by_name("valuesim-compile").experiment_id)
     return {
         "params": params,
         "before": before.metrics,
@@ -318,9 +319,11 @@ def run_bench(
         "questions": setup.questions,
         "protocol": setup.protocol,
         "split": setup.split,
-        "lm": setup.lm,
+        # the LM only when a program uses one: a bench of statistical programs ran no LM
+        "lm": setup.lm if any(p not in STATISTICAL for p in programs) else None,
         "dataset": bench.fingerprint,
     }
+    params = {k: v for k, v in params.items() if v is not None}
     sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
     rows = []
@@ -357,9 +360,10 @@ def run_bench(
         table = pd.DataFrame(rows)
         files = write_bench_outputs(table, out_dir)
         mlflow.log_artifacts(str(out_dir / "report"), artifact_path="report")
-        for _, r in table.groupby("program")[["accuracy"]].mean().reset_index().iterrows():
-            name = re.sub(r"[^\w\-. /]", "_", r["program"])  # compiled programs are named runs:/<id>
-            mlflow.log_metric(f"accuracy_{name}", float(r["accuracy"]))
+        # one curve per program, drawn by MLflow's own charts: accuracy at step = history size (mean over folds)
+        for (program, history), acc in table.groupby(["program", "history"], sort=False)["accuracy"].mean().items():
+            name = re.sub(r"[^\w\-. /]", "_", program)  # compiled programs are named runs:/<id>
+            mlflow.log_metric(f"accuracy_{name}", float(acc), step=int(history))
     return {
         "table": table,
         "files": files,

@@ -2,7 +2,7 @@
 
 The store is a SQLite database (`mlruns/mlflow.db`) with artifacts in `mlruns/artifacts/`: MLflow 3 deprecates
 the plain file store (it needs MLFLOW_ALLOW_FILE_STORE=true), and SQLite lets two runs write at once.
-Browse it with `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`.
+Browse it with `valuesim ui` (MLflow's UI on this store, wherever it is run from).
 """
 
 from __future__ import annotations
@@ -21,6 +21,20 @@ from valuesim import config
 _USER_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
+# MLflow 3's UI opens an experiment on its GenAI traces page unless the experiment says it holds model runs; this
+# tag (read by the UI, values in its ExperimentKind enum) makes the runs table the first page.
+KIND_TAG = "mlflow.experimentKind"
+KIND = {KIND_TAG: "custom_model_development"}
+
+# The metrics a run logs: few and well named, so MLflow's default columns and charts are useful. Accuracy-like
+# metrics also log their 95% CI as <metric>_ci_low / <metric>_ci_high when the result has them.
+LOGGED_METRICS = [
+    "accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "jsd", "kendall_tau",
+    "n", "n_persons", "n_questions", "invalid", "failed",
+]  # fmt: skip
+COST_METRICS = ["lm_calls_per_pred", "prompt_tokens_per_pred", "completion_tokens_per_pred", "seconds_per_pred"]
+
+
 def tracking_uri() -> str:
     return _USER_URI or f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
 
@@ -36,8 +50,11 @@ def setup_tracking(experiment: str | None = None):
         fcntl.flock(lock, fcntl.LOCK_EX)
         mlflow.set_tracking_uri(tracking_uri())
         if experiment:
-            if mlflow.get_experiment_by_name(experiment) is None:
-                mlflow.create_experiment(experiment, artifact_location=(mlruns / "artifacts").as_uri())
+            found = mlflow.get_experiment_by_name(experiment)
+            if found is None:
+                mlflow.create_experiment(experiment, artifact_location=(mlruns / "artifacts").as_uri(), tags=KIND)
+            elif found.tags.get(KIND_TAG) != KIND[KIND_TAG]:  # created by an older valuesim
+                mlflow.MlflowClient().set_experiment_tag(found.experiment_id, KIND_TAG, KIND[KIND_TAG])
             mlflow.set_experiment(experiment)
         else:
             mlflow.search_experiments(max_results=1)  # creates the schema under the lock
@@ -62,11 +79,19 @@ def run(experiment: str, name: str, params: dict, tags: dict | None = None, nest
         yield active
 
 
-def log_result(result, prefix: str = "") -> None:
+def logged_metrics(metrics: dict, with_cost: bool) -> dict:
+    """The subset of a result's metrics a run logs (see LOGGED_METRICS), with their CIs where present."""
+    renamed = {{"persons": "n_persons", "questions": "n_questions"}.get(k, k): v for k, v in metrics.items()}
+    keys = [*LOGGED_METRICS, *(COST_METRICS if with_cost else [])]
+    keys += [f"{k}_ci_{end}" for k in LOGGED_METRICS for end in ("low", "high")]
+    return {k: renamed[k] for k in keys if k in renamed}
+
+
+def log_result(result, prefix: str = "", with_cost: bool = True) -> None:
     """Metrics, breakdowns and the predictions table of an EvalResult."""
     import mlflow
 
-    mlflow.log_metrics(clean_metrics(result.metrics, prefix))
+    mlflow.log_metrics(clean_metrics(logged_metrics(result.metrics, with_cost), prefix))
     mlflow.log_table(result.predictions, artifact_file=f"{prefix}predictions.json")
     mlflow.log_table(result.by_country, artifact_file=f"{prefix}by_country.json")
     mlflow.log_table(result.by_category, artifact_file=f"{prefix}by_category.json")
@@ -86,11 +111,17 @@ def log_prompts(program, example) -> None:
         "word_budget": 250,
     }
     adapter = OptionsAdapter()
-    with tempfile.TemporaryDirectory() as tmp:
+    mlflow.tracing.disable()  # rendering prompts is not a call worth a trace (autolog would record five)
+    try:
+        texts = {}
         for name, predictor in program.named_predictors():
             fields = {k: v for k, v in inputs.items() if k in predictor.signature.input_fields}
             messages = adapter.format(predictor.signature, predictor.demos, fields)
-            text = "\n\n".join(f"--- {m['role']} ---\n{m['content']}" for m in messages)
+            texts[name] = "\n\n".join(f"--- {m['role']} ---\n{m['content']}" for m in messages)
+    finally:
+        mlflow.tracing.enable()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in texts.items():
             Path(tmp, f"{name}.txt").write_text(text)
         mlflow.log_artifacts(tmp, artifact_path="prompts")
 
@@ -129,6 +160,22 @@ def end_orphans(parent_run_id: str) -> list[str]:
     for run_id in ids:
         client.set_terminated(run_id, status="KILLED")
     return ids
+
+
+def drop_pending_models(experiment_id: str) -> int:
+    """Delete the empty logged models DSPy autolog leaves in state PENDING (named "dspy", no files). Returns how
+    many were deleted."""
+    import mlflow
+    from mlflow.entities import LoggedModelStatus
+
+    client = mlflow.MlflowClient()
+    pending = [
+        m for m in client.search_logged_models(experiment_ids=[experiment_id])
+        if m.status == LoggedModelStatus.PENDING
+    ]  # fmt: skip
+    for m in pending:
+        client.delete_logged_model(m.model_id)
+    return len(pending)
 
 
 def read_json(path: Path):
