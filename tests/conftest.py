@@ -1,8 +1,10 @@
 """Shared fixtures: clean DSPy settings and VALUESIM_HOME per test, and a small WVS-7 folder built at test time.
 
-The WVS terms forbid committing data files, so the small folder (first respondents of each country file) is
-written to a pytest tmp dir from the real files in ../shared/data/wvs7 (override with VALUESIM_TEST_WVS); tests
-that need it are skipped when the real files are missing.
+The WVS terms forbid committing data files. The small folder is cut from the real files in ../shared/data/wvs7
+(override with VALUESIM_TEST_WVS) when they are there, and is a synthetic WVS-7 folder in the same layout
+(valuesim.data.synthetic) when they are not, so a clone without the data still runs the ingestion, benchmark,
+program, compile and reliability tests. Tests about the real files' own content are marked `real_data` and skip
+without them.
 """
 
 from __future__ import annotations
@@ -37,16 +39,40 @@ def clear_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     dspy.settings.configure(**copy.deepcopy(DEFAULT_CONFIG))
 
 
+def has_real_wvs() -> bool:
+    return (WVS_DIR / "codebook.json").exists() and (WVS_DIR / "countries").is_dir()
+
+
 def require_wvs() -> Path:
-    if not (WVS_DIR / "codebook.json").exists() or not (WVS_DIR / "countries").is_dir():
+    if not has_real_wvs():
         pytest.skip(f"real WVS-7 files not found at {WVS_DIR}")
     return WVS_DIR
 
 
+real_data = pytest.mark.skipif(not has_real_wvs(), reason=f"about the real WVS-7 files, not found at {WVS_DIR}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`@pytest.mark.real_data` on a test or module means: skip without the real files."""
+    for item in items:
+        if item.get_closest_marker("real_data") and not has_real_wvs():
+            item.add_marker(pytest.mark.skip(reason=f"about the real WVS-7 files, not found at {WVS_DIR}"))
+
+
 @pytest.fixture(scope="session")
-def wvs_dir() -> Path:
-    """The real WVS-7 folder (read only)."""
-    return require_wvs()
+def synthetic_wvs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic WVS-7 folder (labelled xlsx, 4 countries x N_RESPONDENTS)."""
+    from valuesim.data.synthetic import write_synthetic_wvs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return write_synthetic_wvs(tmp_path_factory.mktemp("wvs_synthetic"), per_country=N_RESPONDENTS)
+
+
+@pytest.fixture(scope="session")
+def wvs_dir(synthetic_wvs: Path) -> Path:
+    """The real WVS-7 folder (read only), or the synthetic one without it."""
+    return WVS_DIR if has_real_wvs() else synthetic_wvs
 
 
 @pytest.fixture(scope="session")
@@ -57,9 +83,12 @@ def catalog(wvs_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def wvs_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A WVS-7 folder with the first N_RESPONDENTS respondents of each country, `CODE: label` headers kept."""
-    src = require_wvs()
+def wvs_small(tmp_path_factory: pytest.TempPathFactory, synthetic_wvs: Path) -> Path:
+    """A WVS-7 folder with the first N_RESPONDENTS respondents of each real country file (`CODE: label` headers
+    kept), or the synthetic folder without the real files."""
+    if not has_real_wvs():
+        return synthetic_wvs
+    src = WVS_DIR
     dst = tmp_path_factory.mktemp("wvs_small")
     for name in ("codebook.json", "questions.json", "question_metadata.json"):
         shutil.copy(src / name, dst / name)

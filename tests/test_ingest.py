@@ -89,6 +89,7 @@ def test_labelled_codes_are_options_of_the_respondents_country(labelled, catalog
     assert wrong == []
 
 
+@pytest.mark.real_data  # the real codebook's labels
 def test_per_country_labels_map_to_that_countrys_code(labelled) -> None:
     """ "Republican Party" is an option in several countries; a USA answer must get the USA code (840001)."""
     table, _, raws = labelled
@@ -208,6 +209,7 @@ def test_official_csv_unknown_code_is_an_error(catalog, tmp_path: Path) -> None:
 # Label variants between releases
 
 
+@pytest.mark.real_data  # the real codebook's labels
 def test_label_variants_map_to_codebook_codes(catalog, tmp_path: Path) -> None:
     path = write_labelled_csv(
         tmp_path / "variants.csv",
@@ -238,6 +240,7 @@ def test_label_variants_map_to_codebook_codes(catalog, tmp_path: Path) -> None:
     assert report.mapped_share == 1.0 and report.missing == 3
 
 
+@pytest.mark.real_data  # the real codebook's labels
 @pytest.mark.parametrize(
     ("question", "label", "code"),
     [

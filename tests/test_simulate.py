@@ -31,6 +31,7 @@ PERSON = {
 # parse_person
 
 
+@pytest.mark.real_data  # the real codebook's labels
 def test_parse_person_codes_and_labels(catalog) -> None:
     person = parse_person(PERSON, catalog, "anna.json")
     assert person["country"] == "USA" and person["person_id"] == "anna"
@@ -224,6 +225,7 @@ def test_simulate_json_with_a_saved_program(bench_small, saved_valuesim, person_
     assert catalog["Q1"].statement(1) in write and catalog["Q260"].statement(2) in write
 
 
+@pytest.mark.real_data  # the real codebook's labels
 def test_simulate_text_output(bench_small, saved_valuesim, person_file, scripted) -> None:
     result = invoke(
         "simulate", "--person", person_file, "--question", "Q46", "--program", saved_valuesim, "--data", bench_small
