@@ -123,8 +123,9 @@ def test_a_server_that_never_answers_is_a_bounded_error(bench_small: Path, tmp_p
 
     threading.Thread(target=accept_and_hold, daemon=True).start()
     t0 = time.time()
-    r = cli(["evaluate", "--program", "demographics", "--data", str(bench_small), "--persons", "1",
-             "--lm", "openai/stuck", "--api-base", f"http://127.0.0.1:{port}/v1", "--timeout", "2"], tmp_path)  # fmt: skip
+    args = ["evaluate", "--program", "demographics", "--data", str(bench_small), "--persons", "1",
+            "--lm", "openai/stuck", "--api-base", f"http://127.0.0.1:{port}/v1", "--timeout", "2"]  # fmt: skip
+    r = cli(args, tmp_path)
     server.close()
     assert r.returncode == 1 and time.time() - t0 < 120
     assert "is not reachable" in r.stderr and "Traceback" not in r.stderr

@@ -44,7 +44,9 @@ GROUPS = ["Majority group", "Minority group", "Mixed heritage"]
 
 def countries(n: int) -> list[str]:
     """The default four, then ISO countries in alphabetical order (for the full-size 66-country benchmark)."""
-    pool = list(DEFAULT_COUNTRIES) + sorted(c.alpha_3 for c in pycountry.countries if c.alpha_3 not in DEFAULT_COUNTRIES)
+    pool = list(DEFAULT_COUNTRIES) + sorted(
+        c.alpha_3 for c in pycountry.countries if c.alpha_3 not in DEFAULT_COUNTRIES
+    )
     return pool[:n]
 
 
@@ -112,7 +114,10 @@ def country_options(code: str, alpha3: str) -> dict[int, str]:
 def write_metadata(out: Path, alpha3: list[str], seed: int) -> dict[str, dict]:
     """codebook.json, questions.json, question_metadata.json and protocol/; returns the codebook."""
     codebook: dict[str, dict] = {
-        "B_COUNTRY": {"question": "ISO 3166-1 numeric country code", "choices": {str(_numeric(a)): _name(a) for a in alpha3}},
+        "B_COUNTRY": {
+            "question": "ISO 3166-1 numeric country code",
+            "choices": {str(_numeric(a)): _name(a) for a in alpha3},
+        },
         "B_COUNTRY_ALPHA": {"question": "ISO 3166-1 alpha-3 country code", "choices": {a: _name(a) for a in alpha3}},
         "D_INTERVIEW": {"question": "Interview ID", "choices": {}},
         "H_URBRURAL": {"question": "Urban-Rural", "choices": {"1": "Urban", "2": "Rural"}},
