@@ -62,6 +62,10 @@ Settings = Annotated[
     list[str] | None,
     typer.Option("--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"),
 ]
+Resamples = Annotated[
+    int, typer.Option(min=0, help="Bootstrap draws over persons for the 95% confidence intervals (0: none)")
+]
+Seed = Annotated[int, typer.Option(help="Seed for the person sample and the bootstrap")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout")]
 
 # Warnings users cannot act on, hidden by the start of their message; every other warning shows.
@@ -237,6 +241,11 @@ def evaluate(
         Path | None, typer.Option(help="Folder keeping this run's predictions [default: runs/<name>]")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir, skipping finished predictions")] = False,
+    keep_failed: Annotated[
+        bool, typer.Option("--keep-failed", help="On --resume, keep failed predictions instead of retrying them")
+    ] = False,
+    resamples: Resamples = 1000,
+    seed: Seed = 0,
     settings: Settings = None,
     as_json: AsJson = False,
 ) -> None:
@@ -265,6 +274,9 @@ def evaluate(
         questions=questions,
         lm=lm,
         api_base=api_base,
+        resamples=resamples,
+        seed=seed,
+        retry_failed=not keep_failed,
         threads=threads,
         timeout=timeout,
     )
@@ -295,6 +307,7 @@ def compile_cmd(
     timeout: Timeout = 120.0,
     seed: Annotated[int, typer.Option(help="Optimizer and sampling seed")] = 0,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder [default: runs/<name>]")] = None,
+    resamples: Resamples = 1000,
     settings: Settings = None,
     as_json: AsJson = False,
 ) -> None:
@@ -321,6 +334,7 @@ def compile_cmd(
         api_base=api_base,
         threads=threads,
         timeout=timeout,
+        resamples=resamples,
         seed=seed,
     )
     with handled(as_json):
@@ -431,6 +445,8 @@ def bench(
         Path | None,
         typer.Option("--out", help="Bench folder; rerun with the same folder to resume [default: runs/bench-<time>]"),
     ] = None,
+    resamples: Resamples = 1000,
+    seed: Seed = 0,
     settings: Settings = None,
     as_json: AsJson = False,
 ) -> None:
@@ -457,6 +473,8 @@ def bench(
         questions=questions,
         lm=lm,
         api_base=api_base,
+        resamples=resamples,
+        seed=seed,
         threads=threads,
         timeout=timeout,
         cache=not no_cache,

@@ -1,22 +1,44 @@
-"""Run a program over benchmark examples with dspy.Evaluate, keep every prediction, compute the metrics.
+"""Run a program over benchmark examples, keep every prediction, compute the metrics with their uncertainty.
 
 Every finished prediction goes to the run's SQLite store (valuesim/store.py) together with what the modules
-said, LM calls, tokens and seconds; a resumed run skips what is stored. An exception inside the program does
-not stop the run: the item is stored as failed with its reason, and counts as a wrong answer.
+said, LM calls, tokens and seconds; a resumed run skips what is stored and retries what failed. An exception
+inside the program does not stop the run: the item is stored as failed with its reason, and counts as a wrong
+answer. Two things do stop it, with one line and what was stored kept: the store cannot be written (disk full,
+read-only, damaged database), or the first predictions all failed (a dead model or server: no point in going on).
+
+`threads` predictions run at once in a thread pool (each in a copy of the caller's context, so `dspy.context`
+overrides and usage tracking reach the workers); results are written by the calling thread only. DSPy's own
+Evaluate is not used: its progress bookkeeping rescans every result after each item (quadratic on 60k items) and
+it logs whole examples on errors.
 """
 
 from __future__ import annotations
 
+import contextvars
+import sqlite3
+import sys
 import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import dspy
 import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from valuesim.data.catalog import Catalog
-from valuesim.metrics import breakdown, summarize
+from valuesim.errors import ValueSimError
+from valuesim.metrics import breakdown, random_floor, summarize
+from valuesim.stats import N_RESAMPLES, bootstrap_ci
 from valuesim.store import RunStore
+
+FAIL_FAST = 20  # a run whose first this many predictions all failed stops: the model or server is broken
+
+
+class RunStopped(ValueSimError):
+    """A run stopped early; the predictions stored so far are kept and --resume continues."""
 
 
 def example_key(ex: dspy.Example) -> str:
@@ -71,50 +93,116 @@ def evaluate(
     run_dir: str | Path,
     threads: int = 1,
     progress: bool = True,
+    resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    retry_failed: bool = True,
 ) -> EvalResult:
-    """Predict every example not yet in `run_dir`'s store, then score all of them."""
-    store = RunStore(run_dir)
-    done = store.done()
-    todo = [ex for ex in examples if example_key(ex) not in done]
-
-    def record(example, pred, trace=None) -> bool:
-        answer = valid_answer(pred, example.options)
-        cost = getattr(pred, "cost", {})
-        detail = {k: v for k, v in pred.items() if k not in ("answer", "cost")}
-        store.add(
-            {
-                "key": example_key(example),
-                "person_id": example.person_id,
-                "question": example.question,
-                "gold": example.answer,
-                "answer": answer,
-                "status": "failed" if cost.get("error") else "ok" if answer is not None else "invalid",
-                "error": cost.get("error") or (None if answer else f"not an option: {getattr(pred, 'answer', None)!r}"),
-                "detail": detail,
-                "lm_calls": cost.get("lm_calls", 0),
-                "prompt_tokens": cost.get("prompt_tokens", 0),
-                "completion_tokens": cost.get("completion_tokens", 0),
-                "cached_tokens": cost.get("cached_tokens", 0),
-                "seconds": cost.get("seconds", 0.0),
-            }
-        )
-        return answer == example.answer
-
-    if todo:
-        dspy.Evaluate(
-            devset=todo, metric=record, num_threads=threads, display_progress=progress, max_errors=len(todo) + 1
-        )(Recorded(program))
-    stored = store.frame()
-    store.close()
+    """Predict every example not yet in `run_dir`'s store (and, with `retry_failed`, the ones that failed), then
+    score all of them; accuracy-like metrics get 95% CIs from `resamples` bootstrap draws over persons."""
+    try:
+        store = RunStore(run_dir)
+    except sqlite3.Error as e:
+        raise RunStopped(f"{Path(run_dir) / 'predictions.sqlite'}: not a readable predictions store ({e})") from None
+    try:
+        done = store.done(include_failed=not retry_failed)
+        todo = [ex for ex in examples if example_key(ex) not in done]
+        if todo:
+            predict_all(program, todo, store, threads, progress)
+        stored = store.frame()
+    except sqlite3.Error as e:
+        raise RunStopped(
+            f"{store.path}: cannot store predictions ({e}); what was stored is kept: free space or fix the folder, "
+            "then rerun with --resume"
+        ) from None
+    finally:
+        store.close()
     keys = {example_key(ex) for ex in examples}
     stored = stored[stored["key"].isin(keys)]
     preds = predictions_table(stored, examples, catalog)
     return EvalResult(
         predictions=preds,
-        metrics=summarize(preds) | cost_summary(stored),
+        metrics=score(preds, resamples, seed) | cost_summary(stored),
         by_country=breakdown(preds, "country"),
         by_category=breakdown(preds, "category"),
     )
+
+
+def score(preds: pd.DataFrame, resamples: int = N_RESAMPLES, seed: int = 0) -> dict:
+    """Headline metrics, their 95% CIs over persons (<metric>_ci_low/_high) and the random floor."""
+    metrics = summarize(preds)
+    if resamples > 0:
+        for name, (lo, hi) in bootstrap_ci(preds, n_resamples=resamples, seed=seed).items():
+            metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = lo, hi
+    return metrics | random_floor(preds)
+
+
+def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:
+    """What the store keeps of one prediction."""
+    answer = valid_answer(pred, example.options)
+    cost = getattr(pred, "cost", {})
+    return {
+        "key": example_key(example),
+        "person_id": example.person_id,
+        "question": example.question,
+        "gold": example.answer,
+        "answer": answer,
+        "status": "failed" if cost.get("error") else "ok" if answer is not None else "invalid",
+        "error": cost.get("error") or (None if answer else f"not an option: {getattr(pred, 'answer', None)!r}"),
+        "detail": {k: v for k, v in pred.items() if k not in ("answer", "cost")},
+        "lm_calls": cost.get("lm_calls", 0),
+        "prompt_tokens": cost.get("prompt_tokens", 0),
+        "completion_tokens": cost.get("completion_tokens", 0),
+        "cached_tokens": cost.get("cached_tokens", 0),
+        "seconds": cost.get("seconds", 0.0),
+    }
+
+
+def predict_all(program: dspy.Module, todo: list[dspy.Example], store: RunStore, threads: int, progress: bool) -> None:
+    """Keep `threads` predictions in flight; store each as it finishes; stop early if the first ones all fail."""
+    recorded = Recorded(program)
+    pending = iter(todo)
+    failures: Counter = Counter()
+    finished = 0
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed}/s"),
+               TimeRemainingColumn()]  # fmt: skip
+    with (
+        Progress(*columns, console=Console(stderr=True), disable=not progress, transient=True) as bar,
+        ThreadPoolExecutor(max_workers=threads) as pool,
+    ):
+        task = bar.add_task("predicting", total=len(todo))
+
+        def submit() -> bool:
+            example = next(pending, None)
+            if example is None:
+                return False
+            future = pool.submit(contextvars.copy_context().run, recorded, **example.inputs())
+            in_flight[future] = example
+            return True
+
+        in_flight: dict = {}
+        for _ in range(threads):
+            submit()
+        while in_flight:
+            ready, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in ready:
+                row = row_of(in_flight.pop(future), future.result())
+                store.add(row)
+                finished += 1
+                if row["status"] == "failed":
+                    failures[row["error"].splitlines()[0][:200]] += 1
+                bar.advance(task)
+                submit()
+            if finished == FAIL_FAST and sum(failures.values()) == finished:
+                for future in in_flight:
+                    future.cancel()
+                reason, count = failures.most_common(1)[0]
+                raise RunStopped(
+                    f"the first {finished} predictions all failed ({count}x {reason}); stopped with them stored "
+                    "as failed. Fix the model or server and rerun with --resume: failed predictions are retried"
+                )
+    if failures:
+        print(f"{sum(failures.values())} of {finished} predictions failed; most often: "
+              f"{failures.most_common(1)[0][0]}", file=sys.stderr)  # fmt: skip
 
 
 def predictions_table(stored: pd.DataFrame, examples: list[dspy.Example], catalog: Catalog) -> pd.DataFrame:

@@ -32,6 +32,38 @@ def summarize(preds: pd.DataFrame) -> dict:
     }
 
 
+# Accuracy a perfect simulator could reach is bounded by how consistently people answer the same question twice;
+# WVS has no retest panel, so the default is the two-week retest agreement Park et al. (2024) measured for GSS
+# respondents. A parameter, so a user can set their own.
+DEFAULT_CEILING = 0.81
+
+
+def random_floor(preds: pd.DataFrame) -> dict:
+    """Exact expected metrics of a predictor picking a uniformly random option (no sampling): accuracy is the
+    mean of 1/options; within-one and nMAE average over every option of each item's scale."""
+    g = preds[preds["gold_pos"].notna()]
+    if g.empty:
+        return {}
+    acc, within, err = [], [], []
+    for (n, gold, ordinal), rows in g.groupby(["n_options", "gold_pos", "ordinal"]):
+        n, gold = int(n), int(gold)
+        dist = np.abs(np.arange(n) - gold)
+        acc.append((1 / n, len(rows)))
+        within.append(((dist <= 1).mean() if ordinal else 1 / n, len(rows)))
+        if ordinal:
+            err.append((dist.mean() / max(n - 1, 1), len(rows)))
+
+    def mean(pairs):
+        return float(sum(v * w for v, w in pairs) / sum(w for _, w in pairs)) if pairs else float("nan")
+
+    return {"random_accuracy": mean(acc), "random_within_one": mean(within), "random_nmae": mean(err)}
+
+
+def normalized_accuracy(accuracy: float, floor: float, ceiling: float = DEFAULT_CEILING) -> float:
+    """(accuracy - random) / (ceiling - random): 0 at chance, 1 at the retest ceiling."""
+    return float((accuracy - floor) / (ceiling - floor))
+
+
 def breakdown(preds: pd.DataFrame, by: str) -> pd.DataFrame:
     """Accuracy, within-one and nMAE per value of `by` (e.g. country, category)."""
     p = _derived(preds)

@@ -44,13 +44,13 @@ class Setup:
     threads: int = 1
     seed: int = 0
     cache: bool = True  # DSPy's LM cache; off to measure real cost
+    resamples: int = 1000  # bootstrap draws over persons for the 95% CIs (0: none)
+    retry_failed: bool = True  # a resumed run predicts failed items again
     timeout: float = DEFAULT_TIMEOUT  # seconds per remote LM call before it is retried (then recorded as failed)
     settings: dict = field(default_factory=dict)  # program settings (backstory_words, ...)
 
 
-def configure_lm(
-    model: str, api_base: str | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT
-) -> dict:
+def configure_lm(model: str, api_base: str | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT) -> dict:
     """Build the LM once and make it DSPy's default, with the options-constrained JSON adapter.
 
     Remote calls time out after `timeout` seconds and are retried 3 times (LiteLLM's exponential backoff, which
@@ -199,7 +199,10 @@ def run_evaluate(
     params = params_of(setup, bench, name, lm) | {"run_dir": str(run_dir)} | sample_params(who(examples))
     identity = identity_of(setup, bench, name, lm)
     with claim(run_dir, identity), tracking.run(experiment, run_dir.name, params, nested=nested) as active:
-        result = evaluate(program, examples, bench.catalog, run_dir, threads=setup.threads, progress=progress)
+        result = evaluate(
+            program, examples, bench.catalog, run_dir, setup.threads, progress, setup.resamples, setup.seed,
+            setup.retry_failed,
+        )  # fmt: skip
         tracking.log_result(result, with_cost=name not in STATISTICAL)
         if name not in STATISTICAL:
             tracking.log_prompts(program, examples[0])
@@ -253,12 +256,14 @@ def run_compile(
             "dev_persons": dev_persons,
         }
         with claim(run_dir, identity), tracking.run("valuesim-compile", run_dir.name, params) as active:
-            before = evaluate(program, devset, bench.catalog, run_dir / "before", setup.threads, progress)
+            before = evaluate(program, devset, bench.catalog, run_dir / "before", setup.threads, progress,
+                              setup.resamples, setup.seed)  # fmt: skip
             tracking.log_result(before, prefix="before_")
             t0 = time.perf_counter()
             compiled = compile_program(program, optimizer, trainset, devset, seed=setup.seed, threads=setup.threads)
             mlflow.log_metric("compile_seconds", time.perf_counter() - t0)
-            after = evaluate(compiled, devset, bench.catalog, run_dir / "after", setup.threads, progress)
+            after = evaluate(compiled, devset, bench.catalog, run_dir / "after", setup.threads, progress,
+                             setup.resamples, setup.seed)  # fmt: skip
             tracking.log_result(after, prefix="after_")
             folder = save_program(compiled, setup.program, run_dir / "program", setup.settings, lm)
             tracking.log_program_folder(folder)

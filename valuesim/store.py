@@ -1,7 +1,8 @@
 """Durable per-run store of finished predictions (SQLite in the run folder).
 
 Each prediction is committed as soon as it finishes, so a killed run loses at most the predictions in flight;
-`--resume` skips the keys already stored. The primary key makes a duplicate impossible.
+`--resume` skips the keys already stored (a retried failure replaces its row). The primary key makes a duplicate
+impossible.
 """
 
 from __future__ import annotations
@@ -43,16 +44,18 @@ class RunStore:
             self._db.execute("ALTER TABLE predictions ADD COLUMN cached_tokens INTEGER")
         self._db.commit()
 
-    def done(self) -> set[str]:
+    def done(self, include_failed: bool = True) -> set[str]:
+        """Keys already predicted; without the failed ones when a resumed run should retry them."""
+        where = "" if include_failed else " WHERE status != 'failed'"
         with self._lock:
-            return {k for (k,) in self._db.execute("SELECT key FROM predictions")}
+            return {k for (k,) in self._db.execute(f"SELECT key FROM predictions{where}")}
 
     def add(self, row: dict) -> None:
         row = {**row, "detail": json.dumps(row.get("detail") or {}, ensure_ascii=False, default=str)}
         cols = ", ".join(row)
         with self._lock:
             self._db.execute(
-                f"INSERT OR IGNORE INTO predictions ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+                f"INSERT OR REPLACE INTO predictions ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
             self._db.commit()
 
