@@ -207,11 +207,19 @@ def data_person(
 
 
 def metrics_table(title: str, metrics: dict) -> Table:
+    """One row per metric; a metric with a CI shows it beside the value ("0.603 [0.597, 0.609]")."""
+    from valuesim.stats import format_ci
+
     t = Table(title=title)
     t.add_column("metric")
-    t.add_column("value", justify="right")
+    t.add_column("value (95% CI over persons)", justify="right")
     for k, v in metrics.items():
-        t.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
+        if k.endswith(("_ci_low", "_ci_high")):
+            continue
+        if f"{k}_ci_low" in metrics:
+            t.add_row(k, format_ci(v, metrics[f"{k}_ci_low"], metrics[f"{k}_ci_high"]))
+        else:
+            t.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
     return t
 
 
@@ -445,6 +453,10 @@ def bench(
         Path | None,
         typer.Option("--out", help="Bench folder; rerun with the same folder to resume [default: runs/bench-<time>]"),
     ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Program every other is compared with (paired, same items) [default: best statistical]"),
+    ] = None,
     resamples: Resamples = 1000,
     seed: Seed = 0,
     settings: Settings = None,
@@ -489,14 +501,18 @@ def bench(
 
     with handled(as_json):
         bench_data = Benchmark(data or config.data_dir())
-        summary = run_bench(setup, bench_data, names, hist, fold_list, Path(out_dir), not as_json, done)
+        summary = run_bench(setup, bench_data, names, hist, fold_list, Path(out_dir), not as_json, done, reference)
     if as_json:
-        emit_json({"results": summary["table"]} | {k: summary[k] for k in ("persons", "files", "mlflow_run_id")})
+        keys = ("persons", "reference", "files", "mlflow_run_id")
+        emit_json({"results": summary["table"]} | {k: summary[k] for k in keys})
         return
     who = summary["persons"]
     out.print(f"{who['n_persons']} {split} persons ({who['persons_by_country']})")
     out.print(Path(summary["files"]["results.md"]).read_text())
-    out.print(Path(summary["files"]["cost.md"]).read_text())
+    if summary["reference"]:
+        console.print(f"vs reference: accuracy minus {summary['reference']}'s on the same items, 95% CI, p-value")
+    if any(r.get("lm_calls_per_pred") for r in summary["table"].to_dict("records")):
+        out.print(Path(summary["files"]["cost.md"]).read_text())
     console.print(f"Report in {summary['out_dir']}/report; MLflow parent run {summary['mlflow_run_id']}")
 
 

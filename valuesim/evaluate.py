@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from valuesim.data.catalog import Catalog
 from valuesim.errors import ValueSimError
-from valuesim.metrics import breakdown, random_floor, summarize
+from valuesim.metrics import breakdown, normalized_accuracy, random_floor, summarize
 from valuesim.stats import N_RESAMPLES, bootstrap_ci
 from valuesim.store import RunStore
 
@@ -133,7 +133,10 @@ def score(preds: pd.DataFrame, resamples: int = N_RESAMPLES, seed: int = 0) -> d
     if resamples > 0:
         for name, (lo, hi) in bootstrap_ci(preds, n_resamples=resamples, seed=seed).items():
             metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = lo, hi
-    return metrics | random_floor(preds)
+    metrics |= random_floor(preds)
+    if "accuracy" in metrics and "random_accuracy" in metrics:  # 0 at chance, 1 at the retest ceiling
+        metrics["normalized_accuracy"] = normalized_accuracy(metrics["accuracy"], metrics["random_accuracy"])
+    return metrics
 
 
 def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dspy
+import pandas as pd
 
 from valuesim import config, tracking
 from valuesim.data.benchmark import Benchmark
@@ -24,6 +25,7 @@ from valuesim.evaluate import EvalResult, evaluate
 from valuesim.programs import PROGRAMS, STATISTICAL
 from valuesim.programs.saved import load_program, resolve_uri, save_program
 from valuesim.run_folder import claim
+from valuesim.stats import paired_difference
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -303,14 +305,13 @@ def run_bench(
     out_dir: Path,
     progress: bool = True,
     on_done=None,
+    reference: str | None = None,
 ) -> dict:
     """Every program x fold x history on the same persons and questions; tables, plot and one MLflow parent run.
 
     Each cell keeps its predictions in out_dir/<fold>-<history>-<program>/, so rerunning with the same out_dir
     resumes: finished cells are re-read from their stores, unfinished ones continue where they stopped.
     """
-    import pandas as pd
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_file = out_dir / "bench.json"
@@ -331,7 +332,7 @@ def run_bench(
     params = {k: v for k, v in params.items() if v is not None}
     sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
-    rows = []
+    rows, preds = [], {}
     if "parent_run_id" in state:  # a rerun: children of the earlier process that died mid-run are marked KILLED
         tracking.end_orphans(state["parent_run_id"])
     with mlflow.start_run(run_id=state.get("parent_run_id"), run_name=out_dir.name) as parent:
@@ -360,9 +361,15 @@ def run_bench(
                         "wall_seconds": time.perf_counter() - t0,
                     }
                     rows.append(row)
+                    preds[(fold, history, program)] = result.predictions
                     if on_done:
                         on_done(row)
         table = pd.DataFrame(rows)
+        reference = reference or best_statistical(table)
+        table = table.merge(
+            paired_table(preds, reference, setup.resamples, setup.seed), on=["program", "fold", "history"], how="left"
+        )
+        mlflow.log_param("reference", reference)
         files = write_bench_outputs(table, out_dir)
         mlflow.log_artifacts(str(out_dir / "report"), artifact_path="report")
         # one curve per program, drawn by MLflow's own charts: accuracy at step = history size (mean over folds)
@@ -375,7 +382,58 @@ def run_bench(
         "mlflow_run_id": state["parent_run_id"],
         "out_dir": str(out_dir),
         "persons": {k: params[k] for k in ("n_persons", "persons_by_country")},
+        "reference": reference,
     }
+
+
+def best_statistical(table: pd.DataFrame) -> str | None:
+    """The statistical program with the highest mean accuracy in the bench (None when the bench has none)."""
+    stat = table[table["program"].isin(STATISTICAL)]
+    return None if stat.empty else str(stat.groupby("program")["accuracy"].mean().idxmax())
+
+
+def paired_table(preds: dict, reference: str | None, resamples: int, seed: int) -> pd.DataFrame:
+    """Each program minus the reference on the same persons and questions, per fold and history: difference in
+    accuracy, its 95% CI (paired bootstrap over persons) and a sign-flip permutation p-value."""
+    rows = []
+    for (fold, history, program), p in preds.items():
+        ref = preds.get((fold, history, reference))
+        if reference is None or ref is None or program == reference:
+            continue
+        d = paired_difference(p, ref, "accuracy", n_resamples=max(resamples, 200), seed=seed)
+        rows.append({"program": program, "fold": fold, "history": history, "vs_reference": d["difference"],
+                     "vs_reference_ci_low": d["ci_low"], "vs_reference_ci_high": d["ci_high"],
+                     "p_value": d["p_value"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=["program", "fold", "history", "vs_reference", "vs_reference_ci_low",
+                                       "vs_reference_ci_high", "p_value"])  # fmt: skip
+
+
+def p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def results_markdown(table: pd.DataFrame) -> str:
+    """The results table as a person reads it: "0.603 [0.597, 0.609]" cells, the difference to the reference."""
+    from valuesim.stats import format_ci
+
+    out = table[["program", "fold", "history", "n", "n_persons" if "n_persons" in table else "persons"]].copy()
+    out.columns = ["program", "fold", "history", "n", "persons"]
+    for m in ("accuracy", "macro_accuracy", "within_one", "nmae"):
+        if m in table:
+            out[m] = [format_ci(r[m], r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")) for _, r in table.iterrows()]
+    if "random_accuracy" in table:
+        out["random floor"] = table["random_accuracy"].map(lambda v: f"{v:.3f}")
+    if "normalized_accuracy" in table:
+        out["normalized"] = table["normalized_accuracy"].map(lambda v: f"{v:.3f}")
+    if "vs_reference" in table:
+        out["vs reference"] = [
+            "" if pd.isna(r["vs_reference"])
+            else f"{format_ci(r['vs_reference'], r['vs_reference_ci_low'], r['vs_reference_ci_high'])}, "
+            + p_text(r["p_value"])
+            for _, r in table.iterrows()
+        ]  # fmt: skip
+    out["invalid"], out["failed"] = table.get("invalid", 0), table.get("failed", 0)
+    return out.to_markdown(index=False)
 
 
 def write_bench_outputs(table, out_dir: Path) -> dict:
@@ -388,19 +446,22 @@ def write_bench_outputs(table, out_dir: Path) -> dict:
     report = out_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
     keys = ["program", "fold", "history"]
-    results = table[keys + [c for c in RESULT_COLUMNS if c in table]].round(4)
+    with_ci = [f"{m}_ci_{e}" for m in ("accuracy", "macro_accuracy", "within_one", "nmae") for e in ("low", "high")]
+    extra = ["random_accuracy", "vs_reference", "vs_reference_ci_low", "vs_reference_ci_high", "p_value"]
+    results = table[keys + [c for c in [*RESULT_COLUMNS, *with_ci, *extra] if c in table]].round(4)
     cost = table[keys + [c for c in COST_COLUMNS if c in table]].round(2)
     results.to_csv(report / "results.csv", index=False)
     cost.to_csv(report / "cost.csv", index=False)
-    (report / "results.md").write_text(results.to_markdown(index=False) + "\n")
+    (report / "results.md").write_text(results_markdown(table) + "\n")
     (report / "cost.md").write_text(cost.to_markdown(index=False) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for program, g in table.groupby("program", sort=False):
-        g = g.groupby("history")["accuracy"].mean()
-        ax.plot(g.index, g.values, marker="o", label=program)
+        g = g.groupby("history")[["accuracy", "accuracy_ci_low", "accuracy_ci_high"]].mean()
+        (line,) = ax.plot(g.index, g["accuracy"], marker="o", label=program)
+        ax.fill_between(g.index, g["accuracy_ci_low"], g["accuracy_ci_high"], color=line.get_color(), alpha=0.15)
     ax.set_xlabel("known answers (history size)")
     ax.set_ylabel("top-1 accuracy")
-    ax.set_title("Accuracy against interaction history")
+    ax.set_title("Accuracy against interaction history (bands: 95% CI over persons)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
