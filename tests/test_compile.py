@@ -323,6 +323,18 @@ def test_run_compile_improves_and_summarizes(compile_run) -> None:
     assert (Path(s["program_dir"]) / "program.json").exists()
 
 
+def test_compile_persons_are_disjoint_and_gain_is_paired(compile_run) -> None:
+    """The optimizer trains and selects on training persons; before/after are measured on dev persons it never
+    saw; the gain is after - before on the same dev items, with its interval."""
+    s = compile_run["summary"]
+    train, val, dev = (set(s["persons"][k]) for k in ("train", "val", "dev"))
+    assert train and val and dev and not (train & val or train & dev or val & dev)
+    assert len(train | val) == 3 and len(dev) == 2
+    g = s["gain"]
+    assert g["difference"] == 1.0 and g["n_items"] == 6 and g["n_persons"] == 2
+    assert g["ci_low"] == g["ci_high"] == 1.0  # every item went from wrong to right
+
+
 def test_run_compile_logs_params_metrics_and_artifacts(in_compile_home) -> None:
     import mlflow
 
@@ -338,7 +350,7 @@ def test_run_compile_logs_params_metrics_and_artifacts(in_compile_home) -> None:
     assert params["lm"] == "dummy-lm" and params["lm_model"] == "dummy"
     assert params["fold"] == "1" and params["history"] == "20"
     assert params["dataset"] == in_compile_home["bench"].fingerprint
-    assert params["train_examples"] == "9" and params["dev_examples"] == "6"
+    assert params["train_examples"] == "6" and params["val_examples"] == "3" and params["dev_examples"] == "6"
     metrics = run.data.metrics
     assert metrics["before_accuracy"] == 0.0 and metrics["after_accuracy"] == 1.0
     assert "compile_seconds" in metrics

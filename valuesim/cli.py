@@ -351,14 +351,25 @@ def compile_cmd(
     if as_json:
         emit_json(summary)
         return
+    from valuesim.stats import format_ci
+
     keys = ["accuracy", "within_one", "nmae", "invalid", "lm_calls_per_pred", "seconds_per_pred"]
     t = Table(title=f"{program} compiled with {optimizer}: dev before / after")
     for col in ("metric", "before", "after"):
         t.add_column(col, justify="left" if col == "metric" else "right")
     for k in keys:
-        b, a = summary["before"].get(k), summary["after"].get(k)
-        t.add_row(k, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in (b, a)))
+        cells = []
+        for m in (summary["before"], summary["after"]):
+            v = m.get(k)
+            cells.append(format_ci(v, m.get(f"{k}_ci_low"), m.get(f"{k}_ci_high")) if isinstance(v, float) else str(v))
+        t.add_row(k, *cells)
     out.print(t)
+    g = summary["gain"]
+    console.print(
+        f"after - before accuracy: {format_ci(g['difference'], g['ci_low'], g['ci_high'])}, p={g['p_value']:.3f} "
+        f"({g['n_items']} dev items of {g['n_persons']} persons; the optimizer trained on "
+        f"{len(summary['persons']['train'])} and validated on {len(summary['persons']['val'])} other persons)"
+    )
     console.print(f"Saved {summary['program_dir']}; load it with --program {summary['program_uri']}")
 
 

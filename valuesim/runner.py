@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import random
 import re
 import time
 from collections.abc import Iterable
@@ -127,6 +128,21 @@ def sample_params(persons: Iterable[tuple[str, str]], prefix: str = "") -> dict:
     }
 
 
+def split_by_person(
+    examples: list[dspy.Example], val_share: float, seed: int
+) -> tuple[list[dspy.Example], list[dspy.Example]]:
+    """Examples split into two sets of persons (a person's questions stay together), within each country."""
+    persons = sorted({(ex.country, ex.person_id) for ex in examples})
+    random.Random(f"{seed}-val").shuffle(persons)
+    val: set[str] = set()
+    for country in sorted({c for c, _ in persons}):
+        ids = [p for c, p in persons if c == country]
+        val |= set(ids[: max(1, round(len(ids) * val_share))] if len(ids) > 1 else [])
+    if not val:  # one person per country: the last country's person validates
+        val = {persons[-1][1]}
+    return [ex for ex in examples if ex.person_id not in val], [ex for ex in examples if ex.person_id in val]
+
+
 def who(examples: list[dspy.Example]) -> list[tuple[str, str]]:
     return [(ex.person_id, ex.country) for ex in examples]
 
@@ -234,19 +250,28 @@ def run_compile(
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup, "compile"))
     program = PROGRAMS[setup.program].from_benchmark(bench, **setup.settings)
     q = setup.questions
-    trainset = bench.examples(setup.protocol, "train", setup.fold, setup.history, train_persons, q, seed=setup.seed)
+    # Three disjoint sets of persons: the optimizer learns demos on `trainset`, selects among candidates on `valset`
+    # (both from the train split), and before/after are measured on dev persons it never saw.
+    if train_persons < 2:
+        raise ValueSimError("compile needs --train 2 or more: training persons are split into train and validation")
+    examples = bench.examples(setup.protocol, "train", setup.fold, setup.history, train_persons, q, seed=setup.seed)
+    trainset, valset = split_by_person(examples, val_share=0.25, seed=setup.seed)
     devset = bench.examples(setup.protocol, "dev", setup.fold, setup.history, dev_persons, q, seed=setup.seed)
-    if not trainset or not devset:
-        raise ValueSimError(f"compile needs training and dev examples; selected {len(trainset)} and {len(devset)}")
+    if not trainset or not valset or not devset:
+        raise ValueSimError(
+            f"compile needs train, validation and dev examples; selected {len(trainset)}, {len(valset)}, {len(devset)}"
+        )
     lm = configure_lm(setup.lm, setup.api_base, timeout=setup.timeout)
     params = params_of(setup, bench, setup.program, lm) | {
         "optimizer": optimizer,
         "train_persons": train_persons,
         "dev_persons": dev_persons,
         "train_examples": len(trainset),
+        "val_examples": len(valset),
         "dev_examples": len(devset),
         "run_dir": str(run_dir),
         **sample_params(who(trainset), "train_"),
+        **sample_params(who(valset), "val_"),
         **sample_params(who(devset), "dev_"),
     }
     setup_mlflow = tracking.setup_tracking("valuesim-compile")
@@ -262,11 +287,13 @@ def run_compile(
                               setup.resamples, setup.seed)  # fmt: skip
             tracking.log_result(before, prefix="before_")
             t0 = time.perf_counter()
-            compiled = compile_program(program, optimizer, trainset, devset, seed=setup.seed, threads=setup.threads)
+            compiled = compile_program(program, optimizer, trainset, valset, seed=setup.seed, threads=setup.threads)
             mlflow.log_metric("compile_seconds", time.perf_counter() - t0)
             after = evaluate(compiled, devset, bench.catalog, run_dir / "after", setup.threads, progress,
                              setup.resamples, setup.seed)  # fmt: skip
             tracking.log_result(after, prefix="after_")
+            gain = paired_difference(after.predictions, before.predictions, "accuracy", max(setup.resamples, 200))
+            mlflow.log_metrics({f"gain_{k}": v for k, v in gain.items() if k != "n_items"})
             folder = save_program(compiled, setup.program, run_dir / "program", setup.settings, lm)
             tracking.log_program_folder(folder)
             tracking.log_prompts(compiled, devset[0])
@@ -279,6 +306,12 @@ def run_compile(
         "params": params,
         "before": before.metrics,
         "after": after.metrics,
+        "gain": gain,  # after - before accuracy on the same dev items: difference, 95% CI, p-value
+        "persons": {
+            "train": sorted({ex.person_id for ex in trainset}),
+            "val": sorted({ex.person_id for ex in valset}),
+            "dev": sorted({ex.person_id for ex in devset}),
+        },
         "program_dir": str(folder),
         "mlflow_run_id": run_id,
         "program_uri": f"runs:/{run_id}",
