@@ -22,6 +22,7 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import dspy
 import pandas as pd
@@ -34,6 +35,7 @@ from valuesim.metrics import breakdown, normalized_accuracy, random_floor, summa
 from valuesim.stats import N_RESAMPLES, bootstrap_ci
 from valuesim.store import RunStore
 
+BATCH_INPUTS = ("person_id", "country", "known", "question", "options")  # what a batch program may read
 FAIL_FAST = 20  # a run whose first this many predictions all failed stops: the model or server is broken
 
 
@@ -118,6 +120,47 @@ def evaluate(
         store.close()
     keys = {example_key(ex) for ex in examples}
     stored = stored[stored["key"].isin(keys)]
+    preds = predictions_table(stored, examples, catalog)
+    return EvalResult(
+        predictions=preds,
+        metrics=score(preds, resamples, seed) | cost_summary(stored),
+        by_country=breakdown(preds, "country"),
+        by_category=breakdown(preds, "category"),
+    )
+
+
+def evaluate_batch(
+    program: dspy.Module,
+    items: list[dict],
+    catalog: Catalog,
+    run_dir: str | Path,
+    resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    batch: int = 500,
+) -> EvalResult:
+    """`evaluate` for programs that need no LM (`predict_batch`): the items of `benchmark.items`, predicted a batch
+    of persons at a time and stored in one transaction per batch. Same store, rows and metrics as `evaluate`."""
+    examples = [SimpleNamespace(**item) for item in items]
+    try:
+        store = RunStore(run_dir)
+    except sqlite3.Error as e:
+        raise RunStopped(f"{Path(run_dir) / 'predictions.sqlite'}: not a readable predictions store ({e})") from None
+    try:
+        done = store.done()
+        todo = [ex for ex in examples if example_key(ex) not in done]
+        for start in range(0, len(todo), batch):
+            chunk = todo[start : start + batch]
+            t0 = time.perf_counter()
+            answers = program.predict_batch([{k: getattr(ex, k) for k in BATCH_INPUTS} for ex in chunk])  # no gold
+            cost = {"seconds": (time.perf_counter() - t0) / len(chunk)}
+            rows = [row_of(ex, dspy.Prediction(answer=a, cost=cost)) for ex, a in zip(chunk, answers, strict=True)]
+            store.add_many(rows)
+        stored = store.frame()
+    except sqlite3.Error as e:
+        raise RunStopped(f"{store.path}: cannot store predictions ({e}); what was stored is kept") from None
+    finally:
+        store.close()
+    stored = stored[stored["key"].isin({example_key(ex) for ex in examples})]
     preds = predictions_table(stored, examples, catalog)
     return EvalResult(
         predictions=preds,

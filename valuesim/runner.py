@@ -15,14 +15,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import dspy
 import pandas as pd
 
 from valuesim import config, tracking
 from valuesim.data.benchmark import Benchmark
+from valuesim.data.benchmark import items as benchmark_items
 from valuesim.errors import ValueSimError
-from valuesim.evaluate import EvalResult, evaluate
+from valuesim.evaluate import EvalResult, evaluate, evaluate_batch
 from valuesim.programs import PROGRAMS, STATISTICAL
 from valuesim.programs.saved import load_program, resolve_uri, save_program
 from valuesim.run_folder import claim
@@ -209,18 +211,24 @@ def run_evaluate(
     program, name, _ = build_program(setup.program, bench, setup.settings)
     lm = {} if name in STATISTICAL else configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout)
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup))
-    examples = bench.examples(
-        setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions, seed=setup.seed
-    )
+    selection = (setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions, setup.seed)
+    if name in STATISTICAL:  # no LM: plain items, predicted in batches
+        examples = [SimpleNamespace(**item) for item in benchmark_items(bench, *selection)]
+    else:
+        examples = bench.examples(*selection)
     if not examples:
         raise ValueSimError("no examples selected (check --split, --fold, --persons)")
     params = params_of(setup, bench, name, lm) | {"run_dir": str(run_dir)} | sample_params(who(examples))
     identity = identity_of(setup, bench, name, lm)
     with claim(run_dir, identity), tracking.run(experiment, run_dir.name, params, nested=nested) as active:
-        result = evaluate(
-            program, examples, bench.catalog, run_dir, setup.threads, progress, setup.resamples, setup.seed,
-            setup.retry_failed,
-        )  # fmt: skip
+        if name in STATISTICAL:
+            result = evaluate_batch(program, [vars(ex) for ex in examples], bench.catalog, run_dir,
+                                    setup.resamples, setup.seed)  # fmt: skip
+        else:
+            result = evaluate(
+                program, examples, bench.catalog, run_dir, setup.threads, progress, setup.resamples, setup.seed,
+                setup.retry_failed,
+            )  # fmt: skip
         tracking.log_result(result, with_cost=name not in STATISTICAL)
         if name not in STATISTICAL:
             tracking.log_prompts(program, examples[0])

@@ -59,6 +59,17 @@ class RunStore:
             )
             self._db.commit()
 
+    def add_many(self, rows: list[dict]) -> None:
+        """Many predictions in one transaction (the batch path: one commit per batch, not per prediction)."""
+        if not rows:
+            return
+        rows = [{**r, "detail": json.dumps(r.get("detail") or {}, ensure_ascii=False, default=str)} for r in rows]
+        cols = list(rows[0])
+        sql = f"INSERT OR REPLACE INTO predictions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        with self._lock:
+            self._db.executemany(sql, [[r[c] for c in cols] for r in rows])
+            self._db.commit()
+
     def frame(self) -> pd.DataFrame:
         with self._lock:
             return pd.read_sql_query("SELECT * FROM predictions", self._db)

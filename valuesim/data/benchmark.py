@@ -311,6 +311,38 @@ class Benchmark:
         return out
 
 
+def items(
+    bench: Benchmark,
+    protocol: str = "values",
+    split: str = "dev",
+    fold: int = 1,
+    history: int = 232,
+    persons: int | None = None,
+    questions: int | None = None,
+    seed: int = 0,
+) -> list[dict]:
+    """The same selection as `Benchmark.examples`, as plain dicts without rendered statements (what programs that
+    need no LM read: person_id, country, known codes, question, options), plus the gold answer and metadata."""
+    out = []
+    for row in bench.sample(protocol, split, fold, persons, seed):
+        known = {i["q"]: i["a"] for i in [*row["demographics"], *row["profile"][:history]]}
+        for item in row["heldout"][:questions]:
+            q = bench.catalog[item["q"]]
+            out.append(
+                {
+                    "person_id": row["person_id"],
+                    "country": row["country"],
+                    "known": known,
+                    "question": q.code,
+                    "options": {str(c): label for c, label in q.options_for(row["country"]).items()},
+                    "answer": str(item["a"]),
+                    "category": q.category,
+                    "ordinal": q.ordinal,
+                }
+            )
+    return out
+
+
 def make_person(catalog: Catalog, country: str, demographics: list[dict], profile: list[dict]) -> dict:
     """What a program may know about a person: codes for the statistical programs, statements for the LMs."""
     known = {i["q"]: i["a"] for i in [*demographics, *profile]}

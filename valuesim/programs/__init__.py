@@ -2,10 +2,11 @@
 
 from valuesim.programs.baselines import Backstory, Demographics, FullInfo
 from valuesim.programs.rag import Rag
-from valuesim.programs.statistical import KNN, CountryMajority, DemographicCell, GlobalMajority
+from valuesim.programs.statistical import KNN, CountryMajority, DemographicCell, GlobalMajority, Random
 from valuesim.programs.valuesim import ValueSim
 
 PROGRAMS = {
+    "random": Random,
     "majority": GlobalMajority,
     "country": CountryMajority,
     "cell": DemographicCell,
@@ -16,4 +17,5 @@ PROGRAMS = {
     "backstory": Backstory,
     "valuesim": ValueSim,
 }
-STATISTICAL = {"majority", "country", "cell", "knn"}
+# Programs that need no LM: fitted on training respondents, run in batches (valuesim.evaluate.evaluate_batch).
+STATISTICAL = {"random", "majority", "country", "cell", "knn"}
