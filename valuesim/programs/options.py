@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import dspy
+from dspy.adapters.json_adapter import _get_structured_outputs_response_format
 
 
 def with_options(signature: type[dspy.Signature], options: dict[str, str]) -> type[dspy.Signature]:
@@ -29,3 +30,17 @@ class OptionsAdapter(dspy.JSONAdapter):
 
     def format(self, signature, demos, inputs):
         return super().format(widened(signature), demos, inputs)
+
+    def _prepare_response_format(self, lm, lm_kwargs, signature):
+        """DSPy sends no response_format to a model LiteLLM does not know (`openai/<served name>` on a vLLM or
+        llama.cpp server), so nothing constrains the answer. For such a server, send JSON mode with the schema
+        attached: llama.cpp's servers turn it into a grammar (answers are then always options), others at least
+        return JSON. Known models keep DSPy's choice (OpenAI gets its structured-output json_schema)."""
+        super()._prepare_response_format(lm, lm_kwargs, signature)
+        if "response_format" in lm_kwargs or not getattr(lm, "kwargs", {}).get("api_base"):
+            return
+        try:
+            model = _get_structured_outputs_response_format(signature, self.use_native_function_calling)
+        except (ValueError, TypeError):
+            return
+        lm_kwargs["response_format"] = {"type": "json_object", "schema": model.model_json_schema()}
