@@ -1,15 +1,18 @@
 """Programs that need no LM run in batches (valuesim.evaluate.evaluate_batch); the batch path and the per-item path
-(`forward`, what `simulate` and dspy use) give the same answers and the same metrics."""
+(`forward` through `evaluate`, what `simulate` and dspy use) give the same answers, store rows and metrics."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from valuesim.data.benchmark import Benchmark, items
-from valuesim.evaluate import BATCH_INPUTS, evaluate, evaluate_batch
+from valuesim.evaluate import BATCH_INPUTS, RunStopped, evaluate, evaluate_batch
 from valuesim.programs import PROGRAMS, STATISTICAL
+from valuesim.store import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -17,29 +20,53 @@ def bench(bench_small: Path) -> Benchmark:
     return Benchmark(bench_small)
 
 
+@pytest.fixture(scope="module")
+def fitted(bench: Benchmark) -> dict:
+    """Each program fitted once for the module (ml fits a model per question)."""
+    return {name: PROGRAMS[name].from_benchmark(bench) for name in sorted(STATISTICAL)}
+
+
+def stored_rows(run_dir: Path) -> list[tuple]:
+    with sqlite3.connect(run_dir / "predictions.sqlite") as db:
+        return db.execute(
+            "SELECT key, person_id, question, gold, answer, status, error, detail, lm_calls, prompt_tokens, "
+            "completion_tokens, cached_tokens FROM predictions ORDER BY key"
+        ).fetchall()
+
+
 @pytest.mark.parametrize("name", sorted(STATISTICAL))
 @pytest.mark.parametrize("history", [0, 58])
-def test_batch_and_per_item_answers_are_identical(bench: Benchmark, name: str, history: int) -> None:
-    program = PROGRAMS[name].from_benchmark(bench)
-    selected = items(bench, "values", "dev", 1, history, persons=8, questions=12)
-    inputs = [{k: item[k] for k in BATCH_INPUTS} for item in selected]
-    batch = program.predict_batch(inputs)
-    one_by_one = [program(**item).answer for item in inputs]
-    assert batch == one_by_one
-    assert all(a in item["options"] for a, item in zip(batch, selected, strict=True))
+def test_batch_and_per_item_paths_are_identical(
+    bench: Benchmark, fitted: dict, name: str, history: int, tmp_path: Path
+) -> None:
+    """The whole per-item path (dspy Examples with rendered statements, one forward each) against the batch path
+    on a country-stratified sample: the same answer for every (person, question), the same rows, the same metrics.
+    History 0 is the tie-heavy case (kNN similarities then depend on demographics and country only)."""
+    program = fitted[name]
+    selection = ("values", "dev", 1, history, 12, 10)
+    batch = evaluate_batch(program, items(bench, *selection), bench.catalog, tmp_path / "batch", resamples=50)
+    examples = bench.examples(*selection)
+    per_item = evaluate(program, examples, bench.catalog, tmp_path / "item", progress=False, resamples=50)
+    assert len(batch.predictions) == len(examples) > 50
+    answers = dict(zip(batch.predictions["key"], batch.predictions["answer"], strict=True))
+    assert answers == dict(zip(per_item.predictions["key"], per_item.predictions["answer"], strict=True))
+    assert all(a in ex.options for ex in examples if (a := answers[f"{ex.person_id}|{ex.question}"]) is not None)
+    assert stored_rows(tmp_path / "batch") == stored_rows(tmp_path / "item")
+    for key, value in per_item.metrics.items():
+        if "seconds" not in key:
+            assert batch.metrics[key] == pytest.approx(value, nan_ok=True), key
+    pd.testing.assert_frame_equal(batch.by_country, per_item.by_country)
+    pd.testing.assert_frame_equal(batch.by_category, per_item.by_category)
 
 
-def test_batch_evaluation_equals_per_item_evaluation(bench: Benchmark, tmp_path: Path) -> None:
-    program = PROGRAMS["knn"].from_benchmark(bench)
-    selection = ("values", "dev", 1, 58, 6, 10)
-    a = evaluate_batch(program, items(bench, *selection), bench.catalog, tmp_path / "batch", resamples=100)
-    b = evaluate(program, bench.examples(*selection), bench.catalog, tmp_path / "item", progress=False, resamples=100)
-    cols = ["key", "answer", "gold", "status"]
-    assert (
-        a.predictions[cols].sort_values("key").values.tolist() == b.predictions[cols].sort_values("key").values.tolist()
-    )
-    for key in ("n", "accuracy", "macro_accuracy", "within_one", "nmae", "accuracy_ci_low", "accuracy_ci_high"):
-        assert a.metrics[key] == pytest.approx(b.metrics[key]), key
+@pytest.mark.parametrize("name", sorted(STATISTICAL))
+def test_one_item_alone_or_in_a_batch(bench: Benchmark, fitted: dict, name: str) -> None:
+    """An item's answer does not depend on what else is in the batch (order, other persons)."""
+    program = fitted[name]
+    selected = [{k: i[k] for k in BATCH_INPUTS} for i in items(bench, "values", "dev", 1, 58, 8, 6)]
+    together = program.predict_batch(selected)
+    assert program.predict_batch(selected[::-1]) == together[::-1]
+    assert [program.predict_batch([item])[0] for item in selected[::7]] == together[::7]
 
 
 def test_batch_programs_never_see_the_gold_answer(bench: Benchmark, tmp_path: Path) -> None:
@@ -52,3 +79,34 @@ def test_batch_programs_never_see_the_gold_answer(bench: Benchmark, tmp_path: Pa
 
     evaluate_batch(Spy.from_benchmark(bench), items(bench, "values", "dev", 1, 0, 3, 4), bench.catalog, tmp_path)
     assert seen and all(set(i) == set(BATCH_INPUTS) for i in seen)
+
+
+def test_batches_of_persons_one_transaction_each_and_resume(bench: Benchmark, tmp_path: Path) -> None:
+    calls = []
+
+    class Counting(PROGRAMS["country"]):
+        def predict_batch(self, inputs):
+            calls.append(sorted({i["person_id"] for i in inputs}))
+            return super().predict_batch(inputs)
+
+    program = Counting.from_benchmark(bench)
+    selected = items(bench, "values", "dev", 1, 58, 7, 5)
+    first = evaluate_batch(program, selected[:20], bench.catalog, tmp_path, resamples=0, batch_persons=2)
+    assert [len(c) for c in calls] == [2, 2]  # 20 items = 4 persons of 5 questions, 2 persons per call
+    again = evaluate_batch(program, selected, bench.catalog, tmp_path, resamples=0, batch_persons=2)
+    assert len(calls) == 4  # only the 3 persons not stored yet: 2 + 1
+    assert again.metrics["n"] == len(selected) and first.metrics["n"] == 20
+    store = RunStore(tmp_path)
+    assert len(store.frame()) == len(selected)
+    store.close()
+
+
+def test_a_failing_program_stops_with_its_items_stored_as_failed(bench: Benchmark, tmp_path: Path) -> None:
+    class Broken(PROGRAMS["majority"]):
+        def predict_batch(self, inputs):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RunStopped, match="boom"):
+        evaluate_batch(Broken.from_benchmark(bench), items(bench, "values", "dev", 1, 0, 3, 4), bench.catalog, tmp_path)
+    rows = stored_rows(tmp_path)
+    assert rows and {r[5] for r in rows} == {"failed"} and "RuntimeError: boom" in rows[0][6]

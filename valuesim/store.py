@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from operator import itemgetter
 from pathlib import Path
 
 import pandas as pd
@@ -60,14 +61,21 @@ class RunStore:
             self._db.commit()
 
     def add_many(self, rows: list[dict]) -> None:
-        """Many predictions in one transaction (the batch path: one commit per batch, not per prediction)."""
+        """Many predictions (rows with the same columns) in one transaction: the batch path commits once per batch
+        of persons, not once per prediction. A row replaces a stored row with its key, as in `add`."""
         if not rows:
             return
-        rows = [{**r, "detail": json.dumps(r.get("detail") or {}, ensure_ascii=False, default=str)} for r in rows]
         cols = list(rows[0])
+        get, detail = itemgetter(*cols), cols.index("detail") if "detail" in cols else None
+        values = []
+        for r in rows:
+            v = list(get(r))
+            if detail is not None:
+                v[detail] = json.dumps(v[detail], ensure_ascii=False, default=str) if v[detail] else "{}"
+            values.append(v)
         sql = f"INSERT OR REPLACE INTO predictions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
         with self._lock:
-            self._db.executemany(sql, [[r[c] for c in cols] for r in rows])
+            self._db.executemany(sql, values)
             self._db.commit()
 
     def frame(self) -> pd.DataFrame:

@@ -1,12 +1,18 @@
 """Statistical baselines behind the same interface as the LM programs: a dspy.Module whose forward takes the
 example inputs and returns dspy.Prediction(answer=<option code as str>). Each is fitted on the benchmark's
 training respondents; none sees a held-out answer of the person it predicts for.
+
+Every program here needs no LM and has one implementation, vectorized: `predict_batch(items)` answers many
+items at once (dicts with person_id, country, known, question, options: what valuesim.evaluate.evaluate_batch
+passes), and `forward` is `predict_batch` on one item, so the batch path and the per-item path (dspy, simulate)
+give the same answers. Ties are deterministic in both: a vote tie goes to the option that comes first in the
+question's option order (scale order), a neighbour tie to the training respondent that comes first in the table.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
-from collections import Counter
 
 import dspy
 import numpy as np
@@ -14,71 +20,137 @@ import pandas as pd
 
 from valuesim.data.catalog import Catalog
 
+Item = dict  # person_id, country, known ({code: answer code}), question, options ({"code": label}, scale order)
+
+
+def option_codes(options: dict) -> list[float]:
+    """An item's option codes as numbers, in option order (NaN for a code that is not a number: never voted)."""
+    out = []
+    for code in options:
+        try:
+            out.append(float(int(code)))
+        except (TypeError, ValueError):
+            out.append(float("nan"))
+    return out
+
+
+def first_best(tally: dict[float, float], options: dict) -> str | None:
+    """The option with the most votes in `tally` (code -> votes); ties to the first option; None without votes."""
+    best, answer = 0.0, None
+    for code, number in zip(options, option_codes(options), strict=True):
+        votes = tally.get(number, 0.0)
+        if votes > best:
+            best, answer = votes, code
+    return answer
+
+
+class Tallies:
+    """Answer counts of the training table per (group, question): {code: count}, plus the number of answers.
+
+    Built once from all cells of the table (one value_counts over the answered cells), so a majority is a dict
+    lookup instead of a pass over the training rows."""
+
+    def __init__(self, train: pd.DataFrame, codes: list[str], groups: pd.Series | None = None):
+        values = train[codes].to_numpy(dtype="float64", na_value=np.nan)
+        rows, cols = np.nonzero(~np.isnan(values))
+        group = np.zeros(len(rows), dtype=int) if groups is None else groups.to_numpy()[rows]
+        counts = pd.DataFrame({"g": group, "q": np.asarray(codes, dtype=object)[cols], "a": values[rows, cols]})
+        self.tally: dict[tuple, dict[float, float]] = {}
+        for (g, q, a), n in counts.value_counts(sort=False).items():
+            self.tally.setdefault((g, q), {})[a] = float(n)
+        self.total = {key: sum(t.values()) for key, t in self.tally.items()}
+
+    def vote(self, question: str, options: dict, group=0) -> str | None:
+        return first_best(self.tally.get((group, question), {}), options)
+
 
 class _Fitted(dspy.Module):
-    """Shared plumbing: training answers by question, votes restricted to the question's options."""
+    """Shared plumbing: the training table, majorities by country and overall, the per-item `forward`."""
 
     def __init__(self, train: pd.DataFrame, catalog: Catalog):
         super().__init__()
         self.train = train.reset_index(drop=True)
         self.catalog = catalog
-        self._majorities: dict = {}
+        self.codes = [q.code for q in catalog if not q.open and q.code in self.train]
+        self._tallies: dict[str, Tallies] = {}
 
     @classmethod
     def from_benchmark(cls, bench, **settings) -> _Fitted:
+        """Fitted on the benchmark's training respondents."""
         return cls(bench.respondents("train"), bench.catalog, **settings)
 
-    def vote(self, answers: pd.Series, options: dict, weights: pd.Series | None = None) -> str | None:
-        answers = answers.dropna().astype(int)
-        if weights is None:
-            weights = pd.Series(1.0, index=answers.index)
-        tally: Counter = Counter()
-        for a, w in zip(answers, weights.loc[answers.index], strict=True):
-            if str(a) in options:
-                tally[str(a)] += w
-        return tally.most_common(1)[0][0] if tally else None
+    def tallies(self, by: str) -> Tallies:
+        """Counts overall ("all") or per country ("country"), built on first use."""
+        if by not in self._tallies:
+            self._tallies[by] = Tallies(self.train, self.codes, None if by == "all" else self.train[by])
+        return self._tallies[by]
 
-    def predict_batch(self, items: list[dict]) -> list[str | None]:
-        """Answers for many items at once (dicts with the example inputs: person_id, country, known, question,
-        options). The per-item `forward` is this on one item, so both paths give the same answers."""
-        return [self.predict_one(**item) for item in items]
+    def majority(self, question: str, options: dict, country: str | None = None) -> str | None:
+        """The most common training answer among the options, within `country` when given (None: nobody)."""
+        if country is None:
+            return self.tallies("all").vote(question, options)
+        return self.tallies("country").vote(question, options, country)
 
-    def predict_one(self, **item) -> str | None:
+    def country_or_global(self, question: str, options: dict, country: str) -> str | None:
+        return self.majority(question, options, country) or self.majority(question, options)
+
+    def predict_batch(self, items: list[Item]) -> list[str | None]:
+        """Answers (option codes as str, None when there is nothing to go on) for many items at once."""
         raise NotImplementedError
 
     def forward(self, **inputs) -> dspy.Prediction:
+        """One item: `predict_batch` on it, so both paths share one implementation."""
         return dspy.Prediction(answer=self.predict_batch([inputs])[0])
 
-    def majority(self, question: str, options: dict, country: str | None = None) -> str | None:
-        """Majority answer overall or within a country, memoized: it is the same for every person."""
-        key = (question, country, tuple(options))
-        if key not in self._majorities:
-            rows = self.train if country is None else self.train[self.train["country"] == country]
-            self._majorities[key] = self.vote(rows[question], options)
-        return self._majorities[key]
+
+def memoized(items: list[Item], key, answer) -> list[str | None]:
+    """answer(item) for each item, computed once per key(item): majorities are the same for many items."""
+    memo: dict = {}
+    out = []
+    for item in items:
+        k = key(item)
+        if k not in memo:
+            memo[k] = answer(item)
+        out.append(memo[k])
+    return out
 
 
 class Random(_Fitted):
-    """A uniformly random option per item (seeded by person and question). Its expected metrics are exact and
-    reported as the random floor (metrics.random_floor); this program exists to run it like any other."""
+    """A uniformly random option per item, seeded by (seed, person, question): reproducible in any order or batch.
+    Its expected metrics are exact and reported as the random floor (valuesim.metrics.random_floor); this program
+    exists to run the floor like any other program."""
 
-    def predict_one(self, person_id: str, question: str, options: dict, **_) -> str | None:
-        codes = list(options)
-        return codes[zlib.crc32(f"{person_id}|{question}".encode()) % len(codes)] if codes else None
+    def __init__(self, train: pd.DataFrame, catalog: Catalog, seed: int = 0):
+        super().__init__(train, catalog)
+        self.seed = seed
+
+    def predict_batch(self, items: list[Item]) -> list[str | None]:
+        out = []
+        for item in items:
+            codes = list(item["options"])
+            h = zlib.crc32(f"{self.seed}|{item['person_id']}|{item['question']}".encode())
+            out.append(codes[h % len(codes)] if codes else None)
+        return out
 
 
 class GlobalMajority(_Fitted):
     """The most common answer to the question among all training respondents."""
 
-    def predict_one(self, question: str, options: dict, **_) -> str | None:
-        return self.majority(question, options)
+    def predict_batch(self, items: list[Item]) -> list[str | None]:
+        return memoized(
+            items, lambda i: (i["question"], tuple(i["options"])), lambda i: self.majority(i["question"], i["options"])
+        )
 
 
 class CountryMajority(_Fitted):
-    """The most common answer among training respondents of the person's country."""
+    """The most common answer among training respondents of the person's country (overall when none answered)."""
 
-    def predict_one(self, question: str, options: dict, country: str, **_) -> str | None:
-        return self.majority(question, options, country) or self.majority(question, options)
+    def predict_batch(self, items: list[Item]) -> list[str | None]:
+        return memoized(
+            items,
+            lambda i: (i["question"], i["country"], tuple(i["options"])),
+            lambda i: self.country_or_global(i["question"], i["options"], i["country"]),
+        )
 
 
 def age_band(age) -> str | None:
@@ -115,30 +187,92 @@ class DemographicCell(_Fitted):
         parts = [sex.map(sex_key), age.map(age_band), edu.map(education_band)]
         return parts[0].astype(str) + "|" + parts[1].astype(str) + "|" + parts[2].astype(str)
 
-    def predict_one(self, question: str, options: dict, country: str, known: dict, **_) -> str | None:
+    @staticmethod
+    def cell_of(country: str, known: dict) -> str | None:
+        """The person's cell key, None when sex, age or education is unknown."""
         attrs = [sex_key(known.get("Q260")), age_band(known.get("Q262")), education_band(known.get("Q275"))]
-        if None not in attrs:
-            key = (f"{country}|{attrs[0]}|{attrs[1]}|{attrs[2]}", question, tuple(options))
-            if key not in self._majorities:  # the same for everyone in the cell: computed once
-                answers = self.train.loc[self.cells == key[0], question].dropna()
-                self._majorities[key] = self.vote(answers, options) if len(answers) >= self.min_cell else None
-            if self._majorities[key] is not None:
-                return self._majorities[key]
-        return CountryMajority.predict_one(self, question=question, options=options, country=country)
+        return None if None in attrs else f"{country}|{attrs[0]}|{attrs[1]}|{attrs[2]}"
+
+    def cell_vote(self, cell: str | None, question: str, options: dict) -> str | None:
+        if cell is None:
+            return None
+        if "cell" not in self._tallies:
+            self._tallies["cell"] = Tallies(self.train, self.codes, self.cells)
+        tallies = self._tallies["cell"]
+        if tallies.total.get((cell, question), 0) < self.min_cell:  # answers of any code count, as before
+            return None
+        return tallies.vote(question, options, cell)
+
+    def predict_batch(self, items: list[Item]) -> list[str | None]:
+        cells: dict[int, str | None] = {}  # a person's known answers are one dict shared by their items
+        for item in items:
+            if id(item["known"]) not in cells:
+                cells[id(item["known"])] = self.cell_of(item["country"], item["known"])
+
+        def answer(item: Item) -> str | None:
+            q, options = item["question"], item["options"]
+            return self.cell_vote(cells[id(item["known"])], q, options) or self.country_or_global(
+                q, options, item["country"]
+            )
+
+        return memoized(
+            items, lambda i: (cells[id(i["known"])], i["question"], i["country"], tuple(i["options"])), answer
+        )
+
+
+def group_persons(items: list[Item]) -> tuple[list[tuple[str, dict]], np.ndarray]:
+    """Distinct persons of the items as (country, known), and each item's person index. A person is a person_id
+    with one dict of known answers (the items of one person share it)."""
+    index: dict[tuple, int] = {}
+    persons: list[tuple[str, dict]] = []
+    of = np.empty(len(items), dtype=np.int64)
+    for n, item in enumerate(items):
+        key = (item.get("person_id"), id(item["known"]), item["country"])
+        if key not in index:
+            index[key] = len(persons)
+            persons.append((item["country"], item["known"]))
+        of[n] = index[key]
+    return persons, of
 
 
 class KNN(_Fitted):
     """k-nearest-neighbour respondents: similarity = mean agreement over the answers the person shares with a
     training respondent (1 - normalized scale distance on ordinal items, exact match on nominal ones), plus the
-    same country; a similarity-weighted vote of the k most similar respondents who answered the question."""
+    same country; a similarity-weighted vote of the k most similar respondents who answered the question.
+
+    Vectorized: per block of persons one similarity matrix (persons x training respondents) from two matrix
+    products, in integers (agreements scaled by the common multiple of the scale lengths), so similarities are
+    exact and an exact tie is a tie whatever the batch; one stable sort per person gives the neighbour order (ties
+    to the lower training index); each question's vote walks that order to its first k respondents who answered."""
+
+    BLOCK = 512  # persons per similarity matrix: 512 x 4,000 float64 = 16 MB
 
     def __init__(self, train: pd.DataFrame, catalog: Catalog, k: int = 25):
         super().__init__(train, catalog)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
         self.k = k
-        self.codes = [q.code for q in catalog if not q.open]
-        self.matrix = self.train[self.codes].astype("float64").to_numpy()  # NaN = missing
+        self.column = {code: j for j, code in enumerate(self.codes)}
+        self.matrix = self.train[self.codes].to_numpy(dtype="float64", na_value=np.nan)  # NaN = missing
         self.scale = np.array([self._scale(catalog[c]) for c in self.codes])  # 0 = nominal
-        self._sims: dict = {}
+        self.unit = math.lcm(*{int(s) for s in self.scale if s > 0}) if (self.scale > 0).any() else 1
+        # one column per (question, code) a training respondent gave: who gave it (one-hot, transposed)
+        q_of, code_of = [], []
+        for j in range(len(self.codes)):
+            col = self.matrix[:, j]
+            for code in np.unique(col[~np.isnan(col)]):
+                q_of.append(j)
+                code_of.append(code)
+        self.u_question = np.array(q_of, dtype=np.int64)
+        self.u_code = np.array(code_of, dtype="float64")
+        scale = self.scale[self.u_question]
+        self.u_step = np.where(scale > 0, self.unit // np.where(scale > 0, scale, 1), 0).astype("float64")
+        self.u_ordinal = scale > 0
+        onehot = self.matrix[:, self.u_question] == self.u_code[None, :]  # (train x codes)
+        self.onehot_t = np.ascontiguousarray(onehot.T, dtype="float32")
+        self.answered_t = np.ascontiguousarray(~np.isnan(self.matrix).T, dtype="float32")  # (questions x train)
+        self.n_answered = (~np.isnan(self.matrix)).sum(axis=0)
+        self.countries = self.train["country"].to_numpy(dtype=object)
 
     @staticmethod
     def _scale(q) -> float:
@@ -146,59 +280,95 @@ class KNN(_Fitted):
         codes = sorted(q.options)
         return float(codes[-1] - codes[0]) if q.ordinal and len(codes) > 1 else 0.0
 
-    def similarities(self, persons: list[tuple[str, dict]]) -> np.ndarray:
-        """(persons x training respondents) mean agreement over the answers each pair shares, plus same country.
-        One array operation per block of persons instead of one pandas pass per prediction."""
-        train = self.matrix.astype("float32")
-        answered = ~np.isnan(train)
-        scale = self.scale.astype("float32")
-        ordinal = scale > 0
-        countries = self.train["country"].to_numpy()
-        out = np.zeros((len(persons), len(train)), dtype="float64")
-        for start in range(0, len(persons), 16):  # 16 x 4,000 x 280 floats: ~70 MB per block
-            block = persons[start : start + 16]
-            values = np.full((len(block), len(self.codes)), np.nan, dtype="float32")
-            for i, (_, known) in enumerate(block):
-                for j, code in enumerate(self.codes):
-                    if code in known:
-                        values[i, j] = known[code]
-            diff = np.abs(values[:, None, :] - train[None, :, :])
-            agree = np.where(ordinal, 1 - diff / np.where(ordinal, scale, 1), diff == 0)
-            both = ~np.isnan(values)[:, None, :] & answered[None, :, :]
-            total = np.where(both, agree, 0).sum(axis=2) + (
-                countries[None, :] == np.array([c for c, _ in block])[:, None]
-            )
-            out[start : start + len(block)] = total / (both.sum(axis=2) + 1)
-        return out
+    def known_matrix(self, persons: list[tuple[str, dict]]) -> np.ndarray:
+        """(persons x questions) the persons' known answer codes, NaN where unknown."""
+        values = np.full((len(persons), len(self.codes)), np.nan)
+        for i, (_, known) in enumerate(persons):
+            cols = np.fromiter((self.column.get(code, -1) for code in known), np.int64, len(known))
+            answers = np.array(list(known.values()), dtype="float64")  # None -> NaN: unknown
+            values[i, cols[cols >= 0]] = answers[cols >= 0]
+        return values
 
-    def predict_batch(self, items: list[dict]) -> list[str | None]:
-        """Per person: similarities once; per question: the k most similar respondents who answered it vote,
-        weighted by similarity (ties: the lower-indexed respondent, then the first option on the scale)."""
-        people: dict[str, int] = {}
-        persons: list[tuple[str, dict]] = []
-        for item in items:
-            if item["person_id"] not in people:
-                people[item["person_id"]] = len(persons)
-                persons.append((item["country"], item["known"]))
-        sims = self.similarities(persons)
-        answers = []
-        for item in items:
-            question, options = item["question"], item["options"]
-            col = self.train[question].to_numpy(dtype="float64", na_value=np.nan)
-            who = np.flatnonzero(~np.isnan(col))
-            s = sims[people[item["person_id"]], who]
-            if len(who) > self.k:  # the k largest, ties to the lower index (a stable sort of the candidates)
-                top = np.argpartition(-s, self.k - 1)[: self.k]
-                cut = s[top].min()
-                above, at = np.flatnonzero(s > cut), np.flatnonzero(s == cut)
-                top = np.concatenate([above, at[: self.k - len(above)]])
-            else:
-                top = np.arange(len(who))
-            tally: dict[str, float] = {}
-            for a, w in zip(col[who[top]].astype(int), s[top] + 1e-6, strict=True):
-                if str(a) in options:
-                    tally[str(a)] = tally.get(str(a), 0.0) + w
-            best = max(tally.values(), default=None)
-            answer = next((c for c in options if tally.get(c) == best), None) if best is not None else None
-            answers.append(answer or CountryMajority.predict_one(self, question, options, item["country"]))
-        return answers
+    def similarities(self, persons: list[tuple[str, dict]]) -> np.ndarray:
+        """(persons x training respondents) mean agreement over the shared answers and the same-country flag.
+
+        numerator = unit * (sum of agreements + same country), denominator = unit * (shared answers + 1): both are
+        integers, computed exactly (float32 products of integers below 2**24, float64 otherwise), so the quotient
+        is the same float for the same person whatever else is in the batch."""
+        values = self.known_matrix(persons)
+        x = values[:, self.u_question]  # (persons x codes) the person's answer to each code's question
+        diff = np.abs(x - self.u_code[None, :])
+        agree = np.where(self.u_ordinal, self.unit - diff * self.u_step, np.where(diff == 0, self.unit, 0.0))
+        agree = np.nan_to_num(agree, nan=0.0)
+        bound = (np.abs(agree).max(initial=0) + self.unit) * (len(self.codes) + 1)
+        dtype = "float32" if bound < 2**24 else "float64"  # exact either way
+        num = agree.astype(dtype) @ self.onehot_t.astype(dtype, copy=False)
+        shared = (~np.isnan(values)).astype(dtype) @ self.answered_t.astype(dtype, copy=False)
+        same = np.array([c for c, _ in persons], dtype=object)[:, None] == self.countries[None, :]
+        num = num.astype("float64") + self.unit * same
+        return num / (self.unit * (shared.astype("float64") + 1))
+
+    def predict_batch(self, items: list[Item]) -> list[str | None]:
+        persons, person_of = group_persons(items)
+        answers: list[str | None] = [None] * len(items)
+        by_person = np.argsort(person_of, kind="stable")
+        bounds = np.searchsorted(person_of[by_person], np.arange(0, len(persons) + self.BLOCK, self.BLOCK))
+        for b, start in enumerate(range(0, len(persons), self.BLOCK)):
+            block = persons[start : start + self.BLOCK]
+            chosen = by_person[bounds[b] : bounds[b + 1]]
+            if len(self.train) == 0 or not len(chosen):
+                continue
+            sims = self.similarities(block)
+            order = np.argsort(-sims, axis=1, kind="stable")  # most similar first, ties to the lower index
+            self._vote(items, chosen, person_of[chosen] - start, sims, order, answers)
+        return [
+            a if a is not None else self.country_or_global(item["question"], item["options"], item["country"])
+            for item, a in zip(items, answers, strict=True)
+        ]
+
+    def _vote(self, items, chosen, rows, sims, order, answers) -> None:
+        """Per question: each item's first k respondents (in its person's order) who answered, weighted vote."""
+        questions = np.array([self.column.get(items[n]["question"], -1) for n in chosen])
+        n_train = len(self.train)
+        for j in np.unique(questions):
+            if j < 0:  # not a question of the training table: the fallback answers
+                continue
+            mine = np.flatnonzero(questions == j)
+            col = self.matrix[:, j]
+            width = min(n_train, 4 * self.k + 32)
+            while mine.size:
+                cand = order[rows[mine], :width]  # (items x width) training indices, most similar first
+                answer = col[cand]
+                valid = ~np.isnan(answer)
+                rank = np.cumsum(valid, axis=1)
+                done = (rank[:, -1] >= self.k) | (width == n_train) | (rank[:, -1] == self.n_answered[j])
+                if done.any():
+                    sel = valid[done] & (rank[done] <= self.k)
+                    # the chosen neighbours' positions, most similar first (a stable sort keeps the order)
+                    pos = np.argsort(~sel, axis=1, kind="stable")[:, : self.k]
+                    pick = np.take_along_axis(sel, pos, axis=1)
+                    idx = np.take_along_axis(cand[done], pos, axis=1)
+                    weight = sims[rows[mine[done]][:, None], idx] + 1e-6
+                    self._tally(items, chosen[mine[done]], col[idx], weight, pick, answers)
+                mine = mine[~done]
+                width = min(n_train, width * 4)
+
+    def _tally(self, items, which, answer, weight, pick, answers) -> None:
+        """Weighted votes restricted to each item's options, added neighbour by neighbour in similarity order (the
+        same additions in the same order for an item alone or in a batch); ties to the first option."""
+        options = [option_codes(items[n]["options"]) for n in which]
+        width = max(len(o) for o in options)
+        codes = np.full((len(which), width), np.nan)
+        for i, o in enumerate(options):
+            codes[i, : len(o)] = o
+        votes = np.zeros(codes.shape)
+        count = np.zeros(codes.shape, dtype=np.int64)
+        for t in range(answer.shape[1]):
+            hit = pick[:, t, None] & (answer[:, t, None] == codes)
+            votes += np.where(hit, weight[:, t, None], 0.0)
+            count += hit
+        votes[count == 0] = -np.inf
+        best = np.argmax(votes, axis=1)  # the first maximum: ties to the first option
+        for i, n in enumerate(which):
+            if count[i].any():
+                answers[n] = list(items[n]["options"])[best[i]]
