@@ -84,7 +84,7 @@ def check_engine_once(path: Path) -> None:
 def preflight(lm: dspy.LM, api_base: str | None) -> None:
     """One tiny call before a long run, so a server that is down is one clear error, not N failed items."""
     try:
-        lm.copy(num_retries=0, cache=False)("ping", max_tokens=1)
+        lm.copy(cache=False)("ping", max_tokens=1)  # with the run's retries: a 429 is a busy server, not a dead one
     except Exception as e:  # noqa: BLE001 - LiteLLM wraps transport errors in many types
         where = f" at {api_base}" if api_base else ""
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

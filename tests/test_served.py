@@ -1,0 +1,186 @@
+"""The served-LM path on a real OpenAI-compatible server: llama-cpp-python's own server with SmolLM2 on 127.0.0.1,
+reached through `--lm openai/<name> --api-base ...` exactly as a user reaches vLLM. No network beyond loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from test_lm import _smollm2_available
+from typer.testing import CliRunner
+
+from valuesim.cli import app
+
+pytestmark = [
+    pytest.mark.llm,
+    pytest.mark.skipif(not _smollm2_available(), reason="llama_cpp or the SmolLM2 GGUF is not installed"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    """llama-cpp-python's server with SmolLM2 as `smollm2`; returns once /v1/models answers."""
+    from valuesim.lm_check import smollm2_file
+
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_file()), "--model_alias", "smollm2",
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("llama_cpp.server exited at start") from None
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("llama_cpp.server did not answer /v1/models within 120 s")
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    proc = start_server(port)
+    yield {"port": port, "api_base": f"http://127.0.0.1:{port}/v1"}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"OPENAI_API_KEY": "local"})
+
+
+@pytest.mark.parametrize("program", ["valuesim", "rag", "full-info"])
+def test_evaluate_through_the_server(server, bench_small: Path, tmp_path: Path, program: str) -> None:
+    r = invoke(
+        "evaluate", "--program", program, "--lm", "openai/smollm2", "--api-base", server["api_base"],
+        "--threads", 4, "--data", bench_small, "--persons", 2, "--questions", 1, "--history", 20,
+        "--run-dir", tmp_path / "run", "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    m = out["metrics"]
+    assert m["n"] == 2 and m["failed"] == 0 and m["invalid"] == 0  # the schema reached the server's grammar
+    assert m["prompt_tokens_per_pred"] > 0 and m["completion_tokens_per_pred"] > 0 and m["lm_calls_per_pred"] >= 1
+    assert out["params"]["lm_engine"] == "litellm" and out["params"]["mlflow_run_id"]
+
+
+def test_simulate_and_compile_through_the_server(server, bench_small: Path, tmp_path: Path) -> None:
+    from valuesim.data.benchmark import Benchmark
+
+    ex = Benchmark(bench_small).examples("values", "dev", 1, 20, 1, 1)[0]
+    person = tmp_path / "p.json"
+    person.write_text(json.dumps({"country": ex.country, "answers": ex.known}))
+    lm = ["--lm", "openai/smollm2", "--api-base", server["api_base"]]
+    r = invoke("simulate", "--program", "demographics", *lm, "--data", bench_small, "--person", person,
+               "--question", ex.question, "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["valid"]
+    r = invoke("compile", "--program", "demographics", "--optimizer", "bootstrap", *lm, "--data", bench_small,
+               "--train", 2, "--dev", 1, "--questions", 1, "--history", 20, "--run-dir", tmp_path / "c",
+               "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["after"]["n"] == 1 and Path(summary["program_dir"], "program.json").exists()
+
+
+def test_server_killed_mid_run_then_resume(bench_small: Path, tmp_path: Path) -> None:
+    """In-flight items fail with the reason, the run ends with a summary; after a restart --resume finishes them
+    (failed items are retried) with no duplicates."""
+    port = free_port()
+    proc = start_server(port)
+    args = [sys.executable, "-m", "valuesim.cli", "evaluate", "--program", "demographics", "--lm", "openai/smollm2",
+            "--api-base", f"http://127.0.0.1:{port}/v1", "--data", str(bench_small), "--persons", 4,
+            "--questions", 3, "--history", 20, "--threads", 2, "--timeout", 20, "--run-dir", str(tmp_path / "run"),
+            "--json"]  # fmt: skip
+    args = [str(a) for a in args]
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": "local",
+        "VALUESIM_HOME": str(tmp_path),
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    }
+    run = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    from test_reliability import stored
+
+    deadline = time.time() + 300
+    while stored(tmp_path / "run") < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    out, err = run.communicate(timeout=600)
+    assert run.returncode == 0, err
+    first = json.loads(out)["metrics"]
+    assert first["n"] == 12 and 0 < first["failed"] < 12
+    assert "predictions failed; most often:" in err
+
+    proc = start_server(port)
+    try:
+        done = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        proc.terminate()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["metrics"]["failed"] == 0
+    assert stored(tmp_path / "run") == 12
+
+
+class RateLimited(BaseHTTPRequestHandler):
+    """Answers 429 with Retry-After to the first `limit` chat requests, then a fixed valid completion."""
+
+    limit = 2
+    seen: list[float] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        RateLimited.seen.append(time.time())
+        if len(RateLimited.seen) <= RateLimited.limit:
+            body = json.dumps({"error": {"message": "rate limited", "type": "rate_limit"}}).encode()
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+        else:
+            content = json.dumps({"answer": "1"})
+            body = json.dumps({
+                "id": "x", "object": "chat.completion", "created": 0, "model": "stub",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+            }).encode()  # fmt: skip
+            self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_429_with_retry_after_is_retried_after_that_delay(bench_small: Path, tmp_path: Path) -> None:
+    RateLimited.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), RateLimited)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        r = invoke("evaluate", "--program", "demographics", "--lm", "openai/stub", "--api-base",
+                   f"http://127.0.0.1:{httpd.server_port}/v1", "--data", bench_small, "--persons", 1,
+                   "--questions", 1, "--run-dir", tmp_path / "run", "--json")  # fmt: skip
+    finally:
+        httpd.shutdown()
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["metrics"]["failed"] == 0
+    gaps = [b - a for a, b in zip(RateLimited.seen, RateLimited.seen[1:], strict=False)][:2]
+    assert len(RateLimited.seen) >= 3 and all(g >= 0.9 for g in gaps), gaps  # waited for Retry-After
