@@ -1,87 +1,84 @@
-"""Uncertainty for every figure: cluster bootstrap over persons, paired differences between programs.
+"""Uncertainty for every figure: cluster bootstrap intervals over persons and paired differences between programs.
 
-Answers of one person are not independent (one person answers all their questions), so intervals resample
-persons with replacement, keeping all their answers. Vectorized: per-person sums are computed once, and each of
-the `n_resamples` resamples is a row of multinomial counts over persons, so 1,334 persons x 1,000 resamples is one
-matrix product per metric.
+Why persons: one person answers all their questions, so their answers are not independent (a person the simulator
+reads well is read well on most items). Treating 63k answers as 63k independent draws gives intervals far too
+narrow. Every interval here therefore resamples *persons* with replacement and keeps all of a drawn person's rows
+(a cluster bootstrap); every test flips the sign of whole persons.
 
-    bootstrap_ci(preds)                        {"accuracy": (lo, hi), "within_one": ..., "nmae": ..., ...}
-    paired_difference(a, b, "accuracy")        mean a - b on the items both have, 95% CI, p-value, n
-    format_ci(0.603, 0.597, 0.609)             "0.603 [0.597, 0.609]"
+API (predictions tables as in valuesim/metrics.py: person_id, question, ordinal, n_options, gold_pos, pred_pos):
 
-Predictions tables are those of valuesim/metrics.py (person_id, question, ordinal, n_options, gold_pos, pred_pos).
+    bootstrap_ci(preds, metrics=METRICS, n_resamples=1000, seed=0, level=0.95) -> {"accuracy": (lo, hi), ...}
+    paired_difference(a, b, metric="accuracy", n_resamples=1000, seed=0, level=0.95)
+        -> {"difference", "ci_low", "ci_high", "p_value", "n_persons", "n_items"}
+    format_ci(0.6031, 0.597, 0.6094) -> "0.603 [0.597, 0.609]"
+
+Metrics (METRICS), each the same statistic `valuesim.metrics.summarize` reports, recomputed in every resample:
+    accuracy        correct answers / answered items (invalid predictions are wrong)
+    macro_accuracy  mean over questions of each question's accuracy (questions drawn in the resample)
+    within_one      correct or one scale step off on ordinal items; exact on nominal ones
+    nmae            mean |pred - gold| / (n_options - 1) over ordinal items, an invalid prediction counting 1.
+                    Lower is better, so a negative paired difference in nmae means `a` is better.
+
+Method and choices:
+- Percentile intervals (the `level` central quantiles of the resampled statistic). A resample is a row of counts
+  (how often each person is drawn), so a statistic over all resamples is one matrix product of that
+  (n_resamples x persons) count matrix with per-person sums computed once: 1,334 persons x 47 items x 1,000
+  resamples takes well under a second.
+- Persons are ordered by id before drawing, so a seed gives the same result whatever the row order.
+- A metric with no items (nmae without ordinal items) is left out of bootstrap_ci's result; with fewer than two
+  persons there is nothing to resample and the result is empty (format_ci then prints the value alone).
+- paired_difference compares two programs on the same items only (inner join on person_id, question), bootstraps
+  the difference over persons (the same persons' rows of both programs move together), and tests "no
+  difference" with a sign-flip permutation test over persons: under the null each person's difference is as
+  likely negated, so the p-value is the share of random sign patterns whose difference is at least as far from 0
+  as the observed one (two-sided; exact enumeration of all 2^persons patterns when that is at most n_resamples,
+  otherwise n_resamples random patterns with the (1 + hits) / (1 + n_resamples) correction). No normality is
+  assumed, and it stays valid for a handful of persons.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
 import pandas as pd
 
-from valuesim.metrics import _derived
+from valuesim.metrics import _item_scores
 
 METRICS = ("accuracy", "macro_accuracy", "within_one", "nmae")
 LEVEL = 0.95
 N_RESAMPLES = 1000
-
-
-def _per_item(preds: pd.DataFrame) -> pd.DataFrame:
-    """correct, within_one and (ordinal items only) the normalized error, per row."""
-    p = _derived(preds)
-    return pd.DataFrame(
-        {
-            "person_id": p["person_id"].to_numpy(),
-            "question": p["question"].to_numpy(),
-            "accuracy": p["correct"].to_numpy(float),
-            "within_one": p["within_one"].to_numpy(float),
-            "nmae": np.where(p["ordinal"], p["nerr"], np.nan),
-        }
-    )
-
-
-def _resample_counts(n_persons: int, n_resamples: int, seed: int) -> np.ndarray:
-    """(n_resamples x n_persons) how often each person is drawn in each resample."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n_persons, np.full(n_persons, 1 / n_persons), size=n_resamples).astype(float)
-
-
-def _ratio(counts: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (counts @ num) / (counts @ den)
+# resample count matrices are built in blocks of at most this many cells (memory stays small for huge tables)
+_BLOCK_CELLS = 4_000_000
 
 
 def bootstrap_ci(
     preds: pd.DataFrame,
-    metrics: tuple[str, ...] = METRICS,
+    metrics: Sequence[str] = METRICS,
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
     level: float = LEVEL,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of each metric from a bootstrap over persons (all of a person's answers together)."""
+    """Percentile interval of each metric from a cluster bootstrap over persons (all of a person's rows together).
+
+    Returns {metric: (low, high)}; metrics without items, and all metrics when there are fewer than 2 persons,
+    are left out. The point estimates are `valuesim.metrics.summarize(preds)`.
+    """
+    _check(metrics, n_resamples, level)
     if preds.empty:
         return {}
     items = _per_item(preds)
-    persons, person_idx = np.unique(items["person_id"], return_inverse=True)
-    counts = _resample_counts(len(persons), n_resamples, seed)
-    tail = (1 - level) / 2 * 100
+    person_idx, persons = pd.factorize(items["person_id"], sort=True)
+    if len(persons) < 2:
+        return {}
+    q_idx, questions = pd.factorize(items["question"], sort=True)
+    sums = {m: _person_sums(items[m], person_idx, len(persons), q_idx, len(questions), m) for m in metrics}
+    boot = _bootstrap(sums, len(persons), n_resamples, seed)
     out: dict[str, tuple[float, float]] = {}
-    for metric in metrics:
-        if metric == "macro_accuracy":  # mean over questions of each question's accuracy in the resample
-            questions, q_idx = np.unique(items["question"], return_inverse=True)
-            hits = np.zeros((len(persons), len(questions)))
-            seen = np.zeros((len(persons), len(questions)))
-            np.add.at(hits, (person_idx, q_idx), items["accuracy"].to_numpy())
-            np.add.at(seen, (person_idx, q_idx), 1)
-            values = np.nanmean(_ratio(counts, hits, seen), axis=1)
-        else:
-            x = items[metric].to_numpy()
-            ok = ~np.isnan(x)
-            num = np.bincount(person_idx[ok], weights=x[ok], minlength=len(persons))
-            den = np.bincount(person_idx[ok], minlength=len(persons)).astype(float)
-            values = _ratio(counts, num, den)
-        values = values[~np.isnan(values)]
-        if len(values):
-            lo, hi = np.percentile(values, [tail, 100 - tail])
-            out[metric] = (float(lo), float(hi))
+    for metric, values in boot.items():
+        interval = _percentiles(values, level)
+        if interval is not None:
+            out[metric] = interval
     return out
 
 
@@ -93,39 +90,154 @@ def paired_difference(
     seed: int = 0,
     level: float = LEVEL,
 ) -> dict[str, float]:
-    """Program a minus program b on the items both predicted: mean difference, a bootstrap CI over persons, and a
-    two-sided p-value from a sign-flip permutation test over persons (under the null each person's difference
-    is as likely negated; exact for the paired design, no normality assumed)."""
+    """Program `a` minus program `b` on the items both predicted (same person, same question).
+
+    Returns difference (metric of a - metric of b on the shared items), ci_low / ci_high (percentile interval of a
+    paired cluster bootstrap over persons), p_value (two-sided sign-flip permutation test over persons, see the
+    module docstring), n_persons and n_items (shared items the metric counts: nmae counts ordinal items only).
+    With no shared items every number is NaN; with one person the interval is NaN.
+    """
+    _check([metric], n_resamples, level)
     ia, ib = _per_item(a), _per_item(b)
-    both = ia.merge(ib, on=["person_id", "question"], suffixes=("_a", "_b"))
-    diff = (both[f"{metric}_a"] - both[f"{metric}_b"]).to_numpy()
+    # integer keys over both tables' (person, question) pairs, then the items both have
+    person_idx, persons = pd.factorize(np.concatenate([ia["person_id"], ib["person_id"]]), sort=True)
+    q_idx, questions = pd.factorize(np.concatenate([ia["question"], ib["question"]]), sort=True)
+    key = person_idx.astype(np.int64) * len(questions) + q_idx
+    ka, kb = key[: len(ia["person_id"])], key[len(ia["person_id"]) :]
+    for name, k in (("a", ka), ("b", kb)):
+        if len(np.unique(k)) < len(k):
+            raise ValueError(f"paired_difference: table {name} has repeated (person_id, question) rows")
+    _, at_a, at_b = np.intersect1d(ka, kb, assume_unique=True, return_indices=True)
+    diff = ia[metric][at_a] - ib[metric][at_b]
     ok = ~np.isnan(diff)
-    both, diff = both[ok], diff[ok]
+    diff, shared = diff[ok], ka[at_a][ok]
+    nan = float("nan")
     if not len(diff):
-        return {"difference": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "p_value": float("nan"),
-                "n_persons": 0, "n_items": 0}  # fmt: skip
-    persons, idx = np.unique(both["person_id"], return_inverse=True)
-    num = np.bincount(idx, weights=diff, minlength=len(persons))
-    den = np.bincount(idx, minlength=len(persons)).astype(float)
-    observed = num.sum() / den.sum()
-    boot = _ratio(_resample_counts(len(persons), n_resamples, seed), num, den)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(boot, [tail, 100 - tail])
-    signs = np.random.default_rng(seed + 1).choice([-1.0, 1.0], size=(n_resamples, len(persons)))
-    null = (signs @ num) / den.sum()
-    p = (1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (n_resamples + 1)
+        return {"difference": nan, "ci_low": nan, "ci_high": nan, "p_value": nan, "n_persons": 0, "n_items": 0}
+    # persons and questions of the shared items only, renumbered 0..n-1
+    person_idx, persons = pd.factorize(shared // len(questions), sort=True)
+    q_idx, questions = pd.factorize(shared % len(questions), sort=True)
+    num, den = _person_sums(diff, person_idx, len(persons), q_idx, len(questions), metric)
+
+    # observed = sum of per-person contributions (each person's summed difference over the full sample's counts)
+    total = den.sum(axis=0)
+    used = total > 0
+    contrib = (num[:, used] / total[used]).sum(axis=1) / used.sum()
+    observed = float(contrib.sum())
+
+    interval = None
+    if len(persons) > 1:
+        interval = _percentiles(_bootstrap({metric: (num, den)}, len(persons), n_resamples, seed)[metric], level)
     return {
-        "difference": float(observed),
-        "ci_low": float(lo),
-        "ci_high": float(hi),
-        "p_value": float(min(p, 1.0)),
+        "difference": observed,
+        "ci_low": interval[0] if interval else nan,
+        "ci_high": interval[1] if interval else nan,
+        "p_value": _sign_flip_p(contrib, observed, n_resamples, seed + 1),
         "n_persons": int(len(persons)),
         "n_items": int(len(diff)),
     }
 
 
 def format_ci(value: float, lo: float | None, hi: float | None, digits: int = 3) -> str:
-    """ "0.603 [0.597, 0.609]" (the value alone when there is no interval)."""
+    """ "0.603 [0.597, 0.609]"; the value alone when there is no interval (None or NaN bounds)."""
     if lo is None or hi is None or np.isnan(lo) or np.isnan(hi):
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check(metrics: Sequence[str], n_resamples: int, level: float) -> None:
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; expected one of {', '.join(METRICS)}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+
+
+def _per_item(preds: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per row: 1/0 for accuracy (also macro_accuracy) and within_one, the normalized error on ordinal rows only."""
+    scores = _item_scores(preds)
+    correct = scores["correct"].astype(float)
+    return {
+        "person_id": preds["person_id"].to_numpy(),
+        "question": preds["question"].to_numpy(),
+        "accuracy": correct,
+        "macro_accuracy": correct,
+        "within_one": scores["within_one"].astype(float),
+        "nmae": np.where(scores["ordinal"], scores["nerr"], np.nan),
+    }
+
+
+def _person_sums(
+    x: np.ndarray, person_idx: np.ndarray, n_persons: int, q_idx: np.ndarray, n_questions: int, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(numerator, denominator) per person, persons x columns: one column, or one per question for macro_accuracy.
+
+    A statistic over a resample with person counts c is nanmean over columns of (c @ num) / (c @ den).
+    """
+    ok = ~np.isnan(x)
+    cols = n_questions if metric == "macro_accuracy" else 1
+    cell = person_idx[ok] * cols + (q_idx[ok] if cols > 1 else 0)
+    num = np.bincount(cell, weights=x[ok], minlength=n_persons * cols).reshape(n_persons, cols)
+    den = np.bincount(cell, minlength=n_persons * cols).reshape(n_persons, cols).astype(float)
+    return num, den
+
+
+def _resample_counts(n_persons: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Blocks of rows of (n_resamples x n_persons) counts: how often each person is drawn in each resample."""
+    rng = np.random.default_rng(seed)
+    block = max(1, _BLOCK_CELLS // n_persons)
+    for start in range(0, n_resamples, block):
+        rows = min(block, n_resamples - start)
+        draws = rng.integers(0, n_persons, size=(rows, n_persons))
+        cell = (np.arange(rows)[:, None] * n_persons + draws).ravel()
+        yield np.bincount(cell, minlength=rows * n_persons).reshape(rows, n_persons).astype(float)
+
+
+def _bootstrap(
+    sums: dict[str, tuple[np.ndarray, np.ndarray]], n_persons: int, n_resamples: int, seed: int
+) -> dict[str, np.ndarray]:
+    """The statistic of each metric in each resample (NaN where a resample drew no item of the metric)."""
+    parts: dict[str, list[np.ndarray]] = {m: [] for m in sums}
+    for counts in _resample_counts(n_persons, n_resamples, seed):
+        for metric, (num, den) in sums.items():
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = (counts @ num) / (counts @ den)
+            parts[metric].append(_nanmean_rows(ratio))
+    return {m: np.concatenate(v) for m, v in parts.items()}
+
+
+def _nanmean_rows(x: np.ndarray) -> np.ndarray:
+    ok = ~np.isnan(x)
+    n = ok.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.where(ok, x, 0).sum(axis=1) / n, np.nan)
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float] | None:
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return None
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def _sign_flip_p(contrib: np.ndarray, observed: float, n_resamples: int, seed: int) -> float:
+    """Two-sided p-value of a sign-flip test: exact over all sign patterns when there are few persons."""
+    n = len(contrib)
+    tol = 1e-10 * max(1.0, abs(observed))  # the identity pattern must count as "as extreme" despite rounding
+    if n <= 30 and 2**n <= n_resamples:
+        signs = 1.0 - 2.0 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+        return float(np.mean(np.abs(signs @ contrib) >= abs(observed) - tol))
+    rng = np.random.default_rng(seed)
+    hits = 0
+    block = max(1, _BLOCK_CELLS // n)
+    for start in range(0, n_resamples, block):
+        signs = rng.choice([-1.0, 1.0], size=(min(block, n_resamples - start), n))
+        hits += int(np.sum(np.abs(signs @ contrib) >= abs(observed) - tol))
+    return float((1 + hits) / (1 + n_resamples))
