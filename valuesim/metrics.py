@@ -4,13 +4,30 @@ A predictions table has one row per (person, question) with columns:
     person_id, country, question, category, ordinal (bool), n_options, gold_pos, pred_pos
 where *_pos is the 0-based position of the answer on the question's scale and pred_pos is NaN for an invalid
 or missing prediction. Invalid predictions count as wrong for accuracy, as the maximum error (1.0) for
-normalized MAE, and are left out of the predicted answer distribution of the population metric.
+normalized MAE, and are left out of the predicted answer distribution of the population metrics.
+
+Per-person metrics (summarize): accuracy, macro_accuracy (mean over questions), within_one, nmae (ordinal items).
+Population metrics compare, per question, the distribution of predicted answers with the real one: does the
+simulated population answer like the real population, even where individuals are wrong?
+
+    population_table(preds, by_country=False, per_country=None, by=None)   one row per compared distribution
+    population_wasserstein / population_jsd / population_kendall(preds, by_country=False, per_country=None)
+    population_by(preds, "category")                                       the three per category (or country)
+
+Per-country items (Q223 parties, Q290 ethnic groups: option 1 is a different party in each country) are compared
+within each country, never pooled. Averages: mean over questions; a question split by country is first the
+mean over its countries weighted by their number of answers; undefined values (NaN) are left out.
+summarize reports them as wasserstein, jsd and kendall_tau. Uncertainty for all of these: valuesim/stats.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
+
 import numpy as np
 import pandas as pd
+
+from valuesim.data.catalog import COUNTRY_SPECIFIC
 
 
 def summarize(preds: pd.DataFrame) -> dict:
@@ -19,6 +36,7 @@ def summarize(preds: pd.DataFrame) -> dict:
         return {"n": 0, "invalid": 0}
     p = _derived(preds)
     ordinal = p[p["ordinal"]]
+    population = population_table(p)
     return {
         "n": int(len(p)),
         "invalid": int(p["invalid"].sum()),
@@ -26,7 +44,7 @@ def summarize(preds: pd.DataFrame) -> dict:
         "macro_accuracy": float(p.groupby("question")["correct"].mean().mean()),
         "within_one": float(p["within_one"].mean()),
         "nmae": float(ordinal["nerr"].mean()) if len(ordinal) else float("nan"),
-        "wasserstein": population_wasserstein(p),
+        **{name: _average(population, name) for name in POPULATION_METRICS},
         "persons": int(p["person_id"].nunique()),
         "questions": int(p["question"].nunique()),
     }
@@ -36,6 +54,9 @@ def summarize(preds: pd.DataFrame) -> dict:
 # WVS has no retest panel, so the default is the two-week retest agreement Park et al. (2024) measured for GSS
 # respondents. A parameter, so a user can set their own.
 DEFAULT_CEILING = 0.81
+
+# population metrics: summarize keys, population_table / population_by columns
+POPULATION_METRICS = ("wasserstein", "jsd", "kendall_tau")
 
 
 def random_floor(preds: pd.DataFrame) -> dict:
@@ -74,37 +95,219 @@ def breakdown(preds: pd.DataFrame, by: str) -> pd.DataFrame:
     return out.reset_index()
 
 
-def population_wasserstein(preds: pd.DataFrame) -> float:
-    """Mean over questions of the 1-Wasserstein distance between predicted and real answer distributions.
+# ---------------------------------------------------------------------------------------------------------------
+# Population metrics: does the simulated population answer like the real one, item by item?
 
-    Ordinal questions: distance on scale positions, divided by the scale length (n_options - 1), so 0 is identical
-    and 1 is all mass at opposite ends. Nominal questions: every pair of distinct options is 1 apart, which makes
-    W1 the total variation distance.
+
+def population_table(
+    preds: pd.DataFrame,
+    by_country: bool = False,
+    per_country: Collection[str] | None = None,
+    by: str | None = None,
+) -> pd.DataFrame:
+    """One row per pair of answer distributions compared: the real answers (gold) against the predicted ones.
+
+    Distributions are histograms over a question's scale positions. A question is pooled over countries, except
+    per-country items, whose positions name different options in each country (Q223's party 1 in the USA is not
+    party 1 in Japan): they get one distribution per (question, country). `by_country=True` splits every
+    question by country. Which questions are per-country: `per_country` if given; else the table's boolean
+    `per_country` column if it has one; else COUNTRY_SPECIFIC (Q223 parties, Q290 ethnic groups) and any question
+    whose n_options differs between rows. `by` (e.g. "category") adds that column to the grouping; by="country"
+    implies by_country.
+
+    Rows without a gold position are left out of both distributions, invalid predictions out of the predicted one.
+    Columns: question, country ("" when pooled), [by], ordinal, n_options, n (gold answers), n_pred (valid
+    predictions), wasserstein, jsd, kendall_tau. Metrics are NaN where undefined (no valid prediction, a
+    one-option scale; for kendall_tau also an all-equal frequency vector).
+
+    wasserstein: 1-Wasserstein distance. Ordinal items on scale positions divided by the scale length
+        (n_options - 1), so 0 is identical and 1 is all mass at opposite ends; nominal items with every pair of
+        distinct options 1 apart, which is the total variation distance. In [0, 1].
+    jsd: Jensen-Shannon divergence in bits (base 2), in [0, 1]. This is the divergence, i.e. the square of what
+        scipy.spatial.distance.jensenshannon(p, q, base=2) returns (the distance). Ignores the scale order.
+    kendall_tau: Kendall's tau-b between the predicted and real frequencies of the item's options (all n_options
+        options, unchosen ones as 0, ties handled by tau-b): 1 when the prediction ranks the options as the
+        population does, -1 reversed. Equal to scipy.stats.kendalltau, computed for all groups at once.
     """
-    dists = []
-    for _, g in preds.groupby("question"):
+    keys = ["question", "country"] + ([by] if by and by not in ("question", "country") else [])
+    columns = [*keys, "ordinal", "n_options", "n", "n_pred", *POPULATION_METRICS]
+    g = preds[preds["gold_pos"].notna()]
+    if g.empty:
+        return pd.DataFrame(columns=columns)
+    split = by_country or by == "country" or g["question"].isin(_per_country_questions(g, per_country)).to_numpy()
+    country = np.where(split, g["country"].to_numpy(dtype=object), "")
+    frame = pd.DataFrame(
+        {
+            "question": g["question"].to_numpy(),
+            "country": country,
+            **({keys[-1]: g[keys[-1]].to_numpy()} if len(keys) > 2 else {}),
+            "ordinal": g["ordinal"].to_numpy(bool),
+            "n_options": g["n_options"].to_numpy(int),
+            "gold": g["gold_pos"].to_numpy(float),
+            "pred": g["pred_pos"].to_numpy(float),
+        }
+    )
+    grouped = frame.groupby(keys, sort=True, observed=True, dropna=False)
+    gid = grouped.ngroup().to_numpy()
+    out = grouped.agg(
+        ordinal=("ordinal", "first"),
+        n_options=("n_options", "max"),
+        n=("gold", "size"),
+        n_pred=("pred", "count"),
+        top=("gold", "max"),
+        top_pred=("pred", "max"),
+    ).reset_index()
+    # a group's scale: its options, stretched if a position lies beyond them (never for well-formed tables)
+    n_opt = np.maximum(out["n_options"], np.fmax(out["top"], out["top_pred"]) + 1).to_numpy().astype(int)
+    width, groups = int(n_opt.max()), len(out)
+    gold = np.bincount(gid * width + frame["gold"].astype(int), minlength=groups * width).reshape(groups, width)
+    valid = frame["pred"].notna().to_numpy()
+    pred_cells = gid[valid] * width + frame["pred"].to_numpy()[valid].astype(int)
+    pred = np.bincount(pred_cells, minlength=groups * width).reshape(groups, width)
+    mask = np.arange(width) < n_opt[:, None]
+    defined = (out["n_pred"].to_numpy() > 0) & (n_opt >= 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = gold / gold.sum(axis=1, keepdims=True)
+        q = pred / pred.sum(axis=1, keepdims=True)
+        w1 = np.abs(np.cumsum(p - q, axis=1) * mask).sum(axis=1) / np.maximum(n_opt - 1, 1)
+        tv = 0.5 * np.abs(p - q).sum(axis=1)
+        out["wasserstein"] = np.where(defined, np.where(out["ordinal"], w1, tv), np.nan)
+        out["jsd"] = np.where(defined, _jsd(p, q), np.nan)
+        out["kendall_tau"] = np.where(defined, _kendall_tau_b(pred, gold, mask), np.nan)
+    out["n_options"] = n_opt
+    return out[columns]
+
+
+def population_wasserstein(
+    preds: pd.DataFrame, by_country: bool = False, per_country: Collection[str] | None = None
+) -> float:
+    """Mean over questions of the 1-Wasserstein distance between predicted and real answer distributions, in [0, 1]
+    (see population_table; per-country items and, with by_country, all items are compared per country)."""
+    return _average(population_table(preds, by_country, per_country), "wasserstein")
+
+
+def population_jsd(preds: pd.DataFrame, by_country: bool = False, per_country: Collection[str] | None = None) -> float:
+    """Mean over questions of the Jensen-Shannon divergence (base 2, in [0, 1]; the divergence, not its square root)
+    between predicted and real answer distributions (see population_table)."""
+    return _average(population_table(preds, by_country, per_country), "jsd")
+
+
+def population_kendall(
+    preds: pd.DataFrame, by_country: bool = False, per_country: Collection[str] | None = None
+) -> float:
+    """Mean over questions of Kendall's tau-b between predicted and real option frequencies (see population_table).
+
+    Questions where tau is undefined (every option predicted equally often, e.g. no valid prediction) are left out
+    of the mean; NaN when it is undefined for every question.
+    """
+    return _average(population_table(preds, by_country, per_country), "kendall_tau")
+
+
+def population_by(
+    preds: pd.DataFrame, by: str = "category", by_country: bool = False, per_country: Collection[str] | None = None
+) -> pd.DataFrame:
+    """The population metrics per value of `by` (category, country, ...): one row per value with questions (how
+    many have a defined Wasserstein distance), n (gold answers) and the mean over questions of wasserstein, jsd
+    and kendall_tau, averaged as in summarize. by="country" compares each country's own distributions."""
+    table = population_table(preds, by_country, per_country, by=by)
+    if table.empty:
+        return pd.DataFrame(columns=[by, "questions", "n", *POPULATION_METRICS])
+    out = pd.DataFrame({"n": table.groupby(by)["n"].sum()})
+    out["questions"] = table[table["wasserstein"].notna()].groupby(by)["question"].nunique()
+    out["questions"] = out["questions"].fillna(0).astype(int)
+    for metric in POPULATION_METRICS:
+        out[metric] = _average(table, metric, by)
+    return out.reset_index()[[by, "questions", "n", *POPULATION_METRICS]]
+
+
+def _per_country_questions(preds: pd.DataFrame, per_country: Collection[str] | None) -> set:
+    if per_country is not None:
+        return set(per_country)
+    if "per_country" in preds:
+        return set(preds.loc[preds["per_country"].astype(bool), "question"])
+    varying = preds.groupby("question")["n_options"].nunique()
+    return set(COUNTRY_SPECIFIC) | set(varying.index[varying > 1])
+
+
+def _average(table: pd.DataFrame, metric: str, by: str | None = None) -> float | pd.Series:
+    """Mean over questions of a metric; a question split by country is first the mean over its countries weighted
+    by their gold answers (a country with 3 respondents does not count as much as one with 1,000). NaN entries
+    are left out; NaN when nothing is defined."""
+    t = table[table[metric].notna()]
+    if by is None:
+        if t.empty:
+            return float("nan")
+        sums = t.assign(x=t[metric] * t["n"]).groupby("question")[["x", "n"]].sum()
+        return float((sums["x"] / sums["n"]).mean())
+    sums = t.assign(x=t[metric] * t["n"]).groupby([by, "question"])[["x", "n"]].sum()
+    per_question = (sums["x"] / sums["n"]).groupby(level=0).mean()
+    return per_question.reindex(pd.Index(table[by].unique(), name=by))
+
+
+def _jsd(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Row-wise Jensen-Shannon divergence in bits of distributions p and q (rows sum to 1)."""
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(a > 0, a * np.log2(a / m), 0.0).sum(axis=1)
+
+    return np.clip(0.5 * kl(p) + 0.5 * kl(q), 0.0, 1.0)
+
+
+def _kendall_tau_b(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Row-wise Kendall tau-b of x and y over the columns where mask is true (NaN when either is all ties).
+
+    tau-b = (concordant - discordant) / sqrt(pairs not tied in x * pairs not tied in y), over all pairs of columns.
+    """
+    groups, width = x.shape
+    out = np.full(groups, np.nan)
+    step = max(1, 2_000_000 // (width * width))
+    for s in range(0, groups, step):
+        xs, ys, ms = x[s : s + step], y[s : s + step], mask[s : s + step]
+        pairs = ms[:, :, None] & ms[:, None, :]
+        dx = np.sign(xs[:, :, None] - xs[:, None, :]) * pairs
+        dy = np.sign(ys[:, :, None] - ys[:, None, :]) * pairs
+        untied = np.sqrt((dx != 0).sum(axis=(1, 2)).astype(float) * (dy != 0).sum(axis=(1, 2)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[s : s + step] = np.where(untied > 0, (dx * dy).sum(axis=(1, 2)) / untied, np.nan)
+    return out
+
+
+def distributions(preds: pd.DataFrame, by_country: bool = False) -> Iterator[tuple[str, np.ndarray, np.ndarray, bool]]:
+    """(question, gold distribution, predicted distribution, ordinal) per question, over scale positions.
+
+    Items whose options differ between countries (parties Q223, ethnic groups Q290: position 1 is another party in
+    each country) are split by country and never pooled; `by_country=True` splits every question by country.
+    A per-group view for plots; the metrics use population_table, which computes every group at once."""
+    split = _per_country_questions(preds, None)
+    for question, g in preds.groupby("question"):
         g = g[g["gold_pos"].notna()]  # a gold answer that is not an option has no place on the scale
-        # per-country items (parties, ethnic groups) have a different number of options in each country
-        n = int(g["n_options"].max()) if len(g) else 0
-        pred = g["pred_pos"].dropna().astype(int)
-        if len(pred) == 0 or n < 2:
-            continue
-        gold = np.bincount(g["gold_pos"].astype(int), minlength=n) / len(g)
-        hist = np.bincount(pred, minlength=n) / len(pred)
-        if bool(g["ordinal"].iloc[0]):
-            dists.append(np.abs(np.cumsum(gold - hist)).sum() / (n - 1))
-        else:
-            dists.append(0.5 * np.abs(gold - hist).sum())
-    return float(np.mean(dists)) if dists else float("nan")
+        parts = g.groupby("country") if by_country or question in split else [(None, g)]
+        for _, part in parts:
+            n = int(part["n_options"].max()) if len(part) else 0
+            pred = part["pred_pos"].dropna().astype(int)
+            if len(pred) == 0 or n < 2:
+                continue
+            gold = np.bincount(part["gold_pos"].astype(int), minlength=n) / len(part)
+            yield question, gold, np.bincount(pred, minlength=n) / len(pred), bool(part["ordinal"].iloc[0])
+
+
+def _item_scores(preds: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per row, as numpy arrays: ordinal, invalid, correct, nerr (normalized error, 1 when invalid or gold is not
+    an option) and within_one. The one definition of the per-item metrics (summarize, breakdown, stats)."""
+    ordinal = preds["ordinal"].to_numpy(bool)
+    pred = preds["pred_pos"].to_numpy(float)
+    diff = np.abs(pred - preds["gold_pos"].to_numpy(float))  # NaN when either is missing: wrong, error 1
+    scale = np.maximum(preds["n_options"].to_numpy(float) - 1, 1)
+    return {
+        "ordinal": ordinal,
+        "invalid": np.isnan(pred),
+        "correct": diff == 0,
+        "nerr": np.where(np.isnan(diff), 1.0, diff / scale),
+        "within_one": np.where(ordinal, diff <= 1, diff == 0),
+    }
 
 
 def _derived(preds: pd.DataFrame) -> pd.DataFrame:
-    p = preds.copy()
-    p["ordinal"] = p["ordinal"].astype(bool)
-    p["invalid"] = p["pred_pos"].isna()
-    diff = (p["pred_pos"] - p["gold_pos"]).abs()
-    p["correct"] = diff.eq(0) & ~p["invalid"]
-    scale = (p["n_options"] - 1).clip(lower=1)
-    p["nerr"] = (diff / scale).fillna(1.0)
-    p["within_one"] = np.where(p["ordinal"], diff.le(1), diff.eq(0)) & ~p["invalid"]
-    return p
+    return preds.assign(**_item_scores(preds))
