@@ -192,7 +192,9 @@ def test_bad_arguments_are_errors() -> None:
     with pytest.raises(ValueError, match="unknown metric 'f1'"):
         bootstrap_ci(preds, metrics=("f1",))
     with pytest.raises(ValueError, match="unknown metric"):
-        paired_difference(preds, preds, "wasserstein")
+        paired_difference(preds, preds, "f1")
+    with pytest.raises(ValueError, match="population metric 'wasserstein'"):
+        bootstrap_ci(preds, metrics=("accuracy", "wasserstein"))
     with pytest.raises(ValueError, match="level"):
         bootstrap_ci(preds, level=95)
     with pytest.raises(ValueError, match="n_resamples"):

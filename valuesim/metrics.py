@@ -23,6 +23,7 @@ summarize reports them as wasserstein, jsd and kendall_tau. Uncertainty for all 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -132,52 +133,14 @@ def population_table(
         options, unchosen ones as 0, ties handled by tau-b): 1 when the prediction ranks the options as the
         population does, -1 reversed. Equal to scipy.stats.kendalltau, computed for all groups at once.
     """
-    keys = ["question", "country"] + ([by] if by and by not in ("question", "country") else [])
-    columns = [*keys, "ordinal", "n_options", "n", "n_pred", *POPULATION_METRICS]
-    g = preds[preds["gold_pos"].notna()]
-    if g.empty:
-        return pd.DataFrame(columns=columns)
-    split = by_country or by == "country" or g["question"].isin(_per_country_questions(g, per_country)).to_numpy()
-    # group ids over (question, country or "", [by]) in sorted order, with numpy (pandas groupby costs ~ms each)
-    parts = [g["question"].to_numpy(), np.where(split, g["country"].to_numpy(dtype=object), "")]
-    parts += [g[by].to_numpy()] if len(keys) > 2 else []
-    codes, labels = zip(*(pd.factorize(x, sort=True) for x in parts), strict=True)
-    key = np.zeros(len(g), dtype=np.int64)
-    for c, lab in zip(codes, labels, strict=True):
-        key = key * len(lab) + c
-    uniq, first, gid = np.unique(key, return_index=True, return_inverse=True)
-    groups = len(uniq)
-    gold_pos = g["gold_pos"].to_numpy(float).astype(int)
-    pred_pos = g["pred_pos"].to_numpy(float)
-    valid = ~np.isnan(pred_pos)
-    out: dict[str, np.ndarray] = {}
-    rest = uniq
-    for name, lab in reversed(list(zip(keys, labels, strict=True))):
-        rest, c = np.divmod(rest, len(lab))
-        out[name] = np.asarray(lab, dtype=object)[c]
-    out["ordinal"] = g["ordinal"].to_numpy(bool)[first]
-    # a group's scale: its options, stretched if a position lies beyond them (never for well-formed tables)
-    n_opt = np.zeros(groups, dtype=int)
-    np.maximum.at(n_opt, gid, np.maximum(g["n_options"].to_numpy(int), gold_pos + 1))
-    np.maximum.at(n_opt, gid[valid], pred_pos[valid].astype(int) + 1)
-    out["n_options"] = n_opt
-    out["n"] = np.bincount(gid, minlength=groups)
-    out["n_pred"] = np.bincount(gid[valid], minlength=groups)
-    width = int(n_opt.max())
-    gold = np.bincount(gid * width + gold_pos, minlength=groups * width).reshape(groups, width)
-    pred_cells = gid[valid] * width + pred_pos[valid].astype(int)
-    pred = np.bincount(pred_cells, minlength=groups * width).reshape(groups, width)
-    mask = np.arange(width) < n_opt[:, None]
-    defined = (out["n_pred"] > 0) & (n_opt >= 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = gold / gold.sum(axis=1, keepdims=True)
-        q = pred / pred.sum(axis=1, keepdims=True)
-        w1 = np.abs(np.cumsum(p - q, axis=1) * mask).sum(axis=1) / np.maximum(n_opt - 1, 1)
-        tv = 0.5 * np.abs(p - q).sum(axis=1)
-        out["wasserstein"] = np.where(defined, np.where(out["ordinal"], w1, tv), np.nan)
-        out["jsd"] = np.where(defined, _jsd(p, q), np.nan)
-        out["kendall_tau"] = np.where(defined, _kendall_tau_b(pred, gold, mask), np.nan)
-    return pd.DataFrame(out)[columns]
+    groups = _population_groups(preds, by_country, per_country, by)
+    if groups is None:
+        return pd.DataFrame(columns=[*_group_keys(by), "ordinal", "n_options", "n", "n_pred", *POPULATION_METRICS])
+    gold, pred = groups.histograms()
+    out = {**groups.labels, "ordinal": groups.ordinal, "n_options": groups.n_options}
+    out |= {"n": gold.sum(axis=1), "n_pred": pred.sum(axis=1)}
+    out |= _distribution_metrics(gold, pred, groups.n_options, groups.ordinal)
+    return pd.DataFrame(out)
 
 
 def population_wasserstein(
@@ -222,6 +185,107 @@ def population_by(
     return out.reset_index()[[by, "questions", "n", *POPULATION_METRICS]]
 
 
+@dataclass
+class _Groups:
+    """The distributions population_table compares: one group per (question, country or "", [by])."""
+
+    labels: dict[str, np.ndarray]  # key column -> label per group, groups in sorted order
+    ordinal: np.ndarray  # per group
+    n_options: np.ndarray  # per group: the scale length
+    gid: np.ndarray  # per used row (gold answered): its group
+    gold_pos: np.ndarray  # per used row
+    pred_pos: np.ndarray  # per used row, NaN when invalid
+    rows: np.ndarray  # bool per input row: used (has a gold position)
+
+    def histograms(self) -> tuple[np.ndarray, np.ndarray]:
+        """(gold, pred) answer counts, groups x widest scale."""
+        groups, width = len(self.ordinal), int(self.n_options.max())
+        valid = ~np.isnan(self.pred_pos)
+        size = groups * width
+        gold = np.bincount(self.gid * width + self.gold_pos, minlength=size)
+        cells = self.gid[valid] * width + self.pred_pos[valid].astype(int)
+        pred = np.bincount(cells, minlength=size)
+        return gold.reshape(groups, width), pred.reshape(groups, width)
+
+
+def _group_keys(by: str | None) -> list[str]:
+    return ["question", "country"] + ([by] if by and by not in ("question", "country") else [])
+
+
+def _population_groups(
+    preds: pd.DataFrame, by_country: bool, per_country: Collection[str] | None, by: str | None
+) -> _Groups | None:
+    """Group ids over (question, country or "", [by]) in sorted order, with numpy (a pandas groupby costs ms)."""
+    keys = _group_keys(by)
+    rows = preds["gold_pos"].notna().to_numpy()
+    g = preds[rows]
+    if g.empty:
+        return None
+    split = by_country or by == "country" or g["question"].isin(_per_country_questions(g, per_country)).to_numpy()
+    parts = [g["question"].to_numpy(), np.where(split, g["country"].to_numpy(dtype=object), "")]
+    parts += [g[by].to_numpy()] if len(keys) > 2 else []
+    codes, names = zip(*(pd.factorize(x, sort=True) for x in parts), strict=True)
+    key = np.zeros(len(g), dtype=np.int64)
+    for c, lab in zip(codes, names, strict=True):
+        key = key * len(lab) + c
+    uniq, first, gid = np.unique(key, return_index=True, return_inverse=True)
+    labels: dict[str, np.ndarray] = {}
+    rest = uniq
+    for name, lab in reversed(list(zip(keys, names, strict=True))):
+        rest, c = np.divmod(rest, len(lab))
+        labels[name] = np.asarray(lab, dtype=object)[c]
+    gold_pos = g["gold_pos"].to_numpy(float).astype(int)
+    pred_pos = g["pred_pos"].to_numpy(float)
+    valid = ~np.isnan(pred_pos)
+    # a group's scale: its options, stretched if a position lies beyond them (never for well-formed tables)
+    n_opt = np.zeros(len(uniq), dtype=int)
+    np.maximum.at(n_opt, gid, np.maximum(g["n_options"].to_numpy(int), gold_pos + 1))
+    np.maximum.at(n_opt, gid[valid], pred_pos[valid].astype(int) + 1)
+    return _Groups(
+        labels={k: labels[k] for k in keys},
+        ordinal=g["ordinal"].to_numpy(bool)[first],
+        n_options=n_opt,
+        gid=gid.ravel(),
+        gold_pos=gold_pos,
+        pred_pos=pred_pos,
+        rows=rows,
+    )
+
+
+def _distribution_metrics(
+    gold: np.ndarray, pred: np.ndarray, n_options: np.ndarray, ordinal: np.ndarray
+) -> dict[str, np.ndarray]:
+    """wasserstein, jsd and kendall_tau of count histograms (..., groups, width); NaN where undefined."""
+    mask = np.arange(gold.shape[-1]) < n_options[:, None]
+    defined = (pred.sum(axis=-1) > 0) & (n_options >= 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = gold / gold.sum(axis=-1, keepdims=True)
+        q = pred / pred.sum(axis=-1, keepdims=True)
+        w1 = np.abs(np.cumsum(p - q, axis=-1) * mask).sum(axis=-1) / np.maximum(n_options - 1, 1)
+        tv = 0.5 * np.abs(p - q).sum(axis=-1)
+        width = gold.shape[-1]
+        flat_mask = np.broadcast_to(mask, gold.shape).reshape(-1, width)
+        tau = _kendall_tau_b(pred.reshape(-1, width), gold.reshape(-1, width), flat_mask)
+    return {
+        "wasserstein": np.where(defined, np.where(ordinal, w1, tv), np.nan),
+        "jsd": np.where(defined, _jsd(p, q), np.nan),
+        "kendall_tau": np.where(defined, tau.reshape(defined.shape), np.nan),
+    }
+
+
+def _question_means(values: np.ndarray, weights: np.ndarray, question: np.ndarray) -> np.ndarray:
+    """Mean over questions of values (..., groups): within a question, groups (countries) weighted by their gold
+    answers; NaN values left out; NaN where no question has a value."""
+    onehot = (question[:, None] == np.arange(question.max() + 1)).astype(float)
+    ok = ~np.isnan(values)
+    w = np.where(ok, weights, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_question = (np.where(ok, values, 0.0) * w) @ onehot / (w @ onehot)
+    defined = ~np.isnan(per_question)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(defined, per_question, 0.0).sum(axis=-1) / defined.sum(axis=-1)
+
+
 def _per_country_questions(preds: pd.DataFrame, per_country: Collection[str] | None) -> set:
     if per_country is not None:
         return set(per_country)
@@ -239,13 +303,13 @@ def _average(table: pd.DataFrame, metric: str, by: str | None = None) -> float |
     """Mean over questions of a metric; a question split by country is first the mean over its countries weighted
     by their gold answers (a country with 3 respondents does not count as much as one with 1,000). NaN entries
     are left out; NaN when nothing is defined."""
+    if by is None:
+        if table.empty:
+            return NAN
+        q, _ = pd.factorize(table["question"].to_numpy())
+        return float(_question_means(table[metric].to_numpy(float), table["n"].to_numpy(float), q))
     t = table[table[metric].notna()]
-    t = t.assign(x=t[metric] * t["n"])
-    if by is None:  # summarize's path: numpy, no groupby
-        q, _ = pd.factorize(t["question"].to_numpy())
-        n = t["n"].to_numpy(float)
-        return float((np.bincount(q, weights=t["x"].to_numpy()) / np.bincount(q, weights=n)).mean()) if len(t) else NAN
-    sums = t.groupby([by, "question"])[["x", "n"]].sum()
+    sums = t.assign(x=t[metric] * t["n"]).groupby([by, "question"])[["x", "n"]].sum()
     per_question = (sums["x"] / sums["n"]).groupby(level=0).mean()
     return per_question.reindex(pd.Index(pd.unique(table[by].to_numpy()), name=by))
 
@@ -256,7 +320,7 @@ def _jsd(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
     def kl(a: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(a > 0, a * np.log2(a / m), 0.0).sum(axis=1)
+            return np.where(a > 0, a * np.log2(a / m), 0.0).sum(axis=-1)
 
     return np.clip(0.5 * kl(p) + 0.5 * kl(q), 0.0, 1.0)
 
