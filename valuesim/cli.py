@@ -534,8 +534,8 @@ def ui(
 ) -> None:
     """Open MLflow's UI on this project's runs (mlruns/ under VALUESIM_HOME, or MLFLOW_TRACKING_URI).
 
-    Each experiment opens on its runs table; add the columns accuracy, accuracy_ci_low, accuracy_ci_high and n
-    from "Columns" to compare runs.
+    Open the printed link: it switches MLflow's "Model training" view on, so each experiment opens on its runs
+    table. Add the columns accuracy, accuracy_ci_low, accuracy_ci_high and n from "Columns" to compare runs.
 
     Example:
         valuesim ui --port 5000
@@ -545,10 +545,15 @@ def ui(
     from valuesim.tracking import setup_tracking, tracking_uri
 
     setup_tracking()  # creates the store (and its schema) if no run was logged yet
-    console.print(f"MLflow UI for {tracking_uri()} at http://{host}:{port} (Ctrl-C to stop)")
+    # MLflow 3.17's UI opens experiments on its GenAI pages unless the "Model training" toggle is on (remembered by
+    # the browser); this link turns it on, so each experiment opens on its runs table.
+    console.print(f"MLflow UI for {tracking_uri()}: open http://{host}:{port}/{RUNS_PAGE} (Ctrl-C to stop)")
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # no network: LiteLLM's bundled price table
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", host]
     raise typer.Exit(subprocess.call([*cmd, "--port", str(port)], env=env))
+
+
+RUNS_PAGE = "#/experiments?workflowType=machine_learning"
 
 
 def int_list(flag: str, text: str, low: int, high: int | None) -> list[int]:

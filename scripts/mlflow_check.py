@@ -1,0 +1,168 @@
+"""What a user must see in MLflow's UI, checked through the UI server itself (a check to repeat, not a timed test).
+
+    .venv/bin/python scripts/mlflow_check.py [--home DIR] [--screenshots DIR] [--port 5055]
+
+Creates (unless --home already holds them) an evaluate, a bench and a compile run on a synthetic benchmark with a
+scripted DummyLM, starts `valuesim ui` on that store, and asserts through MLflow's REST API and the UI's static page:
+the three experiments exist with the runs-table kind set, every run has the metrics (with CIs), params and
+artifacts a user looks for (report/accuracy_by_history.png, prompts/*.txt, program/program.json), and no logged
+model is left PENDING. With Chromium installed (`apt-get install chromium`) and --screenshots, it saves screenshots
+of an experiment's first page, a compile run and the bench plot. Exits 1 listing what failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_runs(home: Path) -> None:
+    """An evaluate, a bench and a compile run in `home`, without a real model."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    os.environ["VALUESIM_HOME"] = str(home)
+    from helpers import ScriptedLM, use  # the tests' scripted DummyLM
+
+    from valuesim import runner
+    from valuesim.data.benchmark import Benchmark, build
+    from valuesim.data.synthetic import write_synthetic_wvs
+
+    wvs = write_synthetic_wvs(home / "wvs", per_country=30)
+    build(wvs, home / "data" / "benchmark")
+    bench = Benchmark(home / "data" / "benchmark")
+
+    def first_option(messages):
+        options = json.loads(messages[-1]["content"].split("[[ ## options ## ]]\n", 1)[1].split("\n", 1)[0])
+        return {"analysis": "scripted", "answer": next(iter(options))}
+
+    lm = ScriptedLM({"write": {"backstory": "A scripted backstory."}, "cognitive": first_option,
+                     "affective": first_option, "behavioral": first_option, "coordinator": first_option})  # fmt: skip
+    runner.configure_lm = lambda *a, **k: (use(lm), {"model": "scripted-dummy"})[1]
+    runner.run_evaluate(runner.Setup(program="knn", persons=8), bench, progress=False)
+    runner.run_bench(runner.Setup(persons=8, questions=5), bench, ["majority", "knn"], [0, 58, 232], [1],
+                     home / "runs" / "bench-check", progress=False)  # fmt: skip
+    setup = runner.Setup(program="valuesim", history=20, questions=2)
+    runner.run_compile(setup, bench, "bootstrap", 3, 2, progress=False)
+
+
+def api(port: int, path: str, body: dict | None = None) -> dict:
+    url = f"http://127.0.0.1:{port}{path}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def artifacts(port: int, run_id: str, path: str = "") -> set[str]:
+    q = f"/api/2.0/mlflow/artifacts/list?run_id={run_id}" + (f"&path={path}" if path else "")
+    found = set()
+    for f in api(port, q).get("files", []):
+        found |= artifacts(port, run_id, f["path"]) if f["is_dir"] else {f["path"]}
+    return found
+
+
+def check(port: int) -> list[str]:
+    problems = []
+    experiments = {e["name"]: e for e in api(port, "/api/2.0/mlflow/experiments/search", {"max_results": 100})
+                   ["experiments"]}  # fmt: skip
+    for name in ("valuesim-evaluate", "valuesim-bench", "valuesim-compile"):
+        e = experiments.get(name)
+        if e is None:
+            problems.append(f"experiment {name} missing")
+            continue
+        tags = {t["key"]: t["value"] for t in e.get("tags", [])}
+        if tags.get("mlflow.experimentKind") != "custom_model_development":
+            problems.append(f"{name}: no runs-table kind tag (opens on the GenAI page)")
+        runs = api(port, "/api/2.0/mlflow/runs/search", {"experiment_ids": [e["experiment_id"]]})["runs"]
+        for run in runs:
+            rid, data = run["info"]["run_id"], run["data"]
+            metrics = {m["key"] for m in data.get("metrics", [])}
+            params = {p["key"] for p in data.get("params", [])}
+            files = artifacts(port, rid)
+            tags = {t["key"]: t["value"] for t in data.get("tags", [])}
+            label = f"{name} run {run['info'].get('run_name')}"
+            if name == "valuesim-bench" and "mlflow.parentRunId" not in tags:
+                need_m, need_f = {"accuracy_knn"}, {"report/accuracy_by_history.png", "report/results.md"}
+            elif name == "valuesim-compile":
+                need_m = {"before_accuracy", "after_accuracy", "after_accuracy_ci_low", "gain_difference"}
+                need_f = {"program/program.json", "prompts/cognitive.txt", "after_predictions.json"}
+            else:
+                need_m, need_f = {"accuracy", "accuracy_ci_low", "accuracy_ci_high", "n", "n_persons"}, set()
+            problems += [f"{label}: metric {m} missing" for m in sorted(need_m - metrics)]
+            problems += [f"{label}: artifact {f} missing" for f in sorted(need_f - files)]
+            if "persons_by_country" not in params and "mlflow.parentRunId" in tags:
+                problems.append(f"{label}: param persons_by_country missing")
+    models = api(port, "/api/2.0/mlflow/logged-models/search",
+                 {"experiment_ids": [e["experiment_id"] for e in experiments.values()]}).get("models", [])  # fmt: skip
+    pending = [m["info"]["model_id"] for m in models if m["info"].get("status") == "LOGGED_MODEL_PENDING"]
+    problems += [f"logged model {m} left PENDING" for m in pending]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
+        if b'<div id="root"' not in r.read() and r.status != 200:
+            problems.append("the UI's page does not load")
+    return problems
+
+
+def screenshots(port: int, out: Path) -> None:
+    chromium = next((c for c in ("chromium", "chromium-browser") if subprocess.run(["which", c],
+                     capture_output=True).returncode == 0), None)  # fmt: skip
+    if chromium is None:
+        print("no Chromium: screenshots skipped (apt-get install chromium)")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    experiments = api(port, "/api/2.0/mlflow/experiments/search", {"max_results": 100})["experiments"]
+    ids = {e["name"]: e["experiment_id"] for e in experiments}
+    compile_run = api(port, "/api/2.0/mlflow/runs/search", {"experiment_ids": [ids["valuesim-compile"]]})["runs"][0]
+    pages = {
+        # the link `valuesim ui` prints: MLflow 3.17 shows runs only with its "Model training" toggle on
+        "experiment-runs-table.png": f"#/experiments/{ids['valuesim-bench']}?workflowType=machine_learning",
+        "compile-run.png": f"#/experiments/{ids['valuesim-compile']}/runs/{compile_run['info']['run_id']}"
+        "?workflowType=machine_learning",
+    }
+    for name, page in pages.items():
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--virtual-time-budget=15000", "--window-size=1400,900", f"--screenshot={out / name}",
+                        f"http://127.0.0.1:{port}/{page}"], capture_output=True, timeout=120)  # fmt: skip
+        print(f"saved {out / name}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, help="a VALUESIM_HOME with runs [default: a new temporary one]")
+    ap.add_argument("--screenshots", type=Path, help="folder for screenshots (needs Chromium)")
+    ap.add_argument("--port", type=int, default=5055)
+    args = ap.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="valuesim-mlflow-check-"))
+    if not (home / "mlruns" / "mlflow.db").exists():
+        make_runs(home)
+    env = {**os.environ, "VALUESIM_HOME": str(home)}
+    ui = subprocess.Popen([sys.executable, "-m", "valuesim.cli", "ui", "--port", str(args.port)], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        for _ in range(600):  # MLflow's server takes a while to start on a busy machine
+            try:
+                api(args.port, "/api/2.0/mlflow/experiments/search", {"max_results": 1})
+                break
+            except OSError:
+                time.sleep(0.5)
+        problems = check(args.port)
+        if args.screenshots:
+            screenshots(args.port, args.screenshots)
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
+    for p in problems:
+        print(f"FAIL {p}")
+    print(f"{'OK' if not problems else 'FAILED'}: checked the MLflow store in {home}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
