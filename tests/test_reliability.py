@@ -43,7 +43,9 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(bench_small: Path, tmp_
 
     # Same run, killed with SIGKILL once some predictions are stored.
     run_dir = tmp_path / "killed"
-    env = {**os.environ, "VALUESIM_HOME": str(tmp_path), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    # one person per stored batch, so the kill lands between batches (programs without an LM store in batches)
+    env = {**os.environ, "VALUESIM_HOME": str(tmp_path), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+           "VALUESIM_BATCH_PERSONS": "1"}  # fmt: skip
     proc = subprocess.Popen([*VALUESIM, *args, "--run-dir", str(run_dir), "--json"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import os
 import random
 import re
 import time
@@ -222,8 +223,10 @@ def run_evaluate(
     identity = identity_of(setup, bench, name, lm)
     with claim(run_dir, identity), tracking.run(experiment, run_dir.name, params, nested=nested) as active:
         if name in STATISTICAL:
+            # persons per stored batch: a killed run loses at most one batch (VALUESIM_BATCH_PERSONS, default 256)
+            per_batch = int(os.environ.get("VALUESIM_BATCH_PERSONS", "256"))
             result = evaluate_batch(program, [vars(ex) for ex in examples], bench.catalog, run_dir,
-                                    setup.resamples, setup.seed)  # fmt: skip
+                                    setup.resamples, setup.seed, per_batch)  # fmt: skip
         else:
             result = evaluate(
                 program, examples, bench.catalog, run_dir, setup.threads, progress, setup.resamples, setup.seed,
