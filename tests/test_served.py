@@ -69,7 +69,7 @@ def invoke(*args):
 def test_evaluate_through_the_server(server, bench_small: Path, tmp_path: Path, program: str) -> None:
     r = invoke(
         "evaluate", "--program", program, "--lm", "openai/smollm2", "--api-base", server["api_base"],
-        "--threads", 4, "--data", bench_small, "--persons", 2, "--questions", 1, "--history", 20,
+        "--threads", 4, "--timeout", 900, "--data", bench_small, "--persons", 2, "--questions", 1, "--history", 20,
         "--run-dir", tmp_path / "run", "--json",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -86,7 +86,8 @@ def test_simulate_and_compile_through_the_server(server, bench_small: Path, tmp_
     ex = Benchmark(bench_small).examples("values", "dev", 1, 20, 1, 1)[0]
     person = tmp_path / "p.json"
     person.write_text(json.dumps({"country": ex.country, "answers": ex.known}))
-    lm = ["--lm", "openai/smollm2", "--api-base", server["api_base"]]
+    # the server runs one request at a time: queued calls on a busy machine need a generous timeout
+    lm = ["--lm", "openai/smollm2", "--api-base", server["api_base"], "--timeout", "900"]
     r = invoke("simulate", "--program", "demographics", *lm, "--data", bench_small, "--person", person,
                "--question", ex.question, "--json")  # fmt: skip
     assert r.exit_code == 0, r.output
