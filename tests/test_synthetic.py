@@ -5,15 +5,21 @@ numeric layouts give the same codes. Runs whether or not the real files are ther
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from valuesim.data import statements
+from valuesim.data.aliases import ALIASES
 from valuesim.data.benchmark import Benchmark, build, read_folds
 from valuesim.data.catalog import COUNTRY_SPECIFIC, Catalog
 from valuesim.data.ingest import read_wvs_dir
-from valuesim.data.synthetic import write_synthetic_wvs
+from valuesim.data.synthetic import CSV_NAME, main, write_synthetic_wvs
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +43,19 @@ def test_labelled_files_carry_the_real_exports_mess(folders) -> None:
     files = sorted((folders["xlsx"] / "countries").glob("*.xlsx"))
     cells = pd.concat([pd.read_excel(f, dtype=object, engine="calamine") for f in files])
     values = set(cells.stack().astype(str))
-    assert {"Don´t know", "No answer", "Not asked", "Missing; Not available"} <= values
+    assert {
+        "Don't know",
+        "Don´t know",
+        "No answer",
+        "Not asked",
+        "Not asked in survey",
+        "Missing; Not available",
+    } <= values
     assert "Strongly agree" in values or "Agree strongly" in values  # release variants of one option
+    # a release's own spelling of an option ("Incomes should be made more equal", codebook "Incomes more equal")
+    spelt = {c.split(":")[0]: set(cells[c].dropna().astype(str).str.lower()) for c in cells.columns}
+    assert any(spelt.get(q, set()) & {k.lower() for k in aliases} for q, aliases in ALIASES.items())
+    assert {"USA: Labour Party", "Labour Party"} <= values  # per-country options with and without the prefix
     assert any(v[:2] in ("1 ", "10") and " " in v and not v.replace(" ", "").isdigit() for v in values)
     headers = [set(pd.read_excel(f, nrows=0, engine="calamine").columns) for f in files]
     assert len({len(h) for h in headers}) > 1  # column sets differ a little between countries
@@ -57,12 +74,18 @@ def test_labelled_and_numeric_layouts_give_the_same_codes(folders) -> None:
         assert (labelled.loc[both, q] == numeric.loc[both, q]).all(), q
 
 
-def test_every_answer_renders_and_per_country_options_map(folders) -> None:
+def test_every_answer_renders_and_per_country_options_map(folders, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fallback(question, answer, label):
+        raise AssertionError(f"{question.code}={answer} ({label!r}) has no statement table")
+
+    monkeypatch.setattr(statements, "_fallback", no_fallback)
     catalog = Catalog.from_wvs(folders["xlsx"])
     table, _ = read_wvs_dir(folders["xlsx"], catalog)
-    for q in catalog.codes:
-        for code in table[q].dropna().unique():
-            assert catalog[q].statement(int(code))
+    for q in catalog:
+        every = {c for options in [q.options, *q.country_options.values()] for c in options}
+        assert set(table[q.code].dropna().astype(int)) <= every or q.open, q.code
+        for code in every:  # every option of the codebook, answered or not
+            assert q.statement(code).endswith("."), (q.code, code)
     for q in COUNTRY_SPECIFIC:
         for country, rows in table.groupby("country"):
             own = set(catalog[q].options_for(country))
@@ -92,3 +115,56 @@ def test_answers_carry_signal(folders, tmp_path: Path) -> None:
         program = PROGRAMS[name].from_benchmark(bench)
         acc[name] = evaluate(program, examples, bench.catalog, tmp_path / name, progress=False).metrics["accuracy"]
     assert acc["knn"] > acc["majority"] + 0.03, acc
+
+
+def test_real_layout_details(folders) -> None:
+    """One sheet "Data" with shared strings like the real exports; interview ids ISO numeric + 07 + number; the
+    codebook's country tables; questions.json without missing codes or per-country lists."""
+    usa = folders["xlsx"] / "countries" / "USA.xlsx"
+    with zipfile.ZipFile(usa) as z:
+        assert "xl/sharedStrings.xml" in z.namelist() and 'name="Data"' in z.read("xl/workbook.xml").decode()
+    raw = pd.read_excel(usa, dtype=object, engine="calamine")
+    ids = raw["D_INTERVIEW: Interview ID"].astype(int)
+    assert ids.between(840_070_001, 840_079_999).all() and ids.is_unique
+    assert set(raw["B_COUNTRY: ISO 3166-1 numeric country code"]) == {"United States"}
+    codebook = json.loads((folders["xlsx"] / "codebook.json").read_text())
+    assert codebook["B_COUNTRY"]["choices"]["840"] == "United States" and codebook["B_COUNTRY_ALPHA"]["choices"]["BGD"]
+    assert (
+        codebook["Q223"]["choices"]["840001"].startswith("USA: ") and codebook["Q290"]["choices"]["50001"][:4] == "BD: "
+    )
+    questions = json.loads((folders["xlsx"] / "questions.json").read_text())
+    assert set(questions) == {f"Q{n}" for n in range(1, 291)}
+    assert all(0 <= int(c) < 1000 for q in questions.values() for c in q["options"])
+
+
+def test_both_layouts_in_one_folder_hold_different_countries(tmp_path: Path) -> None:
+    folder = write_synthetic_wvs(tmp_path / "both", countries=("DEU", "FRA", "KEN"), per_country=8, xlsx=True, csv=True)
+    assert sorted(p.name for p in (folder / "countries").iterdir()) == ["DEU.xlsx", "FRA.xlsx"]
+    assert set(pd.read_csv(folder / CSV_NAME)["B_COUNTRY_ALPHA"]) == {"KEN"}
+    table, report = read_wvs_dir(folder, Catalog.from_wvs(folder))  # no duplicate ids between the layouts
+    assert report.respondents == 24 and report.mapped_share == 1.0
+    assert table.groupby("country").size().to_dict() == {"DEU": 8, "FRA": 8, "KEN": 8}
+
+
+def test_full_size_layout_is_vectorized(tmp_path: Path) -> None:
+    """66 countries in the numeric layout (the full WVS-7 size is --per-country 1473: ~15 s)."""
+    t0 = time.perf_counter()
+    folder = write_synthetic_wvs(tmp_path / "big", countries=66, per_country=150, xlsx=False, csv=True)
+    assert time.perf_counter() - t0 < 20
+    frame = pd.read_csv(folder / CSV_NAME, usecols=["B_COUNTRY_ALPHA", "D_INTERVIEW", "Q1", "Q223"])
+    assert len(frame) == 9900 and frame["B_COUNTRY_ALPHA"].nunique() == 66 and frame["D_INTERVIEW"].is_unique
+    assert (frame["Q1"] < 0).mean() < 0.1  # answered mostly; negative codes for the missing
+    assert Catalog.from_wvs(folder)["Q223"].country_options.keys() == set(frame["B_COUNTRY_ALPHA"])
+
+
+def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    usage = subprocess.run(
+        [sys.executable, "-m", "valuesim.data.synthetic", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "--per-country" in usage.stdout and "--layout" in usage.stdout
+    main([str(tmp_path / "cli"), "--countries", "2", "--per-country", "5", "--layout", "csv", "--seed", "1"])
+    assert "10 respondents in 2 countries" in capsys.readouterr().out
+    assert (
+        len(pd.read_csv(tmp_path / "cli" / CSV_NAME)) == 10
+        and len(list((tmp_path / "cli" / "protocol").iterdir())) == 5
+    )
