@@ -20,7 +20,6 @@ def test_country_codes_by_iso_then_by_name():
     assert _numeric_country_codes(numeric, alpha) == {"RUS": 643, "MAC": 446, "MOR": 504, "NIR": 909, "HKG": 344}
 
 
-@pytest.mark.real_data  # the real codebook's labels
 @pytest.mark.parametrize("code", sorted(COUNTRY_SPECIFIC))
 def test_every_codebook_country_maps_its_own_labels(wvs_dir, catalog, code):
     """Every numeric prefix of the codebook's per-country options belongs to a country, and each country's own

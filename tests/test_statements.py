@@ -1,4 +1,7 @@
-"""Every WVS-7 answer renders to a natural second-person sentence (valuesim/data/statements.py)."""
+"""Every WVS-7 answer renders to a natural second-person sentence (valuesim/data/statements.py).
+
+The catalog is conftest's: the real codebook when it is there, else the synthetic one (whose options come from these
+same tables). Sentences of the real codebook's own labels and parties are marked `real_data`."""
 
 from __future__ import annotations
 
@@ -11,17 +14,9 @@ from valuesim.data import statements
 from valuesim.data.catalog import Catalog, Question
 from valuesim.data.statements import render_statement
 
-WVS_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "wvs7"
-if not (WVS_DIR / "codebook.json").exists():
-    pytest.skip(f"WVS-7 files not found at {WVS_DIR}", allow_module_level=True)
-
 YEARS = [1925, 1971, 2004]
 AGES = [18, 46, 97]
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return Catalog.from_wvs(WVS_DIR)
+real_data = pytest.mark.real_data
 
 
 def all_answers(question: Question) -> dict[int, str]:
@@ -55,7 +50,14 @@ def monkeypatch_module():
 
 def test_every_question_and_option_renders(catalog: Catalog, rendered: dict[str, dict[int, str]]) -> None:
     assert len(rendered) == 290
-    assert sum(len(v) for v in rendered.values()) > 3000  # Q223/Q290 per-country lists included
+    assert all(rendered[q.code] for q in catalog)  # every question has answers, all rendered without the fallback
+    for code in ("Q223", "Q290"):  # per-country lists included
+        assert set(rendered[code]) >= {c for options in catalog[code].country_options.values() for c in options}
+
+
+@real_data  # the real codebook's size
+def test_real_codebook_renders_every_option(rendered: dict[str, dict[int, str]]) -> None:
+    assert sum(len(v) for v in rendered.values()) > 3000
     assert len(rendered["Q223"]) > 800 and len(rendered["Q290"]) > 300
 
 
@@ -139,7 +141,9 @@ def test_every_question_has_exactly_one_table(catalog: Catalog) -> None:
         ("Q260", 2, "You are female."),
         ("Q261", 1971, "You were born in 1971."),
         ("Q262", 46, "You are 46 years old."),
-        ("Q275", 6, "Your highest level of education is a bachelor's degree or equivalent."),
+        pytest.param(
+            "Q275", 6, "Your highest level of education is a bachelor's degree or equivalent.", marks=real_data
+        ),
         ("Q289", 0, "You belong to no religious denomination."),
         (
             "Q288",
@@ -147,9 +151,14 @@ def test_every_question_has_exactly_one_table(catalog: Catalog) -> None:
             "On a scale from 1 (the lowest income group in your country) to 10 (the highest income group), you"
             " place your household's income at 8.",
         ),
-        ("Q223", 840002, "You would vote for the Democratic Party if there were a national election tomorrow."),
+        pytest.param(
+            "Q223",
+            840002,
+            "You would vote for the Democratic Party if there were a national election tomorrow.",
+            marks=real_data,
+        ),
         ("Q223", 2, "You would not vote if there were a national election tomorrow."),
-        ("Q290", 840001, "You are a white, non-Hispanic person."),
+        pytest.param("Q290", 840001, "You are a white, non-Hispanic person.", marks=real_data),
         ("Q266", 840, "You were born in the United States."),
         ("Q274", 2, "You have two children."),
     ],
@@ -159,6 +168,7 @@ def test_expected_sentences(catalog: Catalog, code: str, answer: int, expected: 
     assert catalog[code].statement(answer) == expected  # the Question method goes through the same function
 
 
+@real_data  # the real codebook's labels
 def test_codebook_artefacts_are_cleaned(catalog: Catalog) -> None:
     occupation = render_statement(catalog["Q281"], 1)
     assert "(for example" not in occupation and "doctor" in occupation
