@@ -43,4 +43,8 @@ class OptionsAdapter(dspy.JSONAdapter):
             model = _get_structured_outputs_response_format(signature, self.use_native_function_calling)
         except (ValueError, TypeError):
             return
-        lm_kwargs["response_format"] = {"type": "json_object", "schema": model.model_json_schema()}
+        from valuesim.lm import bound_strings  # the embedded engine's bound: JSON never cut off by max_tokens
+
+        max_tokens = lm_kwargs.get("max_tokens") or lm.kwargs.get("max_tokens") or 512
+        schema = bound_strings(model.model_json_schema(), max_tokens)
+        lm_kwargs["response_format"] = {"type": "json_object", "schema": schema}
