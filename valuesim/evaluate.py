@@ -19,7 +19,9 @@ import sqlite3
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -89,6 +91,25 @@ class EvalResult:
     by_category: pd.DataFrame
 
 
+@contextmanager
+def open_store(run_dir: str | Path) -> Iterator[RunStore]:
+    """The run's prediction store; a store that cannot be opened or written (disk full, read-only, damaged) stops
+    the run with one line, keeping what was committed."""
+    try:
+        store = RunStore(run_dir)
+    except sqlite3.Error as e:
+        raise RunStopped(f"{Path(run_dir) / 'predictions.sqlite'}: not a readable predictions store ({e})") from None
+    try:
+        yield store
+    except sqlite3.Error as e:
+        raise RunStopped(
+            f"{store.path}: cannot store predictions ({e}); what was stored is kept: free space or fix the folder, "
+            "then rerun with --resume"
+        ) from None
+    finally:
+        store.close()
+
+
 def evaluate(
     program: dspy.Module,
     examples: list[dspy.Example],
@@ -102,23 +123,12 @@ def evaluate(
 ) -> EvalResult:
     """Predict every example not yet in `run_dir`'s store (and, with `retry_failed`, the ones that failed), then
     score all of them; accuracy-like metrics get 95% CIs from `resamples` bootstrap draws over persons."""
-    try:
-        store = RunStore(run_dir)
-    except sqlite3.Error as e:
-        raise RunStopped(f"{Path(run_dir) / 'predictions.sqlite'}: not a readable predictions store ({e})") from None
-    try:
+    with open_store(run_dir) as store:
         done = store.done(include_failed=not retry_failed)
         todo = [ex for ex in examples if example_key(ex) not in done]
         if todo:
             predict_all(program, todo, store, threads, progress)
         stored = store.frame()
-    except sqlite3.Error as e:
-        raise RunStopped(
-            f"{store.path}: cannot store predictions ({e}); what was stored is kept: free space or fix the folder, "
-            "then rerun with --resume"
-        ) from None
-    finally:
-        store.close()
     stored = only_keys(stored, {example_key(ex) for ex in examples})
     preds = predictions_table(stored, examples, catalog)
     return EvalResult(
@@ -147,11 +157,7 @@ def evaluate_batch(
     only BATCH_INPUTS, never the gold answer. Store rows, predictions table and metrics are those `evaluate`
     writes and computes for the same items (seconds: the batch's time shared among its items)."""
     keys = [f"{item['person_id']}|{item['question']}" for item in items]
-    try:
-        store = RunStore(run_dir)
-    except sqlite3.Error as e:
-        raise RunStopped(f"{Path(run_dir) / 'predictions.sqlite'}: not a readable predictions store ({e})") from None
-    try:
+    with open_store(run_dir) as store:
         done = store.done(include_failed=not retry_failed)
         todo = [n for n, key in enumerate(keys) if key not in done]
         failures: Counter = Counter()
@@ -177,13 +183,6 @@ def evaluate_batch(
             print(f"{sum(failures.values())} of {len(todo)} predictions failed; most often: "
                   f"{failures.most_common(1)[0][0]}", file=sys.stderr)  # fmt: skip
         stored = store.frame()
-    except sqlite3.Error as e:
-        raise RunStopped(
-            f"{store.path}: cannot store predictions ({e}); what was stored is kept: free space or fix the folder, "
-            "then rerun with --resume"
-        ) from None
-    finally:
-        store.close()
     stored = only_keys(stored, set(keys))
     meta = [
         (key, i["country"], i["category"], i["ordinal"], list(i["options"])) for key, i in zip(keys, items, strict=True)
