@@ -1,6 +1,7 @@
 """Every program the CLI can run, by name. Each class builds itself with `from_benchmark(bench, **settings)`."""
 
 from valuesim.programs.baselines import Backstory, Demographics, FullInfo
+from valuesim.programs.ml import TrainedModel
 from valuesim.programs.rag import Rag
 from valuesim.programs.statistical import KNN, CountryMajority, DemographicCell, GlobalMajority, Random
 from valuesim.programs.valuesim import ValueSim
@@ -11,11 +12,13 @@ PROGRAMS = {
     "country": CountryMajority,
     "cell": DemographicCell,
     "knn": KNN,
+    "ml": TrainedModel,
     "demographics": Demographics,
     "rag": Rag,
     "full-info": FullInfo,
     "backstory": Backstory,
     "valuesim": ValueSim,
 }
-# Programs that need no LM: fitted on training respondents, run in batches (valuesim.evaluate.evaluate_batch).
-STATISTICAL = {"random", "majority", "country", "cell", "knn"}
+# Programs that need no LM (the name is historical: `ml` is a trained model): fitted on training respondents only,
+# run in batches (valuesim.evaluate.evaluate_batch), no LM configured.
+STATISTICAL = {"random", "majority", "country", "cell", "knn", "ml"}

@@ -1,0 +1,108 @@
+"""The baselines a user would pick instead of kNN: `random` (its exact floor) and `ml` (a trained model per held-out
+question): trained on training respondents only, never reading a held-out answer, respecting the history size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from valuesim.data.benchmark import Benchmark, items
+from valuesim.evaluate import BATCH_INPUTS, evaluate_batch
+from valuesim.metrics import random_floor
+from valuesim.programs import PROGRAMS, ml
+from valuesim.programs.ml import TrainedModel
+
+
+@pytest.fixture(scope="module")
+def bench(bench_small: Path) -> Benchmark:
+    return Benchmark(bench_small)
+
+
+def inputs(selected: list[dict]) -> list[dict]:
+    return [{k: i[k] for k in BATCH_INPUTS} for i in selected]
+
+
+def test_random_floor_is_the_mean_of_one_over_options(bench: Benchmark, tmp_path: Path) -> None:
+    selected = items(bench, "values", "dev", 1, 58, 20, None)
+    result = evaluate_batch(PROGRAMS["random"].from_benchmark(bench), selected, bench.catalog, tmp_path, resamples=0)
+    scored = [i for i in selected if i["answer"] in i["options"]]  # gold answers on the scale
+    expected = np.mean([1 / len(i["options"]) for i in scored])
+    assert result.metrics["random_accuracy"] == pytest.approx(expected, rel=1e-12)
+    assert random_floor(result.predictions)["random_accuracy"] == pytest.approx(expected, rel=1e-12)
+    # the program draws a seeded uniform option per item: its accuracy is near the floor, and reproducible
+    assert abs(result.metrics["accuracy"] - expected) < 0.1
+    again = PROGRAMS["random"].from_benchmark(bench).predict_batch(inputs(selected))
+    assert list(result.predictions.sort_values("key")["answer"]) == [
+        a for _, a in sorted(zip([f"{i['person_id']}|{i['question']}" for i in selected], again, strict=True))
+    ]
+
+
+class DevAltered(Benchmark):
+    """The same benchmark, with every dev respondent's answers (respondents table and fold rows) changed."""
+
+    def respondents(self, split: str | None = None):
+        df = super().respondents(split)
+        values = [q.code for q in self.catalog if q.kind == "value" and q.code in df]
+        dev = df["split"] == "dev"
+        df.loc[dev, values] = df.loc[dev, values].where(df.loc[dev, values].isna(), 1)
+        return df
+
+    def rows(self, protocol: str, split: str, fold: int):
+        ds = super().rows(protocol, split, fold)
+        if split != "dev":
+            return ds
+        return ds.map(lambda r: {"heldout": [{"q": i["q"], "a": 1} for i in r["heldout"]]})
+
+
+def test_ml_never_reads_held_out_answers(bench: Benchmark, bench_small: Path) -> None:
+    """Changing the held-out answers of the predicted persons (and every dev answer) changes no prediction: the
+    model is trained on training respondents only, and predicting reads only the inputs (not the gold answer)."""
+    selected = items(bench, "values", "dev", 1, 58, 12, 6)  # 6 questions: 6 fits per program
+    original = TrainedModel.from_benchmark(bench).predict_batch(inputs(selected))
+    ml._FITS.clear()  # the altered benchmark has the same fingerprint: fit again, do not reuse
+    altered = TrainedModel.from_benchmark(DevAltered(bench_small))
+    assert altered.predict_batch(inputs(selected)) == original
+    wrong_gold = [{**i, "answer": "1"} for i in selected]  # extra keys, as an item with its gold would carry
+    assert altered.predict_batch(wrong_gold) == original
+    train_ids = {r["person_id"] for r in altered.rows(1)}
+    assert train_ids and not train_ids & {i["person_id"] for i in selected}
+    ml._FITS.clear()
+
+
+def test_ml_at_history_0_sees_only_demographics_and_country(bench: Benchmark) -> None:
+    """At history 0 a person is their demographics and country: renaming them changes nothing, and two persons
+    with the same demographics and country get the same answers."""
+    program = TrainedModel.from_benchmark(bench)
+    selected = items(bench, "values", "dev", 1, 0, None, 6)
+    demographics = {q.code for q in bench.catalog if q.kind == "demographic"}
+    assert all(set(i["known"]) <= demographics for i in selected)
+    answers = program.predict_batch(inputs(selected))
+    renamed = [{**i, "person_id": f"someone-{n}"} for n, i in enumerate(inputs(selected))]
+    assert program.predict_batch(renamed) == answers
+    twin = [{**i, "person_id": "twin", "known": dict(i["known"])} for i in inputs(selected)]
+    assert program.predict_batch(twin) == answers
+
+
+def test_ml_uses_the_history_it_is_given(bench: Benchmark) -> None:
+    """Known answers change predictions (the model reads them), answers outside `known` cannot: at history 58 the
+    items hold only the first 58 profile answers, and the same inputs give the same answers in any batch."""
+    program = TrainedModel.from_benchmark(bench)
+    h0 = program.predict_batch(inputs(items(bench, "values", "dev", 1, 0, None, 6)))
+    h232 = program.predict_batch(inputs(items(bench, "values", "dev", 1, 232, None, 6)))
+    assert len(h0) == len(h232) and sum(a != b for a, b in zip(h0, h232, strict=True)) > 0
+    selected = items(bench, "values", "dev", 1, 58, 6, None)
+    assert all(
+        len(set(i["known"]) - {q.code for q in bench.catalog if q.kind == "demographic"}) <= 58 for i in selected
+    )
+
+
+def test_ml_settings(bench: Benchmark) -> None:
+    with pytest.raises(ValueError, match="model must be one of"):
+        TrainedModel.from_benchmark(bench, model="svm")
+    logreg = TrainedModel.from_benchmark(bench, model="logreg", max_iter=50)
+    selected = items(bench, "values", "dev", 1, 58, 6, 5)
+    answers = logreg.predict_batch(inputs(selected))
+    assert all(a in i["options"] for a, i in zip(answers, selected, strict=True))
+    assert answers == [logreg(**i).answer for i in inputs(selected)]
