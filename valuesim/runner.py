@@ -226,7 +226,7 @@ def run_evaluate(
             # persons per stored batch: a killed run loses at most one batch (VALUESIM_BATCH_PERSONS, default 256)
             per_batch = int(os.environ.get("VALUESIM_BATCH_PERSONS", "256"))
             result = evaluate_batch(program, [vars(ex) for ex in examples], bench.catalog, run_dir,
-                                    setup.resamples, setup.seed, per_batch)  # fmt: skip
+                                    setup.resamples, setup.seed, per_batch, setup.retry_failed)  # fmt: skip
         else:
             result = evaluate(
                 program, examples, bench.catalog, run_dir, setup.threads, progress, setup.resamples, setup.seed,
