@@ -247,9 +247,11 @@ def run_compile(
     dev_persons: int,
     run_dir: Path | None = None,
     progress: bool = True,
+    reflection_lm: str | None = None,
 ) -> dict:
     """Evaluate on dev, compile on training respondents, evaluate again, save and log everything.
 
+    `reflection_lm` (an LM name as for --lm) writes the instructions MIPROv2 and GEPA propose; default the task LM.
     Returns a summary with the before/after metrics, the saved program folder and the MLflow run id.
     """
     import mlflow
@@ -273,8 +275,14 @@ def run_compile(
             f"compile needs train, validation and dev examples; selected {len(trainset)}, {len(valset)}, {len(devset)}"
         )
     lm = configure_lm(setup.lm, setup.api_base, timeout=setup.timeout)
+    proposer = None
+    if reflection_lm:
+        from valuesim.lm import build_lm
+
+        proposer = build_lm(reflection_lm, num_retries=3, cache=setup.cache)
     params = params_of(setup, bench, setup.program, lm) | {
         "optimizer": optimizer,
+        "reflection_lm": reflection_lm or setup.lm,
         "train_persons": train_persons,
         "dev_persons": dev_persons,
         "train_examples": len(trainset),
@@ -290,6 +298,7 @@ def run_compile(
     try:
         identity = identity_of(setup, bench, setup.program, lm) | {
             "optimizer": optimizer,
+            "reflection_lm": reflection_lm or setup.lm,
             "train_persons": train_persons,
             "dev_persons": dev_persons,
         }
@@ -298,7 +307,9 @@ def run_compile(
                               setup.resamples, setup.seed)  # fmt: skip
             tracking.log_result(before, prefix="before_")
             t0 = time.perf_counter()
-            compiled = compile_program(program, optimizer, trainset, valset, seed=setup.seed, threads=setup.threads)
+            compiled = compile_program(
+                program, optimizer, trainset, valset, seed=setup.seed, threads=setup.threads, proposer_lm=proposer
+            )
             mlflow.log_metric("compile_seconds", time.perf_counter() - t0)
             after = evaluate(compiled, devset, bench.catalog, run_dir / "after", setup.threads, progress,
                              setup.resamples, setup.seed)  # fmt: skip

@@ -10,8 +10,18 @@ from valuesim.optimize.metric import answer_metric, feedback_metric
 OPTIMIZERS = ("bootstrap", "random-search", "mipro", "gepa")
 
 
-def make_optimizer(name: str, seed: int = 0, threads: int = 1, demos: int = 2, candidates: int = 4):
-    """The DSPy optimizer for a CLI name, sized for small compiles (scale up with demos/candidates)."""
+def make_optimizer(
+    name: str,
+    seed: int = 0,
+    threads: int = 1,
+    demos: int = 2,
+    candidates: int = 4,
+    proposer_lm: dspy.LM | None = None,
+) -> dspy.teleprompt.Teleprompter:
+    """The DSPy optimizer for a CLI name, sized for small compiles (scale up with demos/candidates).
+
+    `proposer_lm` writes new instructions (MIPROv2's prompt model, GEPA's reflection LM); by default the task LM.
+    A stronger proposer than the simulated person's model is the usual choice."""
     if name == "bootstrap":
         return dspy.BootstrapFewShot(
             metric=answer_metric, max_bootstrapped_demos=demos, max_labeled_demos=demos, max_rounds=1
@@ -32,12 +42,13 @@ def make_optimizer(name: str, seed: int = 0, threads: int = 1, demos: int = 2, c
             max_labeled_demos=demos,
             num_threads=threads,
             seed=seed,
+            prompt_model=proposer_lm,
         )
     if name == "gepa":
         return dspy.GEPA(
             metric=feedback_metric,
             auto="light",
-            reflection_lm=dspy.settings.lm,
+            reflection_lm=proposer_lm or dspy.settings.lm,
             num_threads=threads,
             seed=seed,
         )
@@ -52,8 +63,9 @@ def compile_program(
     seed: int = 0,
     threads: int = 1,
     max_demo_chars: int = 4000,
+    proposer_lm: dspy.LM | None = None,
 ) -> dspy.Module:
-    opt = make_optimizer(optimizer, seed=seed, threads=threads)
+    opt = make_optimizer(optimizer, seed=seed, threads=threads, proposer_lm=proposer_lm)
     if optimizer == "bootstrap":
         compiled = opt.compile(program, trainset=trainset)
     elif optimizer == "mipro":
