@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from valuesim.data import statements
+from valuesim.data.benchmark import make_person
 from valuesim.data.catalog import Catalog, Question
 from valuesim.data.statements import render_statement
 
@@ -202,3 +203,165 @@ def test_saved_catalog_renders_the_same(catalog: Catalog, tmp_path: Path) -> Non
     loaded = Catalog.load(tmp_path / "catalog.json")
     for code, answer in [("Q1", 1), ("Q223", 840002), ("Q290", 840001), ("Q106", 4)]:
         assert loaded[code].statement(answer) == catalog[code].statement(answer)
+
+
+# Snapshot of the rendered text, one or more answers per table kind (group forms, per-answer sentences, templates
+# with reworded options, free numbers, name lists), taken from the renderer's output before the tables moved to
+# statements.toml: the statements are prompt text, so a change here changes every prompt.
+SNAPSHOT = [
+    ("Q8", 1, "You consider independence an important quality for children to learn."),
+    ("Q27", 2, "You agree that one of your main goals in life has been to make your parents proud."),
+    ("Q43", 3, "You think it would be a bad thing if less importance were placed on work in people's lives."),
+    ("Q51", 2, "In the last 12 months, you or your family have sometimes gone without enough food to eat."),
+    ("Q58", 4, "You do not trust your family at all."),
+    ("Q64", 4, "You have no confidence at all in the churches."),
+    ("Q105", 0, "You are not a member of any other organization."),
+    ("Q113", 1, "You believe that no state authorities are involved in corruption."),
+    ("Q132", 3, "Robberies are not frequent in your neighborhood."),
+    ("Q139", 2, "You have not avoided carrying much money for reasons of security."),
+    ("Q142", 2, "You worry a good deal about losing your job or not finding a job."),
+    ("Q165", 2, "You do not believe in God."),
+    (
+        "Q158",
+        3,
+        'On a scale from 1 (completely disagree) to 10 (completely agree), you rate the statement "science and'
+        ' technology are making our lives healthier, easier, and more comfortable" at 3.',
+    ),
+    (
+        "Q177",
+        1,
+        "On a scale from 1 (never justifiable) to 10 (always justifiable), you rate claiming government benefits to"
+        " which you are not entitled at 1.",
+    ),
+    (
+        "Q196",
+        4,
+        "You think the government definitely should not have the right to keep people under video surveillance in"
+        " public areas.",
+    ),
+    ("Q201", 5, "You never get information from a daily newspaper."),
+    ("Q209", 2, "You have not signed a petition, but you might."),
+    ("Q221", 4, "You are not allowed to vote in local elections."),
+    ("Q224", 3, "In your view, it is not often the case that votes are counted fairly in your country's elections."),
+    (
+        "Q241",
+        7,
+        "On a scale from 1 (not an essential characteristic of democracy) to 10 (an essential characteristic of"
+        ' democracy), you rate "governments tax the rich and subsidize the poor" at 7.',
+    ),
+    ("Q255", 4, "You do not feel close at all to your village, town or city."),
+    ("Q280", 3, "Your spouse is self-employed."),
+    ("Q279", 5, "You are a homemaker, not otherwise employed."),
+    (
+        "Q48",
+        7,
+        "On a scale from 1 (no choice at all) to 10 (a great deal of choice), you rate the freedom of choice and"
+        " control you have over the way your life turns out at 7.",
+    ),
+    ("Q56", 3, "Your standard of living is about the same as your parents' was at your age."),
+    ("Q111", 3, "Asked whether the environment or economic growth should have priority, you give some other answer."),
+    ("Q286", 3, "During the past year, your family spent some of its savings."),
+    (
+        "Q42",
+        1,
+        "You believe that the entire way society is organized must be radically changed by revolutionary action.",
+    ),
+    ("Q121", 1, "You think the impact of immigrants on the development of your country is very bad."),
+    (
+        "Q152",
+        2,
+        "You think the most important goal for your country over the next ten years should be strong defence forces.",
+    ),
+    (
+        "Q153",
+        3,
+        "You think the second most important goal for your country over the next ten years should be seeing that"
+        " people have more say about how things are done at their jobs and in their communities.",
+    ),
+    ("Q173", 2, "You describe yourself as a person who is not religious."),
+    ("Q284", 1, "You work (or worked) for a government or public institution."),
+    ("Q93", 3, "You believe that Amnesty International deals with the destruction of historic monuments."),
+    ("Q171", 7, "Apart from weddings and funerals, you never or practically never attend religious services."),
+    ("Q289", 3, "You are an Orthodox Christian (Russian, Greek or another Orthodox church)."),
+    ("Q254", 5, "You do not have the nationality of the country you live in."),
+    ("Q266", 392, "You were born in Japan."),
+    ("Q267", 170, "Your mother was born in Colombia."),
+    ("Q268", 840, "Your father was born in the United States."),
+    ("Q270", 1, "You live alone."),
+    ("Q270", 3, "Your household has three members, including yourself."),
+    ("Q270", 12, "Your household has 12 members, including yourself."),
+    ("Q274", 12, "You have 12 children."),
+    ("Q262", 0, "You are 0 years old."),
+    ("Q261", 1850, "You were born in 1850."),
+    ("Q261", 2100, "You were born in 2100."),
+    ("Q223", 7, "You would cast a null (spoiled) vote if there were a national election tomorrow."),
+]
+REAL_SNAPSHOT = [
+    ("Q94", 2, "You are an active member of a church or religious organization."),
+    ("Q275", 0, "Your highest level of education is early childhood education or none at all."),
+    ("Q276", 0, "Your spouse's highest level of education is early childhood education or none at all."),
+    (
+        "Q283",
+        1,
+        "When you were 14 years old, your father worked in a professional or technical occupation, for example as a"
+        " doctor, teacher, engineer, artist, accountant or nurse.",
+    ),
+    (
+        "Q235",
+        4,
+        "You think having a strong leader who does not have to bother with parliament and elections would be a very"
+        " bad way of governing your country.",
+    ),
+    ("Q241", 0, "You think it is against democracy that governments tax the rich and subsidize the poor."),
+    ("Q91", 1, "You believe that France is not a permanent member of the United Nations Security Council."),
+    ("Q92", 2, "You believe that the headquarters of the International Monetary Fund (IMF) are in London."),
+    ("Q46", 1, "Taking all things together, you are very happy."),
+    (
+        "Q118",
+        1,
+        "You think that ordinary people like you never have to pay a bribe, give a gift or do a favor to local"
+        " officials and service providers in order to get the services they need.",
+    ),
+    ("Q266", 203, "You were born in the Czech Republic."),
+    ("Q266", 278, "You were born in the former German Democratic Republic (East Germany)."),
+    ("Q266", 44, "You were born in the Bahamas."),
+    ("Q272", 2870, "At home, you normally speak Mandarin Chinese."),
+    ("Q272", 3490, "At home, you normally speak Persian (Farsi or Dari)."),
+    ("Q290", 124001, "You are a white (Caucasian) person."),
+    ("Q290", 398033, "You are an Uzbek person."),
+    (
+        "Q223",
+        404001,
+        "You would vote for the Amani National Congress (ANC) if there were a national election tomorrow.",
+    ),
+    ("Q223", 100018, 'You would vote for "Attack" if there were a national election tomorrow.'),
+    ("Q223", 32009, 'You would vote for "Together for Change" (Macri) if there were a national election tomorrow.'),
+    (
+        "Q223",
+        807018,
+        "You would vote for the Internal Macedonian Revolutionary Organization - Democratic Party for Macedonian"
+        " National Unity (VMRO-DPMNE) if there were a national election tomorrow.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("code", "answer", "expected"), SNAPSHOT)
+def test_snapshot(catalog: Catalog, code: str, answer: int, expected: str) -> None:
+    assert catalog[code].statement(answer) == expected
+
+
+@real_data  # the real codebook's own labels
+@pytest.mark.parametrize(("code", "answer", "expected"), REAL_SNAPSHOT)
+def test_real_snapshot(catalog: Catalog, code: str, answer: int, expected: str) -> None:
+    assert catalog[code].statement(answer) == expected
+
+
+def test_country_of_residence(catalog: Catalog) -> None:
+    assert make_person(catalog, "USA", [], [])["demographics"] == ["You live in the United States."]
+    assert make_person(catalog, "JPN", [], [])["demographics"] == ["You live in Japan."]
+
+
+@real_data
+@pytest.mark.parametrize(("country", "expected"), [("NLD", "the Netherlands"), ("PHL", "the Philippines")])
+def test_real_country_of_residence(catalog: Catalog, country: str, expected: str) -> None:
+    assert make_person(catalog, country, [], [])["demographics"] == [f"You live in {expected}."]
