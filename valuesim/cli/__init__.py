@@ -1,0 +1,35 @@
+"""The `valuesim` command line: build the benchmark, evaluate programs, compile, simulate.
+
+Every command that prints results takes --json and then prints exactly one JSON object on stdout. User errors
+(`ValueSimError`: a bad file, flag or setting, an unreachable LM) are one line and exit 1; anything else is a bug
+and keeps its traceback. Shared options and that handling live in `options.py`; a command is a plain function in
+one of the modules, registered here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+# LiteLLM fetches its price table from the internet at import unless told to use the copy it ships; prices then work
+# offline (and on clusters without network) and the "Failed to fetch remote model cost map" lines go away.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from valuesim.cli import bench, run  # noqa: E402
+from valuesim.cli.data import data_app  # noqa: E402
+from valuesim.cli.options import fail, handled, parse_settings  # noqa: E402
+
+app = typer.Typer(
+    help="Simulate how one person answers value questions (WVS-7), with DSPy programs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data")
+app.command()(run.evaluate)
+app.command("compile")(run.compile_cmd)
+app.command()(run.simulate)
+app.command()(bench.bench)
+app.command()(bench.ui)
+
+__all__ = ["app", "fail", "handled", "parse_settings"]

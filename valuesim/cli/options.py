@@ -1,0 +1,161 @@
+"""What the commands share: every option declared once (typer `Annotated` aliases), the consoles, and the one
+place where errors, warnings and stdout are handled."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+
+import typer
+from rich.console import Console
+
+from valuesim import config
+from valuesim.errors import ValueSimError
+
+if TYPE_CHECKING:
+    from valuesim.data.benchmark import Benchmark
+    from valuesim.runner import Setup
+
+console = Console(stderr=True, soft_wrap=True)  # tables and progress go to stderr so --json stdout stays clean
+out = Console(soft_wrap=True)
+
+PROGRAM_NAMES = "random, majority, country, cell, knn, ml, demographics, rag, full-info, backstory, valuesim"
+LM_PROGRAM_NAMES = "valuesim, backstory, full-info, rag, demographics"
+
+# Data selection
+Data = Annotated[Path | None, typer.Option(help="Built benchmark [default: data/benchmark]")]
+Split = Annotated[Literal["train", "dev", "test"], typer.Option(help="Respondent split")]
+Fold = Annotated[int, typer.Option(min=1, max=5, help="Question fold 1-5")]
+History = Annotated[int, typer.Option(min=0, help="Number of known profile answers (0, 58, 116, 174, 232 or any)")]
+Protocol = Annotated[
+    Literal["values", "reference"],
+    typer.Option(help="values (demographics known, value questions held out) or reference (the paper's)"),
+]
+Persons = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="A seeded, country-stratified sample of N persons (the same for every program and history)"
+    ),
+]
+Questions = Annotated[int | None, typer.Option(min=1, help="Only the first M held-out questions per person")]
+Seed = Annotated[int, typer.Option(help="Seed for sampling (persons, splits, optimizer) and the bootstrap")]
+
+# Program and LM
+Program = Annotated[
+    str,
+    typer.Option(
+        help=f"Program name ({PROGRAM_NAMES}) or a compiled program: runs:/<run_id>, models:/<name>/<version>, "
+        "models:/<name>@<alias> or a saved folder"
+    ),
+]
+LM = Annotated[
+    str,
+    typer.Option(help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
+]
+ApiBase = Annotated[
+    str | None, typer.Option(help="API base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
+]
+Threads = Annotated[int, typer.Option(min=1, help="Parallel predictions (use >1 only for remote LMs)")]
+Timeout = Annotated[
+    float, typer.Option(min=1, help="Seconds a remote LM call may take; then retried 3 times, then the item fails")
+]
+Settings = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"),
+]
+
+# Runs and output
+RunDir = Annotated[Path | None, typer.Option(help="Folder keeping this run's predictions [default: runs/<name>]")]
+Resamples = Annotated[
+    int, typer.Option(min=0, help="Bootstrap draws over persons for the 95% confidence intervals (0: none)")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout")]
+
+# Warnings users cannot act on, hidden by the start of their message; every other warning shows.
+QUIET_WARNINGS = [
+    r"Workbook contains no default style",  # openpyxl, on WVS exports
+    r"Pydantic serializer warnings",  # LiteLLM's response objects
+    r"The ``noload`` loader strategy is deprecated",  # SQLAlchemy, inside MLflow's store
+    r"For backward compatibility, 'str' dtypes are included",  # pandas 3, inside mlflow.log_table
+]
+
+
+def fail(message: str) -> NoReturn:
+    """A user error: one line, exit 1, no traceback."""
+    console.print(f"[red]Error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def handled(as_json: bool = False) -> Iterator[None]:
+    """What every command runs inside: user errors as one line, known-noisy warnings hidden, and library prints
+    (DSPy optimizers print to stdout) sent to stderr under --json so stdout stays one JSON object."""
+    with warnings.catch_warnings():
+        for message in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            if as_json:
+                with redirect_stdout(sys.stderr):
+                    yield
+            else:
+                yield
+        except ValueSimError as e:
+            fail(str(e))
+
+
+def open_benchmark(data: Path | None) -> Benchmark:
+    """The built benchmark at --data (default data/benchmark); call inside `handled` (a missing one is an error)."""
+    from valuesim.data.benchmark import Benchmark
+
+    return Benchmark(data or config.data_dir())
+
+
+def make_setup(settings: list[str] | None, **fields: Any) -> Setup:
+    """The run's Setup from the command's options, with --set pairs parsed."""
+    from valuesim.runner import Setup
+
+    return Setup(settings=parse_settings(settings), **fields)
+
+
+def parse_settings(pairs: list[str] | None) -> dict[str, Any]:
+    """--set key=value pairs; values read as JSON when they parse (numbers, true/false), else as text."""
+    settings: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--set takes key=value, got {pair!r}")
+        try:
+            settings[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key.strip()] = value
+    return settings
+
+
+def int_list(flag: str, text: str, low: int, high: int | None) -> list[int]:
+    """A comma-separated list of integers within [low, high], or a one-line error naming the flag."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        fail(f"{flag} takes comma-separated integers, e.g. {flag} 0,58,232; got {text!r}")
+    bad = [v for v in values if v < low or (high is not None and v > high)]
+    if not values or bad:
+        allowed = f"{low}-{high}" if high is not None else f">= {low}"
+        fail(f"{flag} takes comma-separated integers {allowed}; got {text!r}")
+    return values
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=_jsonable) + "\n")
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "to_dict"):
+        return o.to_dict(orient="records") if hasattr(o, "columns") else o.to_dict()
+    if hasattr(o, "__dict__"):
+        return o.__dict__
+    return str(o)
