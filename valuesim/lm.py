@@ -1,7 +1,8 @@
 """The one place that builds language models.
 
 `build_lm("gemma")` / `build_lm("smollm2")` / `build_lm("path/to/model.gguf")` run a GGUF model in-process through
-llama.cpp (`LlamaCppEngine`, plugged into DSPy 3.4's engine hook); any other string is a LiteLLM model string
+llama.cpp (`LlamaCppEngine`, plugged into DSPy 3.4's engine hook); `build_lm("dummy")` answers the first option
+without a model (lm_dummy.py); any other string is a LiteLLM model string
 (`build_lm("openai/gpt-4o-mini")`, `build_lm("ollama_chat/qwen3", api_base="http://localhost:11434")`).
 
 DSPy's engine protocol (dspy.clients.engines.base): `dspy.LM(model, engine=obj)` hands `obj.complete(request)` one
@@ -543,6 +544,10 @@ def build_lm(
         return dspy.LM(model, temperature=temperature, max_tokens=max_tokens, **kw)
     if api_base is not None:
         raise ValueSimError(f"api_base is for LiteLLM models; {model!r} runs in-process, so drop api_base.")
+    if model == "dummy":  # --lm dummy: the first option, no model (a dry run of the harness)
+        from valuesim.lm_dummy import dummy_lm
+
+        return dummy_lm(temperature, max_tokens)
     path = resolve_model(model)
     engine_kw = {key: kw.pop(key) for key in ("n_ctx", "n_threads", "seed", "prefix_cache") if key in kw}
     engine = LlamaCppEngine(path, temperature=temperature, max_tokens=max_tokens, **engine_kw)
@@ -578,6 +583,8 @@ def lm_info(lm: dspy.LM) -> dict[str, Any]:
             n_ctx=engine.n_ctx,
             seed=engine.seed,
         )
+    elif lm.model == "dummy":
+        info.update(engine="dummy")
     else:
         info.update(engine="litellm", api_base=lm.kwargs.get("api_base"))
     return info
