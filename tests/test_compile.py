@@ -217,6 +217,15 @@ def test_save_and_load_a_folder(tmp_path: Path) -> None:
     assert [m for _, m in got_calls] == [m for _, m in want_calls]  # the same prompts, demos included
 
 
+def old_coordinator_state(path: Path) -> None:
+    """The coordinator as saved before its views became typed fields (backstory, question, options, views, answer)."""
+    state = json.loads(path.read_text())
+    fields = state["coordinator"]["signature"]["fields"]
+    views = {"prefix": "Views:", "description": "each view's answer and analysis"}
+    state["coordinator"]["signature"]["fields"] = [*fields[:3], views, fields[-1]]
+    path.write_text(json.dumps(state))
+
+
 @pytest.mark.parametrize(
     ("damage", "file", "fragment"),
     [
@@ -225,8 +234,9 @@ def test_save_and_load_a_folder(tmp_path: Path) -> None:
         (lambda f: (f / "valuesim.json").write_text("[1, 2"), "valuesim.json", "corrupt"),
         (lambda f: (f / "valuesim.json").write_text('{"settings": {}}'), "valuesim.json", "corrupt"),
         (lambda f: (f / "valuesim.json").write_text('{"program": "nope"}'), "valuesim.json", "unknown program 'nope'"),
+        (lambda f: old_coordinator_state(f / "program.json"), "program.json", "'coordinator' was saved with 5 fields"),
     ],
-    ids=["corrupt-state", "missing-state", "corrupt-meta", "meta-without-program", "unknown-program"],
+    ids=["corrupt-state", "missing-state", "corrupt-meta", "meta-without-program", "unknown-program", "old-fields"],
 )
 def test_damaged_program_folder(tmp_path: Path, damage, file: str, fragment: str) -> None:
     folder = save_program(compiled_valuesim(), "valuesim", tmp_path / "prog")

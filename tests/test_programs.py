@@ -83,11 +83,11 @@ def test_valuesim_disagreeing_views_call_the_coordinator_once_and_it_decides() -
     assert lm.count("coordinator") == 1 and lm.names()[-1] == "coordinator"
     assert pred.coordinated is True
     assert pred.answer == "4"  # neither the majority of the views ("1") nor any view's answer: the coordinator's
-    # the coordinator sees every view's answer, its label and its analysis, plus the backstory and the question
+    # the coordinator sees every view's answer and analysis in its own field, plus the backstory and the question
     (user,) = lm.users("coordinator")
-    assert "cognitive: answer 1 (Very important). cognitive analysis" in user
-    assert "affective: answer 2 (Rather important). affective analysis" in user
-    assert "behavioral: answer 1 (Very important). behavioral analysis" in user
+    for view, answer in (("cognitive", "1"), ("affective", "2"), ("behavioral", "1")):
+        assert f"[[ ## {view}_answer ## ]]\n{answer}\n" in user, view
+        assert f"[[ ## {view}_analysis ## ]]\n{view} analysis\n" in user, view
     assert pred.backstory in user and ex.question_text in user
 
 
@@ -251,7 +251,11 @@ PERSON_INPUTS = {
     Cognitive: {"backstory": "You grew up in Osaka."},
     Affective: {"backstory": "You grew up in Osaka."},
     Behavioral: {"backstory": "You grew up in Osaka."},
-    Coordinate: {"backstory": "You grew up in Osaka.", "views": ["cognitive: answer 1", "affective: answer 2"]},
+    Coordinate: {
+        "backstory": "You grew up in Osaka.",
+        **{f"{v}_answer": "1" for v in ("cognitive", "affective", "behavioral")},
+        **{f"{v}_analysis": f"{v} analysis" for v in ("cognitive", "affective", "behavioral")},
+    },
     AnswerFromBackstory: {"backstory": "You grew up in Osaka."},
     AnswerFromProfile: {"demographics": DEMOGRAPHICS, "profile": PROFILE},
     AnswerFromDemographics: {"demographics": DEMOGRAPHICS},

@@ -83,11 +83,12 @@ FIELD_VALUES = {
     "backstory": BACKSTORY,
     "question": QUESTION,
     "options": OPTIONS,
-    "views": [
-        "cognitive: answer 1 (Very important). You hold that family comes first.",
-        "affective: answer 2 (Rather important). You feel close to your brothers but far from your parents.",
-        "behavioral: answer 1 (Very important). You visit your family every week.",
-    ],
+    "cognitive_answer": "1",
+    "cognitive_analysis": "You hold that family comes first.",
+    "affective_answer": "2",
+    "affective_analysis": "You feel close to your brothers but far from your parents.",
+    "behavioral_answer": "1",
+    "behavioral_analysis": "You visit your family every week.",
 }
 
 

@@ -107,7 +107,8 @@ def log_prompts(program, example) -> None:
         **example.inputs(),
         "question": example.question_text,
         "backstory": "<the person's backstory>",
-        "views": ["<cognitive view>", "<affective view>", "<behavioral view>"],
+        **{f"{v}_answer": f"<{v} view's answer>" for v in ("cognitive", "affective", "behavioral")},
+        **{f"{v}_analysis": f"<{v} view's analysis>" for v in ("cognitive", "affective", "behavioral")},
         "word_budget": 250,
     }
     adapter = OptionsAdapter()

@@ -53,7 +53,22 @@ def load_program(path: str | Path) -> tuple[dspy.Module, dict]:
         program.load(str(state_file))
     except Exception as e:  # noqa: BLE001 - DSPy raises many kinds for a bad state file
         raise ProgramLoadError(f"{state_file}: cannot be loaded into {name} ({type(e).__name__}: {e})") from None
+    check_fields(program, json.loads(state_file.read_text()), state_file)
     return program, meta
+
+
+def check_fields(program: dspy.Module, state: dict, state_file: Path) -> None:
+    """Refuse a state saved for other signature fields: DSPy pairs saved and current fields by position, so a
+    predictor whose fields changed (the coordinator's `views` became six typed fields) would load shifted field
+    descriptions without an error."""
+    for name, predictor in program.named_predictors():
+        saved = state.get(name, {}).get("signature", {}).get("fields")
+        if saved is not None and len(saved) != len(predictor.signature.fields):
+            raise ProgramLoadError(
+                f"{state_file}: predictor {name!r} was saved with {len(saved)} fields, its signature "
+                f"{predictor.signature.__name__} now has {len(predictor.signature.fields)} (saved by an older "
+                "ValueSim); compile it again"
+            )
 
 
 def resolve_uri(uri: str) -> Path:

@@ -126,10 +126,7 @@ class ValueSim(dspy.Module):
                 backstory=backstory,
                 question=question_text,
                 options=options,
-                views=[
-                    f"{name}: answer {v.answer} ({options.get(v.answer, '?')}). {v.analysis}"
-                    for name, v in views.items()
-                ],
+                **{f"{name}_{field}": v[field] for name, v in views.items() for field in ("answer", "analysis")},
             ).answer
         else:
             final = answers["cognitive"]
