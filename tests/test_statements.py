@@ -14,6 +14,7 @@ from valuesim.data import statements
 from valuesim.data.benchmark import make_person
 from valuesim.data.catalog import Catalog, Question
 from valuesim.data.statements import render_statement
+from valuesim.errors import ValueSimError
 
 YEARS = [1925, 1971, 2004]
 AGES = [18, 46, 97]
@@ -36,8 +37,8 @@ def all_answers(question: Question) -> dict[int, str]:
 def rendered(catalog: Catalog, monkeypatch_module) -> dict[str, dict[int, str]]:
     """All statements, with the generic fallback made to fail: no question may need it."""
 
-    def no_fallback(question: Question, answer: int, label: str) -> str:
-        raise AssertionError(f"{question.code}={answer} ({label!r}) fell back to the generic sentence")
+    def no_fallback(code: str, text: str, label: str) -> str:
+        raise AssertionError(f"{code} ({label!r}) fell back to the generic sentence")
 
     monkeypatch_module.setattr(statements, "_fallback", no_fallback)
     return {q.code: {a: render_statement(q, a) for a in all_answers(q)} for q in catalog}
@@ -96,7 +97,7 @@ def test_options_of_a_question_give_different_statements(catalog: Catalog, rende
 
 def test_every_question_has_exactly_one_table(catalog: Catalog) -> None:
     tables = {
-        "groups": set(statements._FORM_OF),
+        "groups": set(statements.FORMS),
         "sentences": set(statements.SENTENCES),
         "templates": set(statements.TEMPLATES),
         "special": set(statements.SPECIAL),
@@ -365,3 +366,15 @@ def test_country_of_residence(catalog: Catalog) -> None:
 @pytest.mark.parametrize(("country", "expected"), [("NLD", "the Netherlands"), ("PHL", "the Philippines")])
 def test_real_country_of_residence(catalog: Catalog, country: str, expected: str) -> None:
     assert make_person(catalog, country, [], [])["demographics"] == [f"You live in {expected}."]
+
+
+def test_statement_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "statements.toml"
+    bad.write_text('[membership]\nQ94 = "a church\n')
+    with pytest.raises(ValueSimError, match=rf"{re.escape(str(bad))}: not valid TOML"):
+        statements.load(bad)
+    bad.write_text('[membership]\nQ94 = "a church"\n')
+    with pytest.raises(ValueSimError, match=r"statements.toml: missing tables \['groups'"):
+        statements.load(bad)
+    with pytest.raises(ValueSimError, match="not found"):
+        statements.load(tmp_path / "absent.toml")

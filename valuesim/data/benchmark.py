@@ -126,12 +126,12 @@ def replace_dir(new: Path, target: Path) -> None:
 
 
 def code_version() -> str:
-    """valuesim's version plus a hash of the files that shape a benchmark (ingest, catalog, statements, split)."""
+    """valuesim's version plus a hash of the files that shape a benchmark (ingest, catalog, statement tables, split)."""
     from importlib.metadata import version
 
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("benchmark.py", "ingest.py", "catalog.py", "statements.py", "aliases.py"):
+    for name in ("benchmark.py", "ingest.py", "catalog.py", "statements.py", "statements.toml", "aliases.py"):
         h.update((here / name).read_bytes())
     return f"{version('valuesim')}+{h.hexdigest()[:8]}"
 

@@ -8,7 +8,7 @@ scale benchmarks run on a folder this module writes instead:
     countries/<ALPHA3>.xlsx                                  labelled exports (`xlsx=True`)
     WVS_Cross-National_Wave_7_csv_v6_0.csv                   the numeric cross-national layout (`csv=True`)
 
-Option labels come from the project's own statement tables (valuesim/data/statements.py), so every answer renders
+Option labels come from the project's own statement tables (valuesim/data/statements.toml), so every answer renders
 as a statement; nothing is taken from the WVS files. Answers follow a latent-trait model (three person traits
 around a country mean, per-question loadings, a per-country shift per question), so neighbours, countries and
 demographic cells carry some signal, as in real data. The labelled files carry the mess the real exports have:
@@ -104,7 +104,7 @@ def question_options(code: str, alpha3: Sequence[str]) -> tuple[dict[int, str], 
     if code in st.NUMBERS:  # counts: codes 0-7 labelled with digits, the last "7 or more"
         codes = sorted(st.SENTENCES[code])
         return {c: str(c) if c < codes[-1] else f"{c} or more" for c in codes}, True
-    form = st._FORM_OF.get(code)
+    form = st.FORMS.get(code)
     if form is not None:
         words = [k for k in form.answers if k != "#"]
         if "#" in form.answers:  # a 1-10 scale: digits, ends labelled with words, extra answers after 10
@@ -130,7 +130,7 @@ def _codebook_spelling(code: str, options: dict[int, str]) -> dict[int, str]:
     """Where aliases.py says a release spells an option differently from the codebook ("Incomes should be made
     more equal" in the files, "Incomes more equal" in the codebook), the codebook gets the codebook spelling, so
     the labelled files can carry the release spelling. Only where the statement still renders from that label."""
-    form = st._FORM_OF.get(code)
+    form = st.FORMS.get(code)
     keyed_on_label = form is not None and "#" not in form.answers
     by_label = {st._norm(label): c for c, label in options.items()}
     out = dict(options)
