@@ -1,11 +1,16 @@
-"""Every WVS-7 answer renders to a natural second-person sentence (valuesim/data/statements.py).
+"""Every WVS-7 answer renders to a natural second-person sentence (valuesim/data/statements.py and .toml), and the
+catalog stores the sentences, rendered once when it is built.
 
 The catalog is conftest's: the real codebook when it is there, else the synthetic one (whose options come from these
 same tables). Sentences of the real codebook's own labels and parties are marked `real_data`."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +18,6 @@ import pytest
 from valuesim.data import statements
 from valuesim.data.benchmark import make_person
 from valuesim.data.catalog import Catalog, Question
-from valuesim.data.statements import render_statement
 from valuesim.errors import ValueSimError
 
 YEARS = [1925, 1971, 2004]
@@ -35,13 +39,13 @@ def all_answers(question: Question) -> dict[int, str]:
 
 @pytest.fixture(scope="module")
 def rendered(catalog: Catalog, monkeypatch_module) -> dict[str, dict[int, str]]:
-    """All statements, with the generic fallback made to fail: no question may need it."""
+    """All statements rendered again, with the generic fallback made to fail: no question may need it."""
 
     def no_fallback(code: str, text: str, label: str) -> str:
         raise AssertionError(f"{code} ({label!r}) fell back to the generic sentence")
 
     monkeypatch_module.setattr(statements, "_fallback", no_fallback)
-    return {q.code: {a: render_statement(q, a) for a in all_answers(q)} for q in catalog}
+    return {q.code: statements.statements_for(q.code, all_answers(q), q.text) for q in catalog}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +57,7 @@ def monkeypatch_module():
 def test_every_question_and_option_renders(catalog: Catalog, rendered: dict[str, dict[int, str]]) -> None:
     assert len(rendered) == 290
     assert all(rendered[q.code] for q in catalog)  # every question has answers, all rendered without the fallback
+    assert all(q.statements == rendered[q.code] for q in catalog)  # what the catalog stored at build
     for code in ("Q223", "Q290"):  # per-country lists included
         assert set(rendered[code]) >= {c for options in catalog[code].country_options.values() for c in options}
 
@@ -166,44 +171,81 @@ def test_every_question_has_exactly_one_table(catalog: Catalog) -> None:
     ],
 )
 def test_expected_sentences(catalog: Catalog, code: str, answer: int, expected: str) -> None:
-    assert render_statement(catalog[code], answer) == expected
-    assert catalog[code].statement(answer) == expected  # the Question method goes through the same function
+    assert catalog[code].statement(answer) == expected
 
 
 @real_data  # the real codebook's labels
 def test_codebook_artefacts_are_cleaned(catalog: Catalog) -> None:
-    occupation = render_statement(catalog["Q281"], 1)
+    occupation = catalog["Q281"].statement(1)
     assert "(for example" not in occupation and "doctor" in occupation
-    assert "NIRL" not in render_statement(catalog["Q223"], 909004)  # "NIRL: Green Party"
-    kenya = render_statement(catalog["Q223"], 404001)  # "Amani National Congress ANC Amani National Congress"
+    assert "NIRL" not in catalog["Q223"].statement(909004)  # "NIRL: Green Party"
+    kenya = catalog["Q223"].statement(404001)  # "Amani National Congress ANC Amani National Congress"
     assert kenya.count("Amani") == 1
 
 
 @pytest.mark.parametrize(("code", "answer"), [("Q1", 7), ("Q1", -1), ("Q223", 999999), ("Q290", 5), ("Q274", 99)])
 def test_unknown_answer_raises(catalog: Catalog, code: str, answer: int) -> None:
     with pytest.raises(ValueError, match=rf"{code}\b.*{answer}"):
-        render_statement(catalog[code], answer)
+        catalog[code].statement(answer)
 
 
 def test_integral_floats_read_as_codes(catalog: Catalog) -> None:
-    assert render_statement(catalog["Q164"], 5.0) == render_statement(catalog["Q164"], 5)
+    assert catalog["Q164"].statement(5.0) == catalog["Q164"].statement(5)
     with pytest.raises(ValueError, match="Q164"):
-        render_statement(catalog["Q164"], 5.5)
+        catalog["Q164"].statement(5.5)
     with pytest.raises(ValueError, match="Q164"):
-        render_statement(catalog["Q164"], None)
+        catalog["Q164"].statement(None)
 
 
 @pytest.mark.parametrize(("code", "answer"), [("Q261", 46), ("Q261", -1), ("Q262", 1971), ("Q262", -2)])
 def test_implausible_numbers_raise(catalog: Catalog, code: str, answer: int) -> None:
-    with pytest.raises(ValueError, match=code):
-        render_statement(catalog[code], answer)
+    with pytest.raises(ValueError, match=rf"{code}: {answer} is not a plausible answer \(.*: \d+-\d+\)"):
+        catalog[code].statement(answer)
 
 
-def test_saved_catalog_renders_the_same(catalog: Catalog, tmp_path: Path) -> None:
+def test_saved_catalog_holds_the_statements(catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     catalog.save(tmp_path / "catalog.json")
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("a saved catalog was rendered again")
+
+    monkeypatch.setattr(statements, "statements_for", no_rendering)
+    monkeypatch.setattr(statements, "country_phrase", no_rendering)
     loaded = Catalog.load(tmp_path / "catalog.json")
-    for code, answer in [("Q1", 1), ("Q223", 840002), ("Q290", 840001), ("Q106", 4)]:
+    assert all(loaded[q.code].statements == q.statements for q in catalog)
+    assert loaded.country_phrases == catalog.country_phrases and loaded.country_phrase("USA") == "the United States"
+    for code, answer in [("Q1", 1), ("Q223", 840002), ("Q290", 840001), ("Q106", 4), ("Q261", 1971)]:
         assert loaded[code].statement(answer) == catalog[code].statement(answer)
+
+
+def test_catalog_saved_without_statements_renders_them_on_load(catalog: Catalog, tmp_path: Path) -> None:
+    """A benchmark built before the catalog stored statements keeps working until it is rebuilt."""
+    catalog.save(tmp_path / "catalog.json")
+    data = json.loads((tmp_path / "catalog.json").read_text())
+    del data["country_phrases"]
+    for q in data["questions"]:
+        del q["statements"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = Catalog.load(tmp_path / "old.json")
+    assert all(old[q.code].statements == q.statements for q in catalog)
+    assert old.country_phrases == catalog.country_phrases
+
+
+def test_a_label_without_a_sentence_stops_the_build(synthetic_wvs: Path, tmp_path: Path) -> None:
+    for name in ("codebook.json", "questions.json", "question_metadata.json"):
+        shutil.copy(synthetic_wvs / name, tmp_path / name)
+    codebook = json.loads((tmp_path / "codebook.json").read_text())
+    codebook["Q1"]["choices"]["1"] = "Extremely important"
+    (tmp_path / "codebook.json").write_text(json.dumps(codebook))
+    with pytest.raises(ValueSimError, match=r"codebook.json: Q1: no sentence for the option 'Extremely important'"):
+        Catalog.from_wvs(tmp_path)
+
+
+def test_statements_module_does_not_import_the_catalog() -> None:
+    """The renderer knows question codes and labels, not the catalog: catalog.py -> statements.py, one way."""
+    code = "import sys, valuesim.data.statements; print('valuesim.data.catalog' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 # Snapshot of the rendered text, one or more answers per table kind (group forms, per-answer sentences, templates

@@ -2,7 +2,7 @@
 
 Layout of a built benchmark (`valuesim data build`, default `data/benchmark/`, gitignored):
 
-    catalog.json              the question catalog (wording, options, statements need no WVS files)
+    catalog.json              the question catalog: wording, options, every answer's statement (no WVS files needed)
     manifest.json             seed, split sizes, dataset fingerprint, ingest report
     respondents/              HF dataset: person_id, country, split, Q1..Q290 codes (None = missing)
     reference/, values/       HF DatasetDict (train/dev/test), one row per person and fold
@@ -32,7 +32,6 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from valuesim import config
 from valuesim.data.catalog import Catalog
 from valuesim.data.ingest import IngestReport, fingerprint, read_wvs_dir
-from valuesim.data.statements import country_phrase
 from valuesim.errors import NotFoundError, ValueSimError
 
 PROTOCOLS = ("values", "reference")
@@ -351,7 +350,7 @@ def make_person(catalog: Catalog, country: str, demographics: list[dict], profil
     return {
         "country": country,
         "known": known,
-        "demographics": [f"You live in {country_phrase(catalog.country_name(country))}."]
+        "demographics": [f"You live in {catalog.country_phrase(country)}."]
         + [catalog[i["q"]].statement(i["a"]) for i in demo_items],
         "profile": [catalog[i["q"]].statement(i["a"]) for i in value_items],
     }

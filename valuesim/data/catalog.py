@@ -1,7 +1,8 @@
 """The question catalog: wording, ordered options, category, scale type and statements for Q1-Q290.
 
 Built from the WVS files the user gives (`codebook.json`, `questions.json`, `question_metadata.json`) and saved
-next to the built benchmark, so programs and `simulate` need no WVS files at run time.
+next to the built benchmark, so programs and `simulate` need no WVS files at run time. Every answer's statement
+(valuesim/data/statements.py) is rendered once here, at `valuesim data build`, and saved with the catalog.
 
 Answer codes are the codebook's numeric codes (the ones the official cross-national CSV uses), so a labelled
 export and the CSV map to the same codes.
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from valuesim.data.statements import MEMBERSHIP, render_statement
+from valuesim.data import statements
 from valuesim.errors import NotFoundError, UnknownKeyError, ValueSimError
 
 VALUE_RANGE = range(1, 260)  # Q1-Q259 are value questions; Q260-Q290 demographics
@@ -47,7 +48,7 @@ NOMINAL_EXTRA = {"Q42", "Q91", "Q92", "Q93", "Q152", "Q153", "Q154", "Q155", "Q1
 
 # questions.json puts the wording of Q94-Q105 in another order than the variables (the codebook, which the data
 # follows, says Q95 is sport or recreation while questions.json asks about labor unions): the catalog uses
-# statements.MEMBERSHIP, in the codebook's order.
+# statements.toml's [membership], in the codebook's order.
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class Question:
     open: bool = False  # free number / huge code list: profile-only
     country_options: dict[str, dict[int, str]] = field(default_factory=dict)  # for COUNTRY_SPECIFIC items
     missing: dict[int, str] = field(default_factory=dict)  # negative codebook codes: Don't know, No answer, ...
+    # answer code -> second-person sentence, rendered at build: every option (per-country ones included) or, for
+    # a free number, every plausible value
+    statements: dict[int, str] = field(default_factory=dict)
 
     @property
     def number(self) -> int:
@@ -74,8 +78,22 @@ class Question:
         return self.options
 
     def statement(self, answer: int) -> str:
-        """The answer as a second-person sentence ("Family is very important in your life.")."""
-        return render_statement(self, answer)
+        """The answer as a second-person sentence ("Family is very important in your life.").
+
+        Raises ValueError if `answer` is not one of the question's answer codes (or, for a free number such as the
+        year of birth, not a plausible value)."""
+        try:  # data frames hand over 5.0 or numpy integers; the sentence must say "5"
+            code = int(answer)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.code}: {answer!r} is not an answer code") from None
+        if code != answer:
+            raise ValueError(f"{self.code}: {answer!r} is not an answer code")
+        if code in self.statements:
+            return self.statements[code]
+        if self.code in NUMERIC_ITEMS and self.statements:
+            low, high = min(self.statements), max(self.statements)
+            raise ValueError(f"{self.code}: {code} is not a plausible answer ({self.label}: {low}-{high})")
+        raise ValueError(f"{self.code}: {code!r} is not an answer code of this question ({self.label})")
 
     def position(self, answer: int, country: str | None = None) -> int | None:
         """0-based rank of an answer on the scale (for MAE and distributions)."""
@@ -92,12 +110,24 @@ def clean_label(label: str) -> str:
 class Catalog:
     """All questions by code, in questionnaire order."""
 
-    def __init__(self, questions: list[Question], countries: dict[str, str] | None = None):
+    def __init__(
+        self,
+        questions: list[Question],
+        countries: dict[str, str] | None = None,
+        country_phrases: dict[str, str] | None = None,
+    ):
         self.questions = {q.code: q for q in questions}
         self.countries = countries or {}  # ISO alpha-3 -> name
+        if country_phrases is None:  # a new catalog (or one saved without them): rendered from the names
+            country_phrases = {a3: statements.country_phrase(name) for a3, name in self.countries.items()}
+        self.country_phrases = country_phrases  # ISO alpha-3 -> the name as it reads in a sentence
 
     def country_name(self, alpha3: str) -> str:
         return self.countries.get(alpha3, alpha3)
+
+    def country_phrase(self, alpha3: str) -> str:
+        """The country as it reads in a sentence ("the United States")."""
+        return self.country_phrases.get(alpha3, alpha3)
 
     def __getitem__(self, code: str) -> Question:
         try:
@@ -147,26 +177,30 @@ class Catalog:
                 options = shared
             m = meta.get(code, {})
             text = wording.get(code, {}).get("question_text") or entry["question"]
-            if code in MEMBERSHIP:
-                text = f"Are you an active member, an inactive member, or not a member of {MEMBERSHIP[code]}?"
-            questions.append(
-                Question(
-                    code=code,
-                    label=clean_label(entry["question"]),
-                    text=clean_label(text),
-                    options=options,  # open items keep their code labels (country names, languages) for statements
-                    category=m.get("category") or _section(n),
-                    ordinal=(m.get("answer_data_type") == "ordinal") if m else code not in NOMINAL_EXTRA,
-                    kind="value" if n in VALUE_RANGE else "demographic",
-                    open=code in OPEN_ITEMS,
-                    country_options=country_options,
-                    missing={int(c): lab for c, lab in entry["choices"].items() if int(c) < 0},
-                )
+            if code in statements.MEMBERSHIP:
+                org = statements.MEMBERSHIP[code]
+                text = f"Are you an active member, an inactive member, or not a member of {org}?"
+            question = Question(
+                code=code,
+                label=clean_label(entry["question"]),
+                text=clean_label(text),
+                options=options,  # open items keep their code labels (country names, languages) for statements
+                category=m.get("category") or _section(n),
+                ordinal=(m.get("answer_data_type") == "ordinal") if m else code not in NOMINAL_EXTRA,
+                kind="value" if n in VALUE_RANGE else "demographic",
+                open=code in OPEN_ITEMS,
+                country_options=country_options,
+                missing={int(c): lab for c, lab in entry["choices"].items() if int(c) < 0},
             )
+            questions.append(with_statements(question, wvs_dir / "codebook.json"))
         return cls(questions, countries=dict(alpha))
 
     def save(self, path: str | Path) -> None:
-        data = {"countries": self.countries, "questions": [asdict(q) for q in self]}
+        data = {
+            "countries": self.countries,
+            "country_phrases": self.country_phrases,
+            "questions": [asdict(q) for q in self],
+        }
         Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1))
 
     @classmethod
@@ -177,8 +211,25 @@ class Catalog:
             r["options"] = {int(k): v for k, v in r["options"].items()}
             r["country_options"] = {c: {int(k): v for k, v in o.items()} for c, o in r["country_options"].items()}
             r["missing"] = {int(k): v for k, v in r["missing"].items()}
+            if "statements" not in r:  # saved by an older valuesim: render them now (rebuilding stores them)
+                questions.append(with_statements(Question(**r), path))
+                continue
+            r["statements"] = {int(k): v for k, v in r["statements"].items()}
             questions.append(Question(**r))
-        return cls(questions, countries=data["countries"])
+        return cls(questions, countries=data["countries"], country_phrases=data.get("country_phrases"))
+
+
+def with_statements(question: Question, source: Path) -> Question:
+    """The question with every answer's statement rendered; a label no statement table knows is an error naming
+    `source` (the codebook it came from)."""
+    options = dict(question.options)
+    for country_options in question.country_options.values():
+        options.update(country_options)  # per-country codes (<country> * 1000 + n) are unique
+    try:
+        rendered = statements.statements_for(question.code, options, question.text)
+    except ValueError as e:
+        raise ValueSimError(f"{source}: {e}") from None
+    return replace(question, statements=rendered)
 
 
 def _section(n: int) -> str:

@@ -196,30 +196,6 @@ def _number(code: str, answer: int) -> str:
     return SENTENCES.get(code, {}).get(answer) or NUMBERS[code]["sentence"].format(n=answer)
 
 
-def render_statement(question, answer: int) -> str:
-    """One answer of a catalog question as a sentence (until the catalog stores them)."""
-    code = question.code
-    try:  # data frames hand over 5.0 or numpy integers; the sentence must say "5"
-        whole = int(answer)
-    except (TypeError, ValueError):
-        raise ValueError(f"{code}: {answer!r} is not an answer code") from None
-    if whole != answer:
-        raise ValueError(f"{code}: {answer!r} is not an answer code")
-    answer = whole
-    if code in NUMBERS:
-        low, high = NUMBERS[code]["range"]
-        if not low <= answer <= high:
-            raise ValueError(f"{code}: {answer} is not a plausible answer ({question.label}: {low}-{high})")
-        return _number(code, answer)
-    options = dict(question.options)
-    for country_options in question.country_options.values():
-        options.update(country_options)
-    if answer not in options:
-        raise ValueError(f"{code}: {answer!r} is not an answer code of this question ({question.label})")
-    sentence = _render(code, answer, options[answer], question.text)
-    return sentence[0].upper() + sentence[1:]
-
-
 def statements_for(code: str, options: dict[int, str], text: str = "") -> dict[int, str]:
     """Every answer of a question as a second-person sentence, by answer code.
 
