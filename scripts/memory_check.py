@@ -29,4 +29,4 @@ print(f"start rss {rss_mb():.0f} MB", flush=True)
 for ex in examples:
     t0 = time.perf_counter()
     pred = program(**ex.inputs())
-    print(f"{ex.question} -> {pred.answer} {time.perf_counter() - t0:.1f}s rss {rss_mb():.0f} MB", flush=True)
+    print(f"{ex.question_code} -> {pred.answer} {time.perf_counter() - t0:.1f}s rss {rss_mb():.0f} MB", flush=True)

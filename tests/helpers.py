@@ -122,14 +122,14 @@ PROFILE = [
     "You have quite a lot of confidence in the police.",
 ]
 
-INPUTS = ("person_id", "country", "known", "demographics", "profile", "question", "question_text", "options")
+INPUTS = ("person_id", "country", "known", "demographics", "profile", "question_code", "question", "options")
 
 
 def make_ex(
-    question: str = "Q1",
+    question_code: str = "Q1",
     answer: str | None = "1",
     options: dict[str, str] | None = None,
-    question_text: str | None = None,
+    question: str | None = None,
     person_id: str = "JPN-1",
     country: str = "JPN",
     demographics: list[str] | None = None,
@@ -145,8 +145,8 @@ def make_ex(
         known=known if known is not None else {"Q260": 2, "Q262": 34},
         demographics=list(DEMOGRAPHICS if demographics is None else demographics),
         profile=list(PROFILE if profile is None else profile),
-        question=question,
-        question_text=question_text or f"Question text of {question}?",
+        question_code=question_code,
+        question=question or f"Question text of {question_code}?",
         options=dict(options or IMPORTANCE),
         category=category,
         ordinal=ordinal,

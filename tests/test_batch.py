@@ -50,7 +50,7 @@ def test_batch_and_per_item_paths_are_identical(
     assert len(batch.predictions) == len(examples) > 50
     answers = dict(zip(batch.predictions["key"], batch.predictions["answer"], strict=True))
     assert answers == dict(zip(per_item.predictions["key"], per_item.predictions["answer"], strict=True))
-    assert all(a in ex.options for ex in examples if (a := answers[f"{ex.person_id}|{ex.question}"]) is not None)
+    assert all(a in ex.options for ex in examples if (a := answers[f"{ex.person_id}|{ex.question_code}"]) is not None)
     assert stored_rows(tmp_path / "batch") == stored_rows(tmp_path / "item")
     for key, value in per_item.metrics.items():
         if "seconds" not in key:

@@ -197,13 +197,13 @@ def test_examples_hide_the_gold_answer(bench: Benchmark) -> None:
         examples = bench.examples(protocol, "dev", 1, history=232)
         assert examples
         for ex in examples:
-            q = catalog[ex.question]
+            q = catalog[ex.question_code]
             inputs = ex.inputs()
             assert "answer" not in inputs.keys()
-            assert ex.question not in ex.known
+            assert ex.question_code not in ex.known
             held_statement = q.statement(int(ex.answer))
             assert held_statement not in ex.profile and held_statement not in ex.demographics
-            assert ex.answer in ex.options, (ex.person_id, ex.question, ex.answer)  # gold is a choosable option
+            assert ex.answer in ex.options, (ex.person_id, ex.question_code, ex.answer)  # gold is a choosable option
             assert ex.options == {str(c): lab for c, lab in q.options_for(ex.country).items()}
 
 
@@ -215,10 +215,12 @@ def test_example_inputs(bench: Benchmark) -> None:
         "known",
         "demographics",
         "profile",
+        "question_code",
         "question",
-        "question_text",
         "options",
     }
+    # the code names the question, `question` is its wording: the field every signature reads
+    assert ex.question_code in bench.catalog.codes and ex.question == bench.catalog[ex.question_code].text
     assert ex.demographics[0].startswith("You live in ")
     assert isinstance(ex.ordinal, bool) and ex.category
 
@@ -230,7 +232,7 @@ def test_persons_and_questions_limits(bench: Benchmark) -> None:
     all_rows = bench.rows("values", "dev", 1)
     chosen = bench.sample("values", "dev", 1, 3)
     expected = [(r["person_id"], i["q"]) for r in chosen for i in r["heldout"][:5]]
-    assert [(ex.person_id, ex.question) for ex in examples] == expected
+    assert [(ex.person_id, ex.question_code) for ex in examples] == expected
     assert len(bench.examples("values", "dev", 1, persons=2)) == sum(
         len(r["heldout"]) for r in bench.sample("values", "dev", 1, 2)
     )

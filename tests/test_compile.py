@@ -11,9 +11,9 @@ from pathlib import Path
 
 import dspy
 import pytest
-from helpers import IMPORTANCE, PROFILE, YES_NO, ScriptedLM, make_ex, use, user_message
+from helpers import IMPORTANCE, PROFILE, YES_NO, ScriptedLM, make_ex, use, user_message, views_reply
 
-from valuesim.optimize.compile import compile_program, drop_long_demos, fit_labeled_demos
+from valuesim.optimize.compile import compile_program, drop_long_demos
 from valuesim.optimize.metric import answer_metric, closeness, feedback_metric
 from valuesim.programs.baselines import FullInfo
 from valuesim.programs.saved import ProgramLoadError, load, load_program, save_program
@@ -47,7 +47,7 @@ TRAIN = [
     make_ex("Q3", "1", person_id="bo", profile=["You never attend religious services."], options=YES_NO),
     make_ex("Q4", "3", person_id="bo", profile=["You never attend religious services."]),
 ]
-GOLD = {ex.question_text: ex.answer for ex in TRAIN}
+GOLD = {ex.question: ex.answer for ex in TRAIN}
 
 
 def knows(questions: set[str]):
@@ -88,13 +88,12 @@ def test_bootstrap_compiles_demos_from_correct_traces(caplog: pytest.LogCaptureF
         assert all(d.get("augmented") for d in demos[view_name])
     # both correct traces wrote a backstory, so the writer has a demo per person
     assert sorted(d["backstory"] for d in demos["story.write"]) == ["STORY-A", "STORY-B"]
-    # the coordinator never ran in a correct trace: it gets labeled demos, in its own fields
+    # the coordinator never ran in a correct trace: it gets labeled demos, training examples whose `question` is
+    # the wording its signature reads
     assert len(demos["coordinator"]) == 2
     for d in demos["coordinator"]:
         assert not d.get("augmented")
-        assert d["question"].startswith("Question text of") and d["question"] in GOLD
-        assert d["answer"] == GOLD[d["question"]]
-        assert set(d.keys()) <= set(compiled.coordinator.signature.fields)  # no person_id, known, profile...
+        assert d["question"] == f"Question text of {d['question_code']}?" and d["answer"] == GOLD[d["question"]]
 
 
 def test_labeled_demos_show_the_question_text_not_its_code() -> None:
@@ -103,8 +102,7 @@ def test_labeled_demos_show_the_question_text_not_its_code() -> None:
     demos = compiled.answer.demos
     assert len(demos) == 2
     for d in demos:
-        assert set(d.keys()) == {"demographics", "profile", "question", "options", "answer"}
-        assert re.fullmatch(r"Question text of Q\d\?", d["question"])
+        assert re.fullmatch(r"Question text of Q\d\?", d["question"]) and re.fullmatch(r"Q\d", d["question_code"])
     lm.calls.clear()
     compiled(**make_ex("Q9", "1").inputs())
     (name, messages), *_ = lm.calls
@@ -113,24 +111,24 @@ def test_labeled_demos_show_the_question_text_not_its_code() -> None:
     for content in demo_users:
         assert re.search(r"\[\[ ## question ## \]\]\nQuestion text of Q\d\?", content), content
         assert not re.search(r"\[\[ ## question ## \]\]\nQ\d+\n", content), content
+        assert "## question_code ##" not in content and "## person_id ##" not in content  # only its own fields
 
 
-def test_fit_labeled_demos_keeps_bootstrapped_and_drops_outputless_demos() -> None:
+def test_labeled_demos_render_only_signature_fields() -> None:
+    """Labeled demos are training examples as they are (no rewrite): each predictor shows only its own fields, and
+    the backstory writer, whose output a training example lacks, shows none."""
+    raw = make_ex("Q2", "2", person_id="anna-7")
     program = ValueSim()
-    raw = make_ex("Q2", "2")
-    boot = dspy.Example(
-        augmented=True, backstory="S", question="Question text of Q1?", options=IMPORTANCE, analysis="a", answer="1"
-    )
-    program.cognitive.demos = [boot, raw]
     program.story.write.demos = [raw]
-    fit_labeled_demos(program)
-    assert program.cognitive.demos[0] is boot
-    assert dict(program.cognitive.demos[1]) == {
-        "question": "Question text of Q2?",
-        "options": IMPORTANCE,
-        "answer": "2",
-    }
-    assert program.story.write.demos == []  # a training example has no backstory to show
+    program.cognitive.demos = [raw]
+    lm = use(ScriptedLM({"write": {"backstory": "STORY"}, **views_reply("1", "1", "1")}))
+    program(**make_ex("Q5", "1").inputs())
+    calls = dict(lm.calls)
+    assert [m["role"] for m in calls["write"]] == ["system", "user"]  # no demo
+    assert [m["role"] for m in calls["cognitive"]] == ["system", "user", "assistant", "user"]
+    demo = calls["cognitive"][1]["content"]
+    assert "[[ ## question ## ]]\nQuestion text of Q2?" in demo and '"answer": "2"' in calls["cognitive"][2]["content"]
+    assert "anna-7" not in demo and "Q260" not in demo and PROFILE[0] not in demo  # person_id, known, profile
 
 
 def test_drop_long_demos() -> None:
@@ -271,7 +269,7 @@ def compile_lm(bench, train_persons: int, dev_persons: int, questions: int) -> S
         for ex in bench.examples(setup.protocol, split, setup.fold, 20, n, questions):
             story = f"STORY of {ex.person_id}"
             stories[json.dumps(ex.profile, ensure_ascii=False)] = story
-            gold[(story, ex.question_text)] = ex.answer
+            gold[(story, ex.question)] = ex.answer
 
     def write(messages):
         profile = re.search(r"\[\[ ## profile ## \]\]\n(\[.*\])", user_message(messages)).group(1)
@@ -450,7 +448,7 @@ def test_answer_metric() -> None:
 
 
 def test_feedback_metric() -> None:
-    ex = make_ex("Q1", "2", options=IMPORTANCE, question_text="How important is family?")
+    ex = make_ex("Q1", "2", options=IMPORTANCE, question="How important is family?")
     views = {f"{v}_answer": "1" for v in ("cognitive", "affective", "behavioral")}
     views |= {f"{v}_analysis": f"{v} reasons" for v in ("cognitive", "affective", "behavioral")}
     wrong_pred = dspy.Prediction(answer="1", **views)

@@ -122,7 +122,7 @@ def test_simulate_takes_every_form(scripted, uris, form: str, tmp_path: Path) ->
     person = tmp_path / "p.json"
     person.write_text(json.dumps({"country": ex.country, "answers": ex.known}))
     r = invoke(
-        "simulate", "--program", uris[form], "--data", bench.path, "--person", person, "--question", ex.question,
+        "simulate", "--program", uris[form], "--data", bench.path, "--person", person, "--question", ex.question_code,
         "--json",
     )  # fmt: skip
     assert r.exit_code == 0, r.output

@@ -35,7 +35,7 @@ def test_random_floor_is_the_mean_of_one_over_options(bench: Benchmark, tmp_path
     assert abs(result.metrics["accuracy"] - expected) < 0.1
     again = PROGRAMS["random"].from_benchmark(bench).predict_batch(inputs(selected))
     assert list(result.predictions.sort_values("key")["answer"]) == [
-        a for _, a in sorted(zip([f"{i['person_id']}|{i['question']}" for i in selected], again, strict=True))
+        a for _, a in sorted(zip([f"{i['person_id']}|{i['question_code']}" for i in selected], again, strict=True))
     ]
 
 

@@ -19,7 +19,7 @@ from valuesim.programs.options import OptionsAdapter
 TRAIN = [make_ex(f"Q{i}", "1", person_id=f"train-{i % 3}") for i in range(1, 7)]
 VAL = [make_ex(f"Q{i}", "2", person_id=f"val-{i % 2}", options=YES_NO) for i in range(11, 15)]
 KNOWN = {"Q1", "Q2", "Q3", "Q11", "Q12"}  # the task LM answers these right, and the others only if shown demos
-GOLD = {ex.question_text: ex.answer for ex in TRAIN + VAL}
+GOLD = {ex.question: ex.answer for ex in TRAIN + VAL}
 
 
 def output_fields(system: str) -> list[str]:
@@ -81,7 +81,7 @@ def test_optimizer_compiles_with_dummy_lms_and_keeps_validation_out_of_demos(opt
     compiled = compile_program(FullInfo(), optimizer, TRAIN, VAL, seed=0, proposer_lm=proposer)
 
     assert isinstance(compiled, FullInfo)
-    val_texts = {ex.question_text for ex in VAL}
+    val_texts = {ex.question for ex in VAL}
     assert not demo_questions(compiled) & val_texts  # validation examples only score candidates
     assert task.answered() > 0
     # the task LM answered survey questions and nothing else: proposals went to the proposer

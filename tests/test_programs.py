@@ -88,12 +88,12 @@ def test_valuesim_disagreeing_views_call_the_coordinator_once_and_it_decides() -
     for view, answer in (("cognitive", "1"), ("affective", "2"), ("behavioral", "1")):
         assert f"[[ ## {view}_answer ## ]]\n{answer}\n" in user, view
         assert f"[[ ## {view}_analysis ## ]]\n{view} analysis\n" in user, view
-    assert pred.backstory in user and ex.question_text in user
+    assert pred.backstory in user and ex.question in user
 
 
 def test_valuesim_backstory_reaches_all_three_views() -> None:
     lm = valuesim_lm()
-    ex = make_ex("Q7", "1", question_text="How important is work in your life?")
+    ex = make_ex("Q7", "1", question="How important is work in your life?")
     pred = ValueSim()(**ex.inputs())
     assert pred.backstory == "STORY-A"
     (write,) = lm.users("write")
@@ -101,11 +101,11 @@ def test_valuesim_backstory_reaches_all_three_views() -> None:
     for view in ("cognitive", "affective", "behavioral"):
         (user,) = lm.users(view)
         assert pred.backstory in user, view
-        assert ex.question_text in user and "Q7" not in user, view  # the question text, not its code
+        assert ex.question in user and "Q7" not in user, view  # the question text, not its code
         assert '"4": "Not at all important"' in user, view
         # the views read the story, not the raw statements
         assert not any(s in user for s in PROFILE), view
-        assert user.index(pred.backstory) < user.index(ex.question_text), view
+        assert user.index(pred.backstory) < user.index(ex.question), view
 
 
 def test_valuesim_sets_token_budgets() -> None:
@@ -173,7 +173,7 @@ def test_full_info_receives_every_statement() -> None:
     assert pred.answer == "2" and lm.names() == ["from_profile"]
     (user,) = lm.users("from_profile")
     assert all(s in user for s in [*DEMOGRAPHICS, *PROFILE])
-    assert user.index(PROFILE[-1]) < user.index(ex.question_text)
+    assert user.index(PROFILE[-1]) < user.index(ex.question)
 
 
 def test_demographics_never_receives_the_profile() -> None:
@@ -185,7 +185,7 @@ def test_demographics_never_receives_the_profile() -> None:
     assert all(s in user for s in DEMOGRAPHICS)
     assert not any(s in user for s in PROFILE)
     assert "profile" not in user
-    assert user.index(DEMOGRAPHICS[-1]) < user.index(ex.question_text)
+    assert user.index(DEMOGRAPHICS[-1]) < user.index(ex.question)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def spy() -> PredictorInputs:
 
 def ask(rag: Rag, profile: list[str], question: tuple[str, dict[str, str]]) -> dspy.Prediction:
     text, options = question
-    return rag(demographics=DEMOGRAPHICS, profile=profile, question_text=text, options=options, question="Q0")
+    return rag(demographics=DEMOGRAPHICS, profile=profile, question=text, options=options, question_code="Q0")
 
 
 def test_predictor_gets_the_three_most_similar_statements(spy: PredictorInputs) -> None:

@@ -89,7 +89,7 @@ def test_simulate_and_compile_through_the_server(server, bench_small: Path, tmp_
     # the server runs one request at a time: queued calls on a busy machine need a generous timeout
     lm = ["--lm", "openai/smollm2", "--api-base", server["api_base"], "--timeout", "900"]
     r = invoke("simulate", "--program", "demographics", *lm, "--data", bench_small, "--person", person,
-               "--question", ex.question, "--json")  # fmt: skip
+               "--question", ex.question_code, "--json")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["valid"]
     r = invoke("compile", "--program", "demographics", "--optimizer", "bootstrap", *lm, "--data", bench_small,

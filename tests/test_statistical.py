@@ -166,7 +166,7 @@ def test_answers_are_always_options(bench_small: Path) -> None:
                       ("knn", KNN)]:  # fmt: skip
         program = cls.from_benchmark(bench)
         answers = [program(**ex.inputs()).answer for ex in examples]
-        bad = [(ex.question, a) for ex, a in zip(examples, answers, strict=True) if a not in ex.options]
+        bad = [(ex.question_code, a) for ex, a in zip(examples, answers, strict=True) if a not in ex.options]
         assert bad == [], name
         if name == "knn":
             accuracy = sum(a == ex.answer for ex, a in zip(examples, answers, strict=True)) / len(examples)

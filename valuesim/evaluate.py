@@ -38,7 +38,7 @@ from valuesim.metrics import breakdown, normalized_accuracy, random_floor, summa
 from valuesim.stats import N_RESAMPLES, bootstrap_ci
 from valuesim.store import RunStore
 
-BATCH_INPUTS = ("person_id", "country", "known", "question", "options")  # what a batch program may read
+BATCH_INPUTS = ("person_id", "country", "known", "question_code", "options")  # what a batch program may read
 FAIL_FAST = 20  # a run whose first this many predictions all failed stops: the model or server is broken
 
 
@@ -47,7 +47,7 @@ class RunStopped(ValueSimError):
 
 
 def example_key(ex: dspy.Example) -> str:
-    return f"{ex.person_id}|{ex.question}"
+    return f"{ex.person_id}|{ex.question_code}"
 
 
 class Recorded(dspy.Module):
@@ -156,7 +156,7 @@ def evaluate_batch(
     keeps its finished batches and a rerun on the same `run_dir` predicts only what is missing. The program sees
     only BATCH_INPUTS, never the gold answer. Store rows, predictions table and metrics are those `evaluate`
     writes and computes for the same items (seconds: the batch's time shared among its items)."""
-    keys = [f"{item['person_id']}|{item['question']}" for item in items]
+    keys = [f"{item['person_id']}|{item['question_code']}" for item in items]
     with open_store(run_dir) as store:
         done = store.done(include_failed=not retry_failed)
         todo = [n for n, key in enumerate(keys) if key not in done]
@@ -222,7 +222,7 @@ def batch_row(key: str, item: dict, raw: str | None, seconds: float, error: str 
     return {
         "key": key,
         "person_id": item["person_id"],
-        "question": item["question"],
+        "question": item["question_code"],
         "gold": item["answer"],
         "answer": answer,
         "status": "failed" if error else "ok" if answer is not None else "invalid",
@@ -255,7 +255,7 @@ def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:
     return {
         "key": example_key(example),
         "person_id": example.person_id,
-        "question": example.question,
+        "question": example.question_code,
         "gold": example.answer,
         "answer": answer,
         "status": "failed" if cost.get("error") else "ok" if answer is not None else "invalid",

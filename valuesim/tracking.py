@@ -105,7 +105,6 @@ def log_prompts(program, example) -> None:
 
     inputs = {
         **example.inputs(),
-        "question": example.question_text,
         "backstory": "<the person's backstory>",
         **{f"{v}_answer": f"<{v} view's answer>" for v in ("cognitive", "affective", "behavioral")},
         **{f"{v}_analysis": f"<{v} view's analysis>" for v in ("cognitive", "affective", "behavioral")},

@@ -233,7 +233,7 @@ def simulate(
     answer = getattr(pred, "answer", None)
     result = {
         "question": question,
-        "question_text": example.question_text,
+        "question_text": example.question,
         "options": example.options,
         "answer": answer,
         "answer_label": example.options.get(str(answer)),
@@ -251,5 +251,5 @@ def simulate(
             a = result[f"{view}_answer"]
             out.print(f"[bold]{view.title()}[/bold]: {a} ({example.options.get(str(a), '?')})")
             out.print(f"  {result.get(view + '_analysis', '')}")
-    out.print(f"\n[bold]{question}[/bold] {example.question_text}")
+    out.print(f"\n[bold]{question}[/bold] {example.question}")
     out.print(f"[bold]Answer[/bold]: {answer} ({result['answer_label'] or 'not an option'})")

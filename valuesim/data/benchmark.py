@@ -321,7 +321,7 @@ def items(
     seed: int = 0,
 ) -> list[dict]:
     """The same selection as `Benchmark.examples`, as plain dicts without rendered statements (what programs that
-    need no LM read: person_id, country, known codes, question, options), plus the gold answer and metadata."""
+    need no LM read: person_id, country, known codes, question_code, options), plus the gold answer and metadata."""
     out = []
     for row in bench.sample(protocol, split, fold, persons, seed):
         known = {i["q"]: i["a"] for i in [*row["demographics"], *row["profile"][:history]]}
@@ -332,7 +332,7 @@ def items(
                     "person_id": row["person_id"],
                     "country": row["country"],
                     "known": known,
-                    "question": q.code,
+                    "question_code": q.code,
                     "options": {str(c): label for c, label in q.options_for(row["country"]).items()},
                     "answer": str(item["a"]),
                     "category": q.category,
@@ -356,20 +356,22 @@ def make_person(catalog: Catalog, country: str, demographics: list[dict], profil
     }
 
 
-def make_example(catalog: Catalog, person: dict, question: str, gold: int | None = None) -> dspy.Example:
-    q = catalog[question]
+def make_example(catalog: Catalog, person: dict, question_code: str, gold: int | None = None) -> dspy.Example:
+    """One person asked one question: `question_code` is the code ("Q46"), `question` its wording, the field every
+    signature reads."""
+    q = catalog[question_code]
     options = q.options_for(person["country"])
     ex = dspy.Example(
         **person,
-        question=question,
-        question_text=q.text,
+        question_code=question_code,
+        question=q.text,
         options={str(c): label for c, label in options.items()},
         category=q.category,
         ordinal=q.ordinal,
         answer=None if gold is None else str(gold),
     )
     return ex.with_inputs(
-        "person_id", "country", "known", "demographics", "profile", "question", "question_text", "options"
+        "person_id", "country", "known", "demographics", "profile", "question_code", "question", "options"
     )
 
 

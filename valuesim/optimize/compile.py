@@ -72,29 +72,7 @@ def compile_program(
         compiled = opt.compile(program, trainset=trainset, valset=valset, requires_permission_to_run=False)
     else:
         compiled = opt.compile(program, trainset=trainset, valset=valset)
-    return drop_long_demos(fit_labeled_demos(compiled), max_demo_chars)
-
-
-def fit_labeled_demos(program: dspy.Module) -> dspy.Module:
-    """Rewrite labeled demos (raw training examples) into the predictor's fields.
-
-    A training example's `question` is the question code ("Q46") and its text is `question_text`, while every
-    signature's `question` is the text the program passes in. Left as they are, labeled demos would show the model
-    "question: Q46" (and carry person_id, known, ... into the saved program). Bootstrapped demos (`augmented`)
-    come from the program's own trace and already hold the signature's fields. A labeled demo without any of the
-    predictor's outputs (the backstory writer's: training examples have no backstory) teaches nothing and goes."""
-    for _, predictor in program.named_predictors():
-        fields = predictor.signature.fields
-        fitted = []
-        for demo in predictor.demos:
-            if not demo.get("augmented") and "question_text" in demo:
-                values = {k: demo[k] for k in fields if k in demo} | {"question": demo["question_text"]}
-                if not any(k in values for k in predictor.signature.output_fields):
-                    continue
-                demo = dspy.Example(**{k: values[k] for k in fields if k in values})
-            fitted.append(demo)
-        predictor.demos = fitted
-    return program
+    return drop_long_demos(compiled, max_demo_chars)
 
 
 def drop_long_demos(program: dspy.Module, max_chars: int) -> dspy.Module:

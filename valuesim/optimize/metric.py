@@ -44,5 +44,5 @@ def feedback_metric(example, pred, trace=None, pred_name=None, pred_trace=None) 
             analysis = getattr(pred, f"{view}_analysis", "")
             said.append(f"{view} view answered {getattr(pred, f'{view}_answer')}: {analysis}")
     verdict = "correct" if score == 1.0 else f"wrong; the person actually answered {gold}"
-    feedback = f"Question {example.question}: {example.question_text}\n{verdict}.\n" + "\n".join(said)
+    feedback = f"Question {example.question_code}: {example.question}\n{verdict}.\n" + "\n".join(said)
     return dspy.Prediction(score=float(score), feedback=feedback)

@@ -23,12 +23,12 @@ class Backstory(_Direct):
         self.story = StoryTeller(backstory_words)
         self.answer = dspy.Predict(AnswerFromBackstory)
 
-    def forward(self, demographics: list[str], profile: list[str], question_text: str, options: dict, **_):
+    def forward(self, demographics: list[str], profile: list[str], question: str, options: dict, **_):
         backstory = self.story(demographics=demographics, profile=profile)
         pred = self.answer(
             signature=with_options(self.answer.signature, options),
             backstory=backstory,
-            question=question_text,
+            question=question,
             options=options,
         )
         return dspy.Prediction(answer=pred.answer, backstory=backstory)
@@ -41,12 +41,12 @@ class FullInfo(_Direct):
         super().__init__()
         self.answer = dspy.Predict(AnswerFromProfile)
 
-    def forward(self, demographics: list[str], profile: list[str], question_text: str, options: dict, **_):
+    def forward(self, demographics: list[str], profile: list[str], question: str, options: dict, **_):
         return self.answer(
             signature=with_options(self.answer.signature, options),
             demographics=demographics,
             profile=profile,
-            question=question_text,
+            question=question,
             options=options,
         )
 
@@ -58,10 +58,10 @@ class Demographics(_Direct):
         super().__init__()
         self.answer = dspy.Predict(AnswerFromDemographics)
 
-    def forward(self, demographics: list[str], question_text: str, options: dict, **_):
+    def forward(self, demographics: list[str], question: str, options: dict, **_):
         return self.answer(
             signature=with_options(self.answer.signature, options),
             demographics=demographics,
-            question=question_text,
+            question=question,
             options=options,
         )

@@ -321,7 +321,7 @@ class TrainedModel(_Fitted):
         answers: list[str | None] = [None] * len(items)
         by_question: dict[str, list[int]] = {}
         for n, item in enumerate(items):
-            by_question.setdefault(item["question"], []).append(n)
+            by_question.setdefault(item["question_code"], []).append(n)
         encoded = None
         for question, which in by_question.items():
             fitted = self.fitted(question)
@@ -336,7 +336,7 @@ class TrainedModel(_Fitted):
             for i, n in enumerate(which):
                 answers[n] = best_option(proba[i], classes, items[n]["options"])
         return [
-            a if a is not None else self.country_or_global(item["question"], item["options"], item["country"])
+            a if a is not None else self.country_or_global(item["question_code"], item["options"], item["country"])
             for item, a in zip(items, answers, strict=True)
         ]
 

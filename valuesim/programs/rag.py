@@ -242,14 +242,14 @@ class Rag(dspy.Module):
         return [hits.passages[i] for i in keep], [round(hits.scores[i], 4) for i in keep]
 
     def forward(
-        self, demographics: list[str], profile: list[str], question_text: str, options: dict, **_: Any
+        self, demographics: list[str], profile: list[str], question: str, options: dict, **_: Any
     ) -> dspy.Prediction:
-        retrieved, scores = self.retrieve(profile, question_text, options)
+        retrieved, scores = self.retrieve(profile, question, options)
         pred = self.answer(
             signature=with_options(self.answer.signature, options),
             demographics=demographics,
             profile=retrieved,
-            question=question_text,
+            question=question,
             options=options,
         )
         # Extend the predictor's own Prediction (not a new one) so whatever DSPy attached to it stays.

@@ -3,7 +3,7 @@ example inputs and returns dspy.Prediction(answer=<option code as str>). Each is
 training respondents; none sees a held-out answer of the person it predicts for.
 
 Every program here needs no LM and has one implementation, vectorized: `predict_batch(items)` answers many
-items at once (dicts with person_id, country, known, question, options: what valuesim.evaluate.evaluate_batch
+items at once (dicts with person_id, country, known, question_code, options: what valuesim.evaluate.evaluate_batch
 passes), and `forward` is `predict_batch` on one item, so the batch path and the per-item path (dspy, simulate)
 give the same answers. Ties are deterministic in both: a vote tie goes to the option that comes first in the
 question's option order (scale order), a neighbour tie to the training respondent that comes first in the table.
@@ -20,7 +20,7 @@ import pandas as pd
 
 from valuesim.data.catalog import Catalog
 
-Item = dict  # person_id, country, known ({code: answer code}), question, options ({"code": label}, scale order)
+Item = dict  # person_id, country, known ({code: answer code}), question_code, options ({"code": label}, scale order)
 
 
 def option_codes(options: dict) -> list[float]:
@@ -128,7 +128,7 @@ class Random(_Fitted):
         out = []
         for item in items:
             codes = list(item["options"])
-            h = zlib.crc32(f"{self.seed}|{item['person_id']}|{item['question']}".encode())
+            h = zlib.crc32(f"{self.seed}|{item['person_id']}|{item['question_code']}".encode())
             out.append(codes[h % len(codes)] if codes else None)
         return out
 
@@ -138,7 +138,9 @@ class GlobalMajority(_Fitted):
 
     def predict_batch(self, items: list[Item]) -> list[str | None]:
         return memoized(
-            items, lambda i: (i["question"], tuple(i["options"])), lambda i: self.majority(i["question"], i["options"])
+            items,
+            lambda i: (i["question_code"], tuple(i["options"])),
+            lambda i: self.majority(i["question_code"], i["options"]),
         )
 
 
@@ -148,8 +150,8 @@ class CountryMajority(_Fitted):
     def predict_batch(self, items: list[Item]) -> list[str | None]:
         return memoized(
             items,
-            lambda i: (i["question"], i["country"], tuple(i["options"])),
-            lambda i: self.country_or_global(i["question"], i["options"], i["country"]),
+            lambda i: (i["question_code"], i["country"], tuple(i["options"])),
+            lambda i: self.country_or_global(i["question_code"], i["options"], i["country"]),
         )
 
 
@@ -210,13 +212,13 @@ class DemographicCell(_Fitted):
                 cells[id(item["known"])] = self.cell_of(item["country"], item["known"])
 
         def answer(item: Item) -> str | None:
-            q, options = item["question"], item["options"]
+            q, options = item["question_code"], item["options"]
             return self.cell_vote(cells[id(item["known"])], q, options) or self.country_or_global(
                 q, options, item["country"]
             )
 
         return memoized(
-            items, lambda i: (cells[id(i["known"])], i["question"], i["country"], tuple(i["options"])), answer
+            items, lambda i: (cells[id(i["known"])], i["question_code"], i["country"], tuple(i["options"])), answer
         )
 
 
@@ -322,13 +324,13 @@ class KNN(_Fitted):
             order = np.argsort(-sims, axis=1, kind="stable")  # most similar first, ties to the lower index
             self._vote(items, chosen, person_of[chosen] - start, sims, order, answers)
         return [
-            a if a is not None else self.country_or_global(item["question"], item["options"], item["country"])
+            a if a is not None else self.country_or_global(item["question_code"], item["options"], item["country"])
             for item, a in zip(items, answers, strict=True)
         ]
 
     def _vote(self, items, chosen, rows, sims, order, answers) -> None:
         """Per question: each item's first k respondents (in its person's order) who answered, weighted vote."""
-        questions = np.array([self.column.get(items[n]["question"], -1) for n in chosen])
+        questions = np.array([self.column.get(items[n]["question_code"], -1) for n in chosen])
         n_train = len(self.train)
         for j in np.unique(questions):
             if j < 0:  # not a question of the training table: the fallback answers

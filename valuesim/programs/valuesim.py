@@ -98,7 +98,7 @@ class ValueSim(dspy.Module):
     def from_benchmark(cls, bench=None, **settings) -> ValueSim:
         return cls(**settings)
 
-    def forward(self, demographics: list[str], profile: list[str], question_text: str, options: dict, **_):
+    def forward(self, demographics: list[str], profile: list[str], question: str, options: dict, **_):
         backstory = self.story(demographics=demographics, profile=profile)
         calls = [
             (
@@ -106,7 +106,7 @@ class ValueSim(dspy.Module):
                 dict(
                     signature=with_options(getattr(self, name).signature, options),
                     backstory=backstory,
-                    question=question_text,
+                    question=question,
                     options=options,
                     config={"max_tokens": self.analysis_tokens},
                 ),
@@ -124,7 +124,7 @@ class ValueSim(dspy.Module):
             final = self.coordinator(
                 signature=with_options(self.coordinator.signature, options),
                 backstory=backstory,
-                question=question_text,
+                question=question,
                 options=options,
                 **{f"{name}_{field}": v[field] for name, v in views.items() for field in ("answer", "analysis")},
             ).answer
