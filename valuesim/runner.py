@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import dspy
 import pandas as pd
@@ -207,25 +206,31 @@ def run_evaluate(
     experiment: str = "valuesim-evaluate",
     progress: bool = True,
     nested: bool = False,
+    items: list[dict] | None = None,
 ) -> tuple[EvalResult, dict]:
-    """Evaluate one program on one selection, log it as an MLflow run. Returns (result, params)."""
+    """Evaluate one program on one selection, log it as an MLflow run. Returns (result, params).
+
+    `items`: the selection's `benchmark_items`, when the caller already has them (a bench shares them between
+    the statistical programs of one history)."""
     program, name, _ = build_program(setup.program, bench, setup.settings)
     lm = {} if name in STATISTICAL else configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout)
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup))
     selection = (setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions, setup.seed)
     if name in STATISTICAL:  # no LM: plain items, predicted in batches
-        examples = [SimpleNamespace(**item) for item in benchmark_items(bench, *selection)]
+        examples = items if items is not None else benchmark_items(bench, *selection)
+        persons = [(i["person_id"], i["country"]) for i in examples]
     else:
         examples = bench.examples(*selection)
+        persons = who(examples)
     if not examples:
         raise ValueSimError("no examples selected (check --split, --fold, --persons)")
-    params = params_of(setup, bench, name, lm) | {"run_dir": str(run_dir)} | sample_params(who(examples))
+    params = params_of(setup, bench, name, lm) | {"run_dir": str(run_dir)} | sample_params(persons)
     identity = identity_of(setup, bench, name, lm)
     with claim(run_dir, identity), tracking.run(experiment, run_dir.name, params, nested=nested) as active:
         if name in STATISTICAL:
             # persons per stored batch: a killed run loses at most one batch (VALUESIM_BATCH_PERSONS, default 256)
             per_batch = int(os.environ.get("VALUESIM_BATCH_PERSONS", "256"))
-            result = evaluate_batch(program, [vars(ex) for ex in examples], bench.catalog, run_dir,
+            result = evaluate_batch(program, examples, bench.catalog, run_dir,
                                     setup.resamples, setup.seed, per_batch, setup.retry_failed)  # fmt: skip
         else:
             result = evaluate(
@@ -388,6 +393,12 @@ def run_bench(
     sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
     rows, preds = [], {}
+    items_of = functools.cache(  # one selection per fold and history, shared by the statistical programs
+        lambda fold, history: benchmark_items(
+            bench, setup.protocol, setup.split, fold, history, setup.persons, setup.questions, setup.seed
+        )
+    )
+    seen_inputs: dict = {}  # (fold, program, what it reads) -> (history, result) of the first history that had them
     if "parent_run_id" in state:  # a rerun: children of the earlier process that died mid-run are marked KILLED
         tracking.end_orphans(state["parent_run_id"])
     with mlflow.start_run(run_id=state.get("parent_run_id"), run_name=out_dir.name) as parent:
@@ -400,14 +411,23 @@ def run_bench(
                 for program in programs:
                     cell = Setup(**{**setup.__dict__, "program": program, "fold": fold, "history": history})
                     t0 = time.perf_counter()
-                    result, _ = run_evaluate(
-                        cell,
-                        bench,
-                        out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}",
-                        experiment="valuesim-bench",
-                        progress=progress,
-                        nested=True,
-                    )
+                    items = items_of(fold, history) if program in STATISTICAL else None
+                    reads = getattr(PROGRAMS.get(program), "reads", None)
+                    inputs = None if items is None or reads is None else (fold, program, inputs_seen(items, reads))
+                    if inputs in seen_inputs:  # same inputs as at an earlier history: the same predictions
+                        result = log_same_predictions(cell, bench, *seen_inputs[inputs])
+                    else:
+                        result, _ = run_evaluate(
+                            cell,
+                            bench,
+                            out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}",
+                            experiment="valuesim-bench",
+                            progress=progress,
+                            nested=True,
+                            items=items,
+                        )
+                        if inputs is not None:
+                            seen_inputs[inputs] = (history, result)
                     row = {
                         "program": program,
                         "fold": fold,
@@ -439,6 +459,24 @@ def run_bench(
         "persons": {k: params[k] for k in ("n_persons", "persons_by_country")},
         "reference": reference,
     }
+
+
+def inputs_seen(items: list[dict], reads: tuple[str, ...]) -> tuple:
+    """What a program that reads only the `reads` answers sees of these items (it always sees the person, the
+    question, its options and the country)."""
+    return tuple(
+        (i["person_id"], i["question_code"], i["country"], tuple(i["known"].get(c) for c in reads)) for i in items
+    )
+
+
+def log_same_predictions(cell: Setup, bench: Benchmark, history: int, result: EvalResult) -> EvalResult:
+    """A bench cell whose program saw exactly the inputs it saw at `history` (the country majority at any history
+    size): its child run logs that result again and says where the predictions come from."""
+    params = params_of(cell, bench, cell.program, {}) | {"predictions_from_history": history}
+    params |= sample_params(zip(result.predictions["person_id"], result.predictions["country"], strict=True))
+    with tracking.run("valuesim-bench", f"f{cell.fold}-h{cell.history}-{cell.program}", params, nested=True):
+        tracking.log_result(result, with_cost=False)
+    return result
 
 
 def best_statistical(table: pd.DataFrame) -> str | None:

@@ -65,7 +65,12 @@ class Tallies:
 
 
 class _Fitted(dspy.Module):
-    """Shared plumbing: the training table, majorities by country and overall, the per-item `forward`."""
+    """Shared plumbing: the training table, majorities by country and overall, the per-item `forward`.
+
+    `reads` names the known answers a program looks at (None: any of them), so a bench can see that two history
+    sizes give it the same inputs and predict once."""
+
+    reads: tuple[str, ...] | None = None
 
     def __init__(self, train: pd.DataFrame, catalog: Catalog):
         super().__init__()
@@ -120,6 +125,8 @@ class Random(_Fitted):
     Its expected metrics are exact and reported as the random floor (valuesim.metrics.random_floor); this program
     exists to run the floor like any other program."""
 
+    reads = ()
+
     def __init__(self, train: pd.DataFrame, catalog: Catalog, seed: int = 0):
         super().__init__(train, catalog)
         self.seed = seed
@@ -136,6 +143,8 @@ class Random(_Fitted):
 class GlobalMajority(_Fitted):
     """The most common answer to the question among all training respondents."""
 
+    reads = ()
+
     def predict_batch(self, items: list[Item]) -> list[str | None]:
         return memoized(
             items,
@@ -146,6 +155,8 @@ class GlobalMajority(_Fitted):
 
 class CountryMajority(_Fitted):
     """The most common answer among training respondents of the person's country (overall when none answered)."""
+
+    reads = ()
 
     def predict_batch(self, items: list[Item]) -> list[str | None]:
         return memoized(
@@ -176,6 +187,8 @@ def sex_key(sex) -> str | None:
 class DemographicCell(_Fitted):
     """Majority in the person's cell: country x sex x age band x education; backs off to the country when the
     cell has fewer than `min_cell` answers to the question or an attribute is unknown."""
+
+    reads = ("Q260", "Q262", "Q275")
 
     def __init__(self, train: pd.DataFrame, catalog: Catalog, min_cell: int = 10):
         super().__init__(train, catalog)

@@ -1,0 +1,38 @@
+"""A bench of statistical programs shares each history's items between programs and predicts a program once when
+two history sizes give it the same inputs; its figures equal separate `evaluate` runs of every cell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from valuesim.data.benchmark import Benchmark
+from valuesim.runner import Setup, run_bench, run_evaluate
+
+PROGRAMS = ["random", "majority", "country", "cell", "knn"]
+
+
+def test_bench_cells_equal_separate_runs_and_reuse_only_what_is_the_same(bench_small: Path, tmp_path: Path) -> None:
+    bench = Benchmark(bench_small)
+    setup = Setup(persons=12, questions=6, resamples=50)
+    out = run_bench(setup, bench, PROGRAMS, [0, 58], [1], tmp_path / "bench", progress=False)
+    table = out["table"].set_index(["program", "history"])
+    for program in PROGRAMS:
+        for history in (0, 58):
+            cell = Setup(**{**setup.__dict__, "program": program, "history": history})
+            alone, _ = run_evaluate(cell, bench, tmp_path / f"alone-{program}-{history}", progress=False)
+            for metric in ("accuracy", "accuracy_ci_low", "macro_accuracy", "nmae", "n"):
+                assert table.loc[(program, history), metric] == alone.metrics[metric], (program, history, metric)
+
+    # majority, country, random read no profile answers, and the cell only demographics: predicted once;
+    # knn reads the profile, so its second history is a run of its own
+    dirs = {p.name for p in (tmp_path / "bench").iterdir() if p.is_dir() and p.name != "report"}
+    assert dirs == {f"f1-h0-{p}" for p in PROGRAMS} | {"f1-h58-knn"}
+    runs = mlflow.search_runs(experiment_names=["valuesim-bench"])
+    reused = runs[runs["params.predictions_from_history"].notna()]
+    assert sorted(reused["tags.mlflow.runName"]) == sorted(f"f1-h58-{p}" for p in PROGRAMS if p != "knn")
+    assert (reused["params.predictions_from_history"] == "0").all()
+    assert len(runs) == 1 + 2 * len(PROGRAMS)  # the parent and one child per program and history
+    assert not pd.isna(table.loc[("knn", 58), "accuracy"])
