@@ -55,7 +55,10 @@ Program = Annotated[
 ]
 LM = Annotated[
     str,
-    typer.Option(help="LM: gemma, smollm2, a .gguf path, or any LiteLLM model string"),
+    typer.Option(
+        help="LM: gemma, smollm2, a .gguf path, any LiteLLM model string, or dummy (no model: answers the first "
+        "option, a dry run of the program and the harness)"
+    ),
 ]
 ApiBase = Annotated[
     str | None, typer.Option(help="API base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
