@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import dspy
 import pytest
 from helpers import ScriptedLM, use, user_message
 from typer.testing import CliRunner
@@ -238,65 +239,55 @@ def test_simulate_text_output(bench_small, saved_valuesim, person_file, scripted
         assert fragment in text
 
 
-def test_simulate_program_by_name(bench_small, person_file, scripted) -> None:
-    result = invoke(
-        "simulate",
-        "--person",
-        person_file,
-        "--question",
-        "Q1",
-        "--program",
-        "valuesim",
-        "--data",
-        bench_small,
-        "--json",
-    )
+def test_simulate_program_by_name(bench_small, person_file, catalog) -> None:
+    """A program by name is built fresh (not the saved one); --lm dummy answers each view's first option."""
+    args = ["--person", person_file, "--question", "Q1", "--program", "valuesim", "--data", bench_small]
+    result = invoke("simulate", *args, "--lm", "dummy", "--json")
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["valid"] is True and out["answer"] == "2"
-    assert all(MARKER not in m[0]["content"] for _, m in scripted.calls)
+    first = str(next(iter(catalog["Q1"].options)))
+    assert out["valid"] is True and out["answer"] == first and out["lm"] == "dummy"
+    assert (out["cognitive_answer"], out["affective_answer"], out["behavioral_answer"]) == (first, first, first)
+    assert out["coordinated"] is False  # the views agree, so no coordinator call
+    prompts = [str(h["messages"]) for h in dspy.settings.lm.history]
+    assert len(prompts) == 4 and not any(MARKER in p for p in prompts)  # writer + 3 views, no saved instructions
 
 
-def test_simulate_unknown_question(bench_small, person_file, scripted) -> None:
+def test_simulate_unknown_question(bench_small, person_file) -> None:
     err = one_line_error(
-        invoke("simulate", "--person", person_file, "--question", "Q999", "--data", bench_small, "--json")
+        invoke("simulate", "--person", person_file, "--question", "Q999", "--data", bench_small, "--lm", "dummy")
     )
     assert "unknown question code 'Q999'" in err
-    assert scripted.calls == []
+    assert dspy.settings.lm is None  # refused before an LM was configured
 
 
-def test_simulate_open_question(bench_small, person_file, scripted) -> None:
-    err = one_line_error(invoke("simulate", "--person", person_file, "--question", "Q262", "--data", bench_small))
+def test_simulate_open_question(bench_small, person_file) -> None:
+    err = one_line_error(
+        invoke("simulate", "--person", person_file, "--question", "Q262", "--data", bench_small, "--lm", "dummy")
+    )
     assert "Q262" in err and "cannot be asked" in err
+    assert dspy.settings.lm is None
 
 
-def test_simulate_bad_person_file(bench_small, tmp_path: Path, scripted) -> None:
+def test_simulate_bad_person_file(bench_small, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"country": "USA", "answers": {"Q1": 9}}))
-    err = one_line_error(invoke("simulate", "--person", bad, "--question", "Q46", "--data", bench_small, "--json"))
+    args = ["--person", bad, "--question", "Q46", "--data", bench_small, "--lm", "dummy", "--json"]
+    err = one_line_error(invoke("simulate", *args))
     assert "answers.Q1" in err and "bad.json" in err
-    assert scripted.calls == []
+    assert dspy.settings.lm is None
 
 
-def test_simulate_missing_program(bench_small, person_file, tmp_path: Path, scripted) -> None:
-    err = one_line_error(
-        invoke(
-            "simulate",
-            "--person",
-            person_file,
-            "--question",
-            "Q46",
-            "--data",
-            bench_small,
-            "--program",
-            tmp_path / "nowhere",
-        )
-    )
+def test_simulate_missing_program(bench_small, person_file, tmp_path: Path) -> None:
+    args = ["--person", person_file, "--question", "Q46", "--data", bench_small, "--program", tmp_path / "nowhere"]
+    err = one_line_error(invoke("simulate", *args, "--lm", "dummy"))
     assert "nowhere" in err and "no such program" in err
+    assert dspy.settings.lm is None
 
 
-def test_simulate_without_benchmark(person_file, tmp_path: Path, scripted) -> None:
-    err = one_line_error(invoke("simulate", "--person", person_file, "--question", "Q46", "--data", tmp_path))
+def test_simulate_without_benchmark(person_file, tmp_path: Path) -> None:
+    args = ["--person", person_file, "--question", "Q46", "--data", tmp_path, "--lm", "dummy"]
+    err = one_line_error(invoke("simulate", *args))
     assert "no built benchmark" in err
 
 
@@ -319,22 +310,10 @@ def test_simulate_invalid_lm_answer_is_a_clean_error(bench_small, person_file, s
     one_line_error(result)
 
 
-def test_simulate_statistical_program_needs_no_lm(bench_small, person_file, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_lm(model: str, api_base: str | None = None, *_, **__) -> dict:
-        raise AssertionError("configure_lm called for a statistical program")
-
-    monkeypatch.setattr("valuesim.runner.configure_lm", no_lm)
-    result = invoke(
-        "simulate",
-        "--person",
-        person_file,
-        "--question",
-        "Q46",
-        "--program",
-        "country",
-        "--data",
-        bench_small,
-        "--json",
-    )
+def test_simulate_statistical_program_needs_no_lm(bench_small, person_file) -> None:
+    args = ["--person", person_file, "--question", "Q46", "--program", "country", "--data", bench_small]
+    result = invoke("simulate", *args, "--lm", "dummy", "--json")
     assert result.exit_code == 0, repr(result.exception)
-    assert json.loads(result.stdout)["valid"] is True
+    out = json.loads(result.stdout)
+    assert out["valid"] is True and out["lm"] is None
+    assert dspy.settings.lm is None  # --lm was not even configured
