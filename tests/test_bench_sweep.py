@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pytest
 
 from valuesim.data.benchmark import Benchmark
 from valuesim.runner import Setup, run_bench, run_evaluate
@@ -36,3 +37,18 @@ def test_bench_cells_equal_separate_runs_and_reuse_only_what_is_the_same(bench_s
     assert (reused["params.predictions_from_history"] == "0").all()
     assert len(runs) == 1 + 2 * len(PROGRAMS)  # the parent and one child per program and history
     assert not pd.isna(table.loc[("knn", 58), "accuracy"])
+
+
+def test_large_prediction_tables_are_logged_as_parquet(
+    bench_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from valuesim import tracking
+
+    monkeypatch.setattr(tracking, "TABLE_ROWS", 5)  # the selection below has 4 x 6 = 24 predictions
+    result, params = run_evaluate(
+        Setup(program="country", persons=4, questions=6, resamples=0), Benchmark(bench_small), tmp_path / "run"
+    )
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(params["mlflow_run_id"])}
+    assert "predictions.parquet" in names and "predictions.json" not in names
+    path = mlflow.artifacts.download_artifacts(run_id=params["mlflow_run_id"], artifact_path="predictions.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(path), result.predictions.reset_index(drop=True))

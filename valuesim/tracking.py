@@ -35,6 +35,9 @@ LOGGED_METRICS = [
 COST_METRICS = ["lm_calls_per_pred", "prompt_tokens_per_pred", "completion_tokens_per_pred", "seconds_per_pred"]
 
 
+TABLE_ROWS = 10_000  # predictions up to this many rows are an MLflow table (viewable in the UI), more a parquet file
+
+
 def tracking_uri() -> str:
     return _USER_URI or f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
 
@@ -92,7 +95,13 @@ def log_result(result, prefix: str = "", with_cost: bool = True) -> None:
     import mlflow
 
     mlflow.log_metrics(clean_metrics(logged_metrics(result.metrics, with_cost), prefix))
-    mlflow.log_table(result.predictions, artifact_file=f"{prefix}predictions.json")
+    if len(result.predictions) <= TABLE_ROWS:
+        mlflow.log_table(result.predictions, artifact_file=f"{prefix}predictions.json")
+    else:  # log_table's JSON takes seconds per 60k rows and the UI cannot show that many: parquet for pandas
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp, f"{prefix}predictions.parquet")
+            result.predictions.to_parquet(path, index=False)
+            mlflow.log_artifact(str(path))
     mlflow.log_table(result.by_country, artifact_file=f"{prefix}by_country.json")
     mlflow.log_table(result.by_category, artifact_file=f"{prefix}by_category.json")
 
