@@ -18,7 +18,7 @@ import contextvars
 import sqlite3
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -269,10 +269,43 @@ def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:
     }
 
 
+class PersonQueue:
+    """The examples to predict, in order, with each person's later items held back until their first item is done.
+
+    Person-level work (ValueSim's and backstory's story, written once per person and cached) then happens once,
+    in the person's first item, while the other threads take other persons' items: handing out a person's items
+    together made every thread that got one write the same backstory at once (measured: 26 backstory calls for 5
+    persons at 16 threads). Threads idle only when every remaining person's first item is still running."""
+
+    def __init__(self, todo: list[dspy.Example]):
+        self.unstarted: dict[str, deque] = {}  # person -> items, in the order of the persons' first items
+        for example in todo:
+            self.unstarted.setdefault(example.person_id, deque()).append(example)
+        self.held: dict[str, deque] = {}  # persons whose first item is running -> their other items
+        self.ready: deque = deque()  # items of persons whose first item is done
+
+    def next(self) -> dspy.Example | None:
+        """The next item to start (finishing started persons first), or None if none can start now."""
+        if self.ready:
+            return self.ready.popleft()
+        if not self.unstarted:
+            return None
+        person = next(iter(self.unstarted))
+        items = self.unstarted.pop(person)
+        first = items.popleft()
+        if items:
+            self.held[person] = items
+        return first
+
+    def done(self, example: dspy.Example) -> None:
+        self.ready.extend(self.held.pop(example.person_id, ()))
+
+
 def predict_all(program: dspy.Module, todo: list[dspy.Example], store: RunStore, threads: int, progress: bool) -> None:
-    """Keep `threads` predictions in flight; store each as it finishes; stop early if the first ones all fail."""
+    """Keep `threads` predictions in flight (a person's first item before their others, see PersonQueue); store
+    each as it finishes; stop early if the first ones all fail."""
     recorded = Recorded(program)
-    pending = iter(todo)
+    queue = PersonQueue(todo)
     failures: Counter = Counter()
     finished = 0
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed}/s"),
@@ -282,29 +315,27 @@ def predict_all(program: dspy.Module, todo: list[dspy.Example], store: RunStore,
         ThreadPoolExecutor(max_workers=threads) as pool,
     ):
         task = bar.add_task("predicting", total=len(todo))
-
-        def submit() -> bool:
-            example = next(pending, None)
-            if example is None:
-                return False
-            future = pool.submit(contextvars.copy_context().run, recorded, **example.inputs())
-            in_flight[future] = example
-            return True
-
         in_flight: dict = {}
-        for _ in range(threads):
-            submit()
+
+        def fill() -> None:
+            while len(in_flight) < threads and (example := queue.next()) is not None:
+                future = pool.submit(contextvars.copy_context().run, recorded, **example.inputs())
+                in_flight[future] = example
+
+        fill()
         while in_flight:
             ready, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            checked = finished >= FAIL_FAST
             for future in ready:
-                row = row_of(in_flight.pop(future), future.result())
-                store.add(row)
+                example = in_flight.pop(future)
+                queue.done(example)
+                row = row_of(example, future.result())
+                store.add(row)  # a commit costs ~0.5 ms: not what limits a run (see BENCHMARKS.md)
                 finished += 1
                 if row["status"] == "failed":
                     failures[row["error"].splitlines()[0][:200]] += 1
                 bar.advance(task)
-                submit()
-            if finished == FAIL_FAST and sum(failures.values()) == finished:
+            if not checked and finished >= FAIL_FAST and sum(failures.values()) == finished:
                 for future in in_flight:
                     future.cancel()
                 reason, count = failures.most_common(1)[0]
@@ -312,6 +343,7 @@ def predict_all(program: dspy.Module, todo: list[dspy.Example], store: RunStore,
                     f"the first {finished} predictions all failed ({count}x {reason}); stopped with them stored "
                     "as failed. Fix the model or server and rerun with --resume: failed predictions are retried"
                 )
+            fill()
     if failures:
         print(f"{sum(failures.values())} of {finished} predictions failed; most often: "
               f"{failures.most_common(1)[0][0]}", file=sys.stderr)  # fmt: skip
