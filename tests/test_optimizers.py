@@ -101,3 +101,16 @@ def test_gepa_reflection_lm_defaults_to_the_task_lm() -> None:
     task = use(FakeLM("task"))
     compile_program(FullInfo(), "gepa", TRAIN, VAL, seed=0)
     assert len(task.calls) > task.answered()  # reflection prompts reached the task LM
+
+
+def test_compile_command_with_gepa_and_a_separate_reflection_lm(bench_small, tmp_path) -> None:
+    """The whole `valuesim compile` path with GEPA and --reflection-lm, on --lm dummy (no model)."""
+    from valuesim.data.benchmark import Benchmark
+    from valuesim.runner import Setup, run_compile
+
+    setup = Setup(program="demographics", lm="dummy", questions=2, history=0, resamples=50)
+    out = run_compile(setup, Benchmark(bench_small), "gepa", 4, 2, tmp_path / "run", False, reflection_lm="dummy")
+    assert out["params"]["reflection_lm"] == "dummy" and out["params"]["optimizer"] == "gepa"
+    train, val, dev = (set(out["persons"][k]) for k in ("train", "val", "dev"))
+    assert train and val and dev and not (train & val) and not (train & dev) and not (val & dev)
+    assert {"difference", "ci_low", "ci_high", "p_value"} <= set(out["gain"])

@@ -43,7 +43,7 @@ RUNS_PAGE = "#/experiments?workflowType=machine_learning"
 def bench(
     programs: Annotated[
         str, typer.Option(help="Comma-separated program names or compiled programs (runs:/..., models:/...)")
-    ] = "majority,country,cell,knn,demographics,rag,full-info,backstory,valuesim",
+    ] = "random,majority,country,cell,knn,ml,demographics,rag,full-info,backstory,valuesim",
     history: Annotated[str, typer.Option(help="Comma-separated history sizes")] = "0,58,116,174,232",
     folds: Annotated[str, typer.Option(help="Comma-separated folds")] = "1",
     persons: Persons = 5,

@@ -133,6 +133,10 @@ def compile_cmd(
     history: History = 232,
     protocol: Protocol = "values",
     lm: LM = "gemma",
+    reflection_lm: Annotated[
+        str | None,
+        typer.Option(help="LM that writes new instructions (GEPA's reflection, MIPROv2's proposer) [default: --lm]"),
+    ] = None,
     api_base: ApiBase = None,
     threads: Threads = 1,
     timeout: Timeout = 120.0,
@@ -169,7 +173,7 @@ def compile_cmd(
         seed=seed,
     )
     with handled(as_json):
-        summary = run_compile(setup, open_benchmark(data), optimizer, train, dev, run_dir=run_dir, progress=not as_json)
+        summary = run_compile(setup, open_benchmark(data), optimizer, train, dev, run_dir, not as_json, reflection_lm)
     if as_json:
         emit_json(summary)
         return
