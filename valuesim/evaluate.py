@@ -50,8 +50,25 @@ def example_key(ex: dspy.Example) -> str:
     return f"{ex.person_id}|{ex.question_code}"
 
 
+class CallLog:
+    """Collects the LM history entries of one prediction: DSPy appends each call's entry (with the price it put
+    on the response, `cost`) to the `history` of every module in `caller_modules`, and that list is per thread."""
+
+    def __init__(self):
+        self.history: list[dict] = []
+
+    def dollars(self) -> float | None:
+        """What the billed calls cost; None when a billed call has no price (a model missing from the price table,
+        a self-hosted server, the embedded engine). Cache hits keep the original call's cost but no usage: free."""
+        billed = [e for e in self.history if e.get("usage")]
+        if any(e.get("cost") is None for e in billed):
+            return None
+        return float(sum(e["cost"] for e in billed))
+
+
 class Recorded(dspy.Module):
-    """Wraps a program: times it, counts its LM calls and tokens, and turns an exception into a failed item."""
+    """Wraps a program: times it, counts its LM calls, tokens and dollars, and turns an exception into a failed
+    item."""
 
     def __init__(self, program: dspy.Module):
         super().__init__()
@@ -59,7 +76,8 @@ class Recorded(dspy.Module):
 
     def forward(self, **inputs) -> dspy.Prediction:
         t0 = time.perf_counter()
-        with dspy.track_usage() as usage:
+        log = CallLog()
+        with dspy.track_usage() as usage, dspy.context(caller_modules=[*(dspy.settings.caller_modules or []), log]):
             try:
                 pred = self.program(**inputs)
                 error = None
@@ -71,6 +89,7 @@ class Recorded(dspy.Module):
             "prompt_tokens": sum(u.get("prompt_tokens") or 0 for u in calls),
             "completion_tokens": sum(u.get("completion_tokens") or 0 for u in calls),
             "cached_tokens": sum((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0 for u in calls),
+            "cost_usd": log.dollars(),
             "seconds": time.perf_counter() - t0,
             "error": error,
         }
@@ -265,6 +284,7 @@ def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:
         "prompt_tokens": cost.get("prompt_tokens", 0),
         "completion_tokens": cost.get("completion_tokens", 0),
         "cached_tokens": cost.get("cached_tokens", 0),
+        "cost_usd": cost.get("cost_usd"),
         "seconds": cost.get("seconds", 0.0),
     }
 
@@ -379,13 +399,33 @@ def predictions_table_of(stored: pd.DataFrame, meta: list[tuple]) -> pd.DataFram
 
 
 def cost_summary(stored: pd.DataFrame) -> dict:
+    """Failures, LM calls, tokens, dollars and seconds per prediction (and dollars in total).
+
+    Cached tokens are the prompt tokens a provider (OpenAI's `prompt_tokens_details.cached_tokens`) or the embedded
+    engine reused from its prompt cache; ValueSim's prompt order (instructions, backstory, question) is laid out
+    for those hits. Dollars are None when some LM call had no price or the store predates the column."""
     n = max(len(stored), 1)
+    cached = stored["cached_tokens"].fillna(0)  # NULL in older stores
+    usd = dollars_of(stored)
     return {
         "failed": int((stored["status"] == "failed").sum()),
         "lm_calls_per_pred": float(stored["lm_calls"].sum() / n),
         "prompt_tokens_per_pred": float(stored["prompt_tokens"].sum() / n),
-        # tokens the engine really evaluated (prompt minus what its prefix cache reused); NULL in older stores
-        "evaluated_tokens_per_pred": float((stored["prompt_tokens"] - stored["cached_tokens"].fillna(0)).sum() / n),
+        "cached_tokens_per_pred": float(cached.sum() / n),
+        # tokens the engine really evaluated (prompt minus what its prefix cache reused)
+        "evaluated_tokens_per_pred": float((stored["prompt_tokens"] - cached).sum() / n),
         "completion_tokens_per_pred": float(stored["completion_tokens"].sum() / n),
+        "usd_total": usd,
+        "usd_per_1000_preds": None if usd is None else usd / n * 1000,  # a cent per prediction reads 10.000
         "seconds_per_pred": float(stored["seconds"].sum() / n),
     }
+
+
+def dollars_of(stored: pd.DataFrame) -> float | None:
+    """The run's dollars: predictions without LM calls cost nothing; None if any LM prediction has no price."""
+    if "cost_usd" not in stored:
+        return None
+    lm_rows = stored["lm_calls"].fillna(0) > 0
+    if stored.loc[lm_rows, "cost_usd"].isna().any():
+        return None
+    return float(stored.loc[lm_rows, "cost_usd"].sum())

@@ -350,8 +350,11 @@ RESULT_COLUMNS = ["accuracy", "macro_accuracy", "within_one", "nmae", "wasserste
 COST_COLUMNS = [
     "lm_calls_per_pred",
     "prompt_tokens_per_pred",
+    "cached_tokens_per_pred",
     "evaluated_tokens_per_pred",
     "completion_tokens_per_pred",
+    "usd_total",
+    "usd_per_1000_preds",
     "seconds_per_pred",
 ]
 
@@ -543,6 +546,8 @@ def write_bench_outputs(table, out_dir: Path) -> dict:
     extra = ["random_accuracy", "vs_reference", "vs_reference_ci_low", "vs_reference_ci_high", "p_value"]
     results = table[keys + [c for c in [*RESULT_COLUMNS, *with_ci, *extra] if c in table]].round(4)
     cost = table[keys + [c for c in COST_COLUMNS if c in table]].round(2)
+    if "usd_total" in cost:  # small runs cost fractions of a cent
+        cost["usd_total"] = table["usd_total"].astype(float).round(6)
     results.to_csv(report / "results.csv", index=False)
     cost.to_csv(report / "cost.csv", index=False)
     (report / "results.md").write_text(results_markdown(table) + "\n")

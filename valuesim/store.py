@@ -23,9 +23,11 @@ CREATE TABLE IF NOT EXISTS predictions (
     error TEXT,
     detail TEXT,            -- JSON: module answers, analyses, backstory
     lm_calls INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL,
-    cached_tokens INTEGER   -- prompt tokens the engine reused from its KV/prefix cache
+    cached_tokens INTEGER,  -- prompt tokens the engine reused from its KV/prefix cache
+    cost_usd REAL           -- dollars of the prediction's LM calls as DSPy priced them; NULL: no price
 )
 """
+ADDED_COLUMNS = {"cached_tokens": "INTEGER", "cost_usd": "REAL"}  # missing from stores written before them
 
 
 class RunStore:
@@ -41,8 +43,9 @@ class RunStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
-        if "cached_tokens" not in columns:  # stores written before the column existed
-            self._db.execute("ALTER TABLE predictions ADD COLUMN cached_tokens INTEGER")
+        for name, kind in ADDED_COLUMNS.items():
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE predictions ADD COLUMN {name} {kind}")
         self._db.commit()
 
     def done(self, include_failed: bool = True) -> set[str]:

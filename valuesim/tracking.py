@@ -32,7 +32,10 @@ LOGGED_METRICS = [
     "accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "jsd", "kendall_tau",
     "n", "n_persons", "n_questions", "invalid", "failed", "random_accuracy", "normalized_accuracy",
 ]  # fmt: skip
-COST_METRICS = ["lm_calls_per_pred", "prompt_tokens_per_pred", "completion_tokens_per_pred", "seconds_per_pred"]
+COST_METRICS = [
+    "lm_calls_per_pred", "prompt_tokens_per_pred", "cached_tokens_per_pred", "completion_tokens_per_pred",
+    "usd_total", "usd_per_1000_preds", "seconds_per_pred",
+]  # fmt: skip
 
 
 TABLE_ROWS = 10_000  # predictions up to this many rows are an MLflow table (viewable in the UI), more a parquet file

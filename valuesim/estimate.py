@@ -1,0 +1,392 @@
+"""Cost before a run: LM calls, prompt tokens, a completion bound and dollars, from the prompts the run would send.
+
+The program runs on the run's own examples with `RenderingAdapter`, which formats every call exactly as the run's
+adapter would (OptionsAdapter: instructions, demos, inputs), records it and answers without an LM. Prompts are
+then counted with LiteLLM's `token_counter` for the run's model and priced from LiteLLM's price table.
+
+What is exact and what is a bound:
+- a program whose prompts depend only on the example (demographics, full-info, rag) is rendered exactly;
+- later prompts of a multi-step program quote earlier outputs (the backstory, the three views): those outputs are
+  stood in by filler of their full `max_tokens`, so those prompts are upper bounds;
+- the three views always disagree here (answers cycle through the options), so ValueSim's coordinator is always
+  counted: its calls are an upper bound too;
+- completion tokens are bounded by calls x max_tokens;
+- prompts are priced uncached: a provider's prompt cache (which ValueSim's prompt order is laid out for) only
+  lowers the bill, and DSPy's own LM cache makes repeated calls free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import typing
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import dspy
+from dspy.utils.dummies import DummyLM
+
+from valuesim.errors import ValueSimError
+from valuesim.programs.options import OptionsAdapter
+
+FILLER = "word"  # one token per word in tiktoken's and most BPE vocabularies: n words stand in for n tokens
+MILLION = 1_000_000
+
+
+@dataclass
+class RenderedCall:
+    module: str  # the predictor's name in the program (story.write, cognitive, ...)
+    messages: list[dict]
+    max_tokens: int
+    inputs: dict = field(repr=False)
+    outputs: dict = field(repr=False)
+
+
+def bounded_outputs(signature: type[dspy.Signature], max_tokens: int, n: int) -> dict:
+    """Outputs that bound what later prompts quote: free text fills its whole token budget; an answer restricted to
+    option codes takes the n-th code (consecutive calls disagree, so a coordinator is always reached)."""
+    out = {}
+    for name, info in signature.output_fields.items():
+        codes = typing.get_args(info.annotation) if typing.get_origin(info.annotation) is typing.Literal else ()
+        if codes:
+            out[name] = codes[n % len(codes)]
+        elif info.annotation is str:
+            out[name] = " ".join([FILLER] * max_tokens)
+        else:
+            raise ValueSimError(f"estimate: cannot bound output field {name!r} of type {info.annotation}")
+    return out
+
+
+class RenderingAdapter(OptionsAdapter):
+    """Formats and records each call as the run would send it, and returns bounded outputs instead of calling."""
+
+    def __init__(self, names: dict[int, str], default_max_tokens: int):
+        super().__init__()
+        self.names = names  # id(predictor) -> its name in the program
+        self.default_max_tokens = default_max_tokens
+        self.calls: list[RenderedCall] = []
+        self._lock = threading.Lock()  # dspy.Parallel (ValueSim's parallel=True) formats from threads
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+        processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
+        messages = self.format(processed, demos, inputs)
+        max_tokens = int(lm_kwargs.get("max_tokens") or self.default_max_tokens)
+        caller = (dspy.settings.caller_modules or [None])[-1]  # the Predict being called
+        with self._lock:
+            outputs = bounded_outputs(signature, max_tokens, len(self.calls))
+            self.calls.append(RenderedCall(self.names.get(id(caller), "?"), messages, max_tokens, inputs, outputs))
+        return [outputs]
+
+    async def acall(self, lm, lm_kwargs, signature, demos, inputs):
+        return self(lm, lm_kwargs, signature, demos, inputs)
+
+
+def render(program: dspy.Module, examples: Iterable[dspy.Example], max_tokens: int | None = None) -> list[RenderedCall]:
+    """Every LM call `program` makes on `examples`, in order, formatted but not sent. `max_tokens` is the LM's
+    default for calls that set none (valuesim.lm.DEFAULT_MAX_TOKENS, what `build_lm` gives every run)."""
+    from valuesim.lm import DEFAULT_MAX_TOKENS
+
+    adapter = RenderingAdapter(
+        {id(p): name for name, p in program.named_predictors()}, max_tokens or DEFAULT_MAX_TOKENS
+    )
+    with dspy.context(lm=DummyLM([]), adapter=adapter):  # the stand-in LM is never called
+        for ex in examples:
+            program(**ex.inputs())
+    return adapter.calls
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Tokens and prices
+
+
+def _litellm():
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the shipped price table, no download
+    import litellm
+
+    return litellm
+
+
+class Counter:
+    """Prompt tokens of rendered messages: LiteLLM's `token_counter` for the model (the model's own tokenizer
+    where LiteLLM has one, tiktoken otherwise), or, with `tokenize_url`, the tokenizer of a llama-cpp-python
+    server (its /extras/tokenize/count) on the messages in ChatML (exact for ChatML models such as SmolLM2 and
+    Qwen; other chat templates differ by a few tokens per message)."""
+
+    def __init__(self, model: str, tokenize_url: str | None = None):
+        self.model = model
+        self.tokenize_url = tokenize_url
+        self._cache: dict[str, int] = {}
+
+    def describe(self) -> str:
+        if self.tokenize_url:
+            return f"the server's tokenizer ({self.tokenize_url}), ChatML template"
+        tok = _litellm().utils._select_tokenizer(self.model)
+        if tok["type"] == "openai_tokenizer":
+            return f"tiktoken {tok['tokenizer'].name} (LiteLLM's fallback for {self.model})"
+        return f"{self.model}'s own tokenizer (through LiteLLM)"
+
+    def __call__(self, messages: list[dict]) -> int:
+        key = json.dumps(messages, sort_keys=True)
+        if key not in self._cache:
+            self._cache[key] = self._count(messages)
+        return self._cache[key]
+
+    def _count(self, messages: list[dict]) -> int:
+        if not self.tokenize_url:
+            return int(_litellm().token_counter(model=self.model, messages=messages))
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        body = json.dumps({"input": text + "<|im_start|>assistant\n"}).encode()
+        req = urllib.request.Request(self.tokenize_url, body, {"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return int(json.load(r)["count"])
+        except (OSError, KeyError, ValueError) as e:
+            raise ValueSimError(f"--tokenize-url {self.tokenize_url}: no token count ({e})") from None
+
+
+def price(model: str) -> dict:
+    """Dollars per million prompt / completion / cached prompt tokens from LiteLLM's price table, or why not."""
+    from valuesim.lm import is_embedded
+
+    if is_embedded(model):
+        return {"known": False, "reason": f"{model} runs in-process: no per-token price"}
+    litellm = _litellm()
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # noqa: BLE001 - LiteLLM raises a plain Exception for unmapped models
+        info = None
+    if not info or info.get("input_cost_per_token") is None:
+        return {
+            "known": False,
+            "reason": f"{model} is not in LiteLLM's price table (a self-hosted server bills no tokens)",
+        }
+    per_m = {
+        "input": info["input_cost_per_token"] * MILLION,
+        "output": (info.get("output_cost_per_token") or 0.0) * MILLION,
+    }
+    if info.get("cache_read_input_token_cost") is not None:
+        per_m["cached_input"] = info["cache_read_input_token_cost"] * MILLION
+    return {"known": True, "usd_per_million": per_m, "source": "LiteLLM model_cost (shipped table)"}
+
+
+def dollars(p: dict, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0) -> float | None:
+    if not p["known"]:
+        return None
+    rates = p["usd_per_million"]
+    cached_rate = rates.get("cached_input", rates["input"])
+    return ((prompt_tokens - cached_tokens) * rates["input"] + cached_tokens * cached_rate
+            + completion_tokens * rates["output"]) / MILLION  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Estimates
+
+
+def tally(calls: list[RenderedCall], count: Counter) -> dict:
+    """Calls, prompt tokens and the completion bound, in total and per module."""
+    modules: dict[str, dict] = {}
+    for c in calls:
+        m = modules.setdefault(c.module, {"lm_calls": 0, "prompt_tokens": 0, "completion_tokens_max": 0})
+        m["lm_calls"] += 1
+        m["prompt_tokens"] += count(c.messages)
+        m["completion_tokens_max"] += c.max_tokens
+    total = {k: sum(m[k] for m in modules.values()) for k in ("lm_calls", "prompt_tokens", "completion_tokens_max")}
+    return total | {"modules": modules}
+
+
+def is_bound(calls: list[RenderedCall]) -> bool:
+    """Whether some prompt quotes an earlier output (then its tokens and the coordinator's calls are bounds)."""
+    return any(FILLER + " " + FILLER in json.dumps(c.messages) for c in calls)
+
+
+def estimate_program(
+    program: dspy.Module, examples: list[dspy.Example], count: Counter, p: dict, max_tokens: int | None = None
+) -> dict:
+    """One program on one selection: calls, tokens, dollars (an upper bound: completions at their max_tokens)."""
+    calls = render(program, examples, max_tokens)
+    t = tally(calls, count)
+    return {
+        "examples": len(examples),
+        "persons": len({ex.person_id for ex in examples}),
+        **t,
+        "prompt_tokens_are_bound": is_bound(calls),
+        "usd_max": dollars(p, t["prompt_tokens"], t["completion_tokens_max"]),
+    }
+
+
+def estimate(
+    bench,
+    programs: list[str],
+    model: str,
+    protocol: str = "values",
+    split: str = "dev",
+    folds: Iterable[int] = (1,),
+    histories: Iterable[int] = (232,),
+    persons: int | None = None,
+    questions: int | None = None,
+    seed: int = 0,
+    settings: dict | None = None,
+    tokenize_url: str | None = None,
+) -> dict:
+    """What `evaluate` (one program, fold and history) or `bench` (all of them) would cost on `model`, before
+    any LM call. Programs that need no LM cost nothing. Returns one JSON-able dict: per program x fold x history
+    the calls, prompt tokens, completion bound and dollars, and their totals."""
+    from valuesim.programs import STATISTICAL
+    from valuesim.runner import build_program
+
+    count = Counter(model, tokenize_url)
+    p = price(model)
+    rows = []
+    for fold in folds:
+        for history in histories:
+            examples = None
+            for name in programs:
+                if name in STATISTICAL:
+                    rows.append({"program": name, "fold": fold, "history": history, "lm_calls": 0, "prompt_tokens": 0,
+                                 "completion_tokens_max": 0, "usd_max": 0.0, "modules": {}})  # fmt: skip
+                    continue
+                if examples is None:
+                    examples = bench.examples(protocol, split, fold, history, persons, questions, seed)
+                    if not examples:
+                        raise ValueSimError("no examples selected (check --split, --fold, --persons)")
+                program, _, _ = build_program(name, bench, settings or {})
+                rows.append({"program": name, "fold": fold, "history": history,
+                             **estimate_program(program, examples, count, p)})  # fmt: skip
+    totals = {k: sum(r[k] for r in rows) for k in ("lm_calls", "prompt_tokens", "completion_tokens_max")}
+    totals["usd_max"] = dollars(p, totals["prompt_tokens"], totals["completion_tokens_max"])
+    return {"lm": model, "tokenizer": count.describe(), "price": p, "programs": rows, "total": totals}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Compile
+
+
+def with_demos(program: dspy.Module, train_calls: list[RenderedCall], demos: int, max_chars: int) -> dspy.Module:
+    """A copy of `program` carrying, per module, `demos` demos made of its own rendered training calls (bounded
+    outputs), as bootstrapped demos look; demos longer than `max_chars` are dropped as compile_program drops them."""
+    from valuesim.optimize.compile import drop_long_demos
+
+    copy = program.deepcopy()
+    for name, predictor in copy.named_predictors():
+        fields = predictor.signature.fields
+        predictor.demos = [
+            dspy.Example(**{k: v for k, v in {**c.inputs, **c.outputs}.items() if k in fields}, augmented=True)
+            for c in train_calls
+            if c.module == name
+        ]
+    drop_long_demos(copy, max_chars)  # keeps the ones that fit, in order
+    for _, predictor in copy.named_predictors():
+        predictor.demos = predictor.demos[:demos]
+    return copy
+
+
+def scaled(t: dict, runs: float, per: int) -> dict:
+    """A tally of `per` program runs scaled to `runs` runs."""
+    f = runs / max(per, 1)
+    return {k: round(t[k] * f) for k in ("lm_calls", "prompt_tokens", "completion_tokens_max")}
+
+
+def add(*tallies: dict) -> dict:
+    return {k: sum(t[k] for t in tallies) for k in ("lm_calls", "prompt_tokens", "completion_tokens_max")}
+
+
+def optimizer_runs(optimizer: str, program: dspy.Module, n_train: int, valset: list, seed: int, demos: int,
+                   candidates: int) -> dict:  # fmt: skip
+    """How many times each optimizer runs the program, as valuesim.optimize.compile configures it: `bootstrap`
+    traces (on training examples, no demos), `eval_plain` / `eval_demos` (validation examples, by candidates
+    without / with demos), and `proposer_calls` (MIPROv2's and GEPA's instruction writer; prompts not rendered).
+    Upper bounds: bootstrapping stops once it has `demos` good traces, GEPA once its budget is spent."""
+    n_val = len(valset)
+    if optimizer == "bootstrap":  # BootstrapFewShot, one round
+        return {"bootstrap": n_train, "eval_plain": 0, "eval_demos": 0, "proposer_calls": 0}
+    if optimizer == "random-search":  # seeds -3 (zero-shot), -2 (labeled), -1 (bootstrap) and `candidates` more
+        return {"bootstrap": (candidates + 1) * n_train, "eval_plain": n_val, "eval_demos": (candidates + 2) * n_val,
+                "proposer_calls": 0}  # fmt: skip
+    if optimizer == "mipro":  # MIPROv2 auto="light": DSPy's own sizing and call estimate (_estimate_lm_calls)
+        from dspy.teleprompt.mipro_optimizer_v2 import MIPROv2
+
+        from valuesim.optimize.metric import answer_metric
+
+        idle = DummyLM([])  # sizing only: no model is called
+        mipro = MIPROv2(metric=answer_metric, auto="light", max_bootstrapped_demos=demos, max_labeled_demos=demos,
+                        prompt_model=idle, task_model=idle)  # fmt: skip
+        mipro._set_random_seeds(seed)
+        trials, val, minibatch, n_instr, n_fewshot = mipro._set_hyperparams_from_run_mode(
+            program, None, True, False, valset, None, None
+        )
+        evals = 35 * trials + len(val) * (trials // 5 + 1) if minibatch else len(val) * trials
+        n_pred = len(program.predictors())
+        return {"bootstrap": n_fewshot * n_train, "eval_plain": len(val), "eval_demos": evals,
+                "proposer_calls": 10 + n_instr * n_pred + n_pred + 1}  # fmt: skip
+    if optimizer == "gepa":  # GEPA auto="light": its metric-call budget; one reflection per 2 x 3-example minibatches
+        from dspy.teleprompt.gepa.gepa import AUTO_RUN_SETTINGS, GEPA
+
+        # auto_budget reads nothing from the instance (building one needs a reflection LM)
+        budget = GEPA.auto_budget(None, len(program.predictors()), AUTO_RUN_SETTINGS["light"]["n"], n_val)
+        return {"bootstrap": 0, "eval_plain": budget, "eval_demos": 0, "proposer_calls": budget // 6}
+    raise ValueSimError(f"unknown optimizer {optimizer!r}")
+
+
+def estimate_compile(
+    bench,
+    program: str,
+    optimizer: str,
+    train_persons: int,
+    dev_persons: int,
+    model: str,
+    protocol: str = "values",
+    fold: int = 1,
+    history: int = 232,
+    questions: int | None = None,
+    seed: int = 0,
+    settings: dict | None = None,
+    tokenize_url: str | None = None,
+    demos: int = 2,
+    candidates: int = 4,
+    max_demo_chars: int = 4000,
+) -> dict:
+    """What `valuesim compile` would cost: the program on dev before, the optimizer's runs on the training and
+    validation persons (as `run_compile` splits them), and on dev after, with demos rendered from the program's
+    own training calls. Candidates with demos are priced like the compiled program."""
+    from valuesim.runner import build_program, split_by_person
+
+    base, name, _ = build_program(program, bench, settings or {})
+    examples = bench.examples(protocol, "train", fold, history, train_persons, questions, seed)
+    trainset, valset = split_by_person(examples, val_share=0.25, seed=seed)
+    devset = bench.examples(protocol, "dev", fold, history, dev_persons, questions, seed)
+    if not trainset or not valset or not devset:
+        raise ValueSimError(f"compile needs train, validation and dev examples; selected {len(trainset)}, "
+                            f"{len(valset)}, {len(devset)}")  # fmt: skip
+    count, p = Counter(model, tokenize_url), price(model)
+    train_calls = render(base.deepcopy(), trainset)
+    compiled = with_demos(base, train_calls, demos, max_demo_chars)
+    train = tally(train_calls, count)
+    val_plain = tally(render(base.deepcopy(), valset), count)
+    val_demos = tally(render(compiled.deepcopy(), valset), count)
+    runs = optimizer_runs(optimizer, base, len(trainset), valset, seed, demos, candidates)
+    opt = add(
+        scaled(train, runs["bootstrap"], len(trainset)),
+        scaled(val_plain, runs["eval_plain"], len(valset)),
+        scaled(val_demos, runs["eval_demos"], len(valset)),
+    )
+    before = estimate_program(base.deepcopy(), devset, count, p)
+    after = estimate_program(compiled, devset, count, p)
+    opt |= {"program_runs": {k: v for k, v in runs.items() if k != "proposer_calls"},
+            "proposer_calls": runs["proposer_calls"],
+            "usd_max": dollars(p, opt["prompt_tokens"], opt["completion_tokens_max"])}  # fmt: skip
+    total = add(before, opt, after)
+    total["usd_max"] = dollars(p, total["prompt_tokens"], total["completion_tokens_max"])
+    return {
+        "lm": model,
+        "tokenizer": count.describe(),
+        "price": p,
+        "program": name,
+        "optimizer": optimizer,
+        "examples": {"train": len(trainset), "val": len(valset), "dev": len(devset)},
+        "before": before,
+        "optimizer_calls": opt,
+        "after": after,
+        "total": total,
+    }
