@@ -8,7 +8,7 @@ system message that does not change from question to question keeps the engine's
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import dspy
 from dspy.adapters.json_adapter import _get_structured_outputs_response_format
@@ -16,7 +16,7 @@ from dspy.adapters.json_adapter import _get_structured_outputs_response_format
 
 def with_options(signature: type[dspy.Signature], options: dict[str, str]) -> type[dspy.Signature]:
     codes = tuple(str(c) for c in options)
-    return signature.with_updated_fields("answer", type_=Literal[codes])  # type: ignore[valid-type]
+    return signature.with_updated_fields("answer", type_=Literal[codes])
 
 
 def widened(signature: type[dspy.Signature]) -> type[dspy.Signature]:
@@ -28,10 +28,14 @@ def widened(signature: type[dspy.Signature]) -> type[dspy.Signature]:
 class OptionsAdapter(dspy.JSONAdapter):
     """JSONAdapter whose prompt text does not depend on the question's option codes (the schema still does)."""
 
-    def format(self, signature, demos, inputs):
+    def format(
+        self, signature: type[dspy.Signature], demos: list[dict[str, Any]], inputs: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         return super().format(widened(signature), demos, inputs)
 
-    def _prepare_response_format(self, lm, lm_kwargs, signature):
+    def _prepare_response_format(
+        self, lm: dspy.BaseLM, lm_kwargs: dict[str, Any], signature: type[dspy.Signature]
+    ) -> None:
         """DSPy sends no response_format to a model LiteLLM does not know (`openai/<served name>` on a vLLM or
         llama.cpp server), so nothing constrains the answer. For such a server, send JSON mode with the schema
         attached: llama.cpp's servers turn it into a grammar (answers are then always options), others at least
