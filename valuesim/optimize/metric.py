@@ -12,7 +12,7 @@ from __future__ import annotations
 import dspy
 
 
-def closeness(example: dspy.Example, answer) -> float:
+def closeness(example: dspy.Example, answer: object) -> float:
     """1 for the gold option, 0 for the far end of an ordinal scale (or any other option of a nominal one)."""
     codes = list(example.options)
     answer = None if answer is None else str(answer)
@@ -25,7 +25,7 @@ def closeness(example: dspy.Example, answer) -> float:
     return 1 - abs(codes.index(answer) - codes.index(example.answer)) / (len(codes) - 1)
 
 
-def answer_metric(example: dspy.Example, pred: dspy.Prediction, trace=None) -> float | bool:
+def answer_metric(example: dspy.Example, pred: dspy.Prediction, trace: object = None) -> float | bool:
     answer = getattr(pred, "answer", None)
     exact = answer is not None and str(answer) == example.answer
     if trace is not None:
@@ -33,7 +33,13 @@ def answer_metric(example: dspy.Example, pred: dspy.Prediction, trace=None) -> f
     return 1.0 if exact else 0.5 * closeness(example, answer)
 
 
-def feedback_metric(example, pred, trace=None, pred_name=None, pred_trace=None) -> dspy.Prediction:
+def feedback_metric(
+    example: dspy.Example,
+    pred: dspy.Prediction,
+    trace: object = None,
+    pred_name: str | None = None,
+    pred_trace: object = None,
+) -> dspy.Prediction:
     """GEPA's metric: the score plus what went wrong, in words a reflection LM can act on."""
     score = answer_metric(example, pred)
     gold = f"{example.answer} ({example.options.get(example.answer, '?')})"
