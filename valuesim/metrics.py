@@ -78,7 +78,7 @@ def random_floor(preds: pd.DataFrame) -> dict:
         if ordinal:
             err.append((dist.mean() / max(n - 1, 1), len(rows)))
 
-    def mean(pairs):
+    def mean(pairs: list[tuple[float, int]]) -> float:
         return float(sum(v * w for v, w in pairs) / sum(w for _, w in pairs)) if pairs else float("nan")
 
     return {"random_accuracy": mean(acc), "random_within_one": mean(within), "random_nmae": mean(err)}

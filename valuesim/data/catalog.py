@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from valuesim.data import statements
 from valuesim.errors import NotFoundError, UnknownKeyError, ValueSimError
@@ -138,7 +140,7 @@ class Catalog:
     def __contains__(self, code: str) -> bool:
         return code in self.questions
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Question]:
         return iter(self.questions.values())
 
     def __len__(self) -> int:
@@ -212,7 +214,7 @@ class Catalog:
             r["country_options"] = {c: {int(k): v for k, v in o.items()} for c, o in r["country_options"].items()}
             r["missing"] = {int(k): v for k, v in r["missing"].items()}
             if "statements" not in r:  # saved by an older valuesim: render them now (rebuilding stores them)
-                questions.append(with_statements(Question(**r), path))
+                questions.append(with_statements(Question(**r), Path(path)))
                 continue
             r["statements"] = {int(k): v for k, v in r["statements"].items()}
             questions.append(Question(**r))
@@ -261,7 +263,7 @@ def _numeric_country_codes(numeric: dict[str, str], alpha: dict[str, str]) -> di
     return out
 
 
-def _read_json(path: Path):
+def _read_json(path: Path) -> Any:
     if not path.exists():
         raise NotFoundError(f"{path}: not found (is this a WVS-7 folder? see README 'Data')")
     try:

@@ -76,7 +76,7 @@ class Form:
 
 def _forms(tables: dict[str, Any]) -> dict[str, Form]:
     """Question code -> the form of its group. `items = "<table>"` takes the items of another table (membership)."""
-    forms = {}
+    forms: dict[str, Form] = {}
     for i, group in enumerate(tables["groups"], start=1):
         if "answers" not in group or "items" not in group:
             raise ValueSimError(f"{PATH}: [[groups]] number {i} needs 'answers' and 'items'")
