@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any
 
 import dspy
 import numpy as np
 import pandas as pd
 
-from valuesim.data.catalog import Catalog
+from valuesim.data.catalog import Catalog, Question
 
-Item = dict  # person_id, country, known ({code: answer code}), question_code, options ({"code": label}, scale order)
+if TYPE_CHECKING:
+    from valuesim.data.benchmark import Benchmark
+
+# person_id, country, known ({code: answer code}), question_code, options ({"code": label}, scale order)
+Item = dict[str, Any]
 
 
-def option_codes(options: dict) -> list[float]:
+def option_codes(options: dict[str, str]) -> list[float]:
     """An item's option codes as numbers, in option order (NaN for a code that is not a number: never voted)."""
     out = []
     for code in options:
@@ -34,7 +40,7 @@ def option_codes(options: dict) -> list[float]:
     return out
 
 
-def first_best(tally: dict[float, float], options: dict) -> str | None:
+def first_best(tally: dict[float, float], options: dict[str, str]) -> str | None:
     """The option with the most votes in `tally` (code -> votes); ties to the first option; None without votes."""
     best, answer = 0.0, None
     for code, number in zip(options, option_codes(options), strict=True):
@@ -60,7 +66,7 @@ class Tallies:
             self.tally.setdefault((g, q), {})[a] = float(n)
         self.total = {key: sum(t.values()) for key, t in self.tally.items()}
 
-    def vote(self, question: str, options: dict, group=0) -> str | None:
+    def vote(self, question: str, options: dict[str, str], group: object = 0) -> str | None:
         return first_best(self.tally.get((group, question), {}), options)
 
 
@@ -80,7 +86,7 @@ class _Fitted(dspy.Module):
         self._tallies: dict[str, Tallies] = {}
 
     @classmethod
-    def from_benchmark(cls, bench, **settings) -> _Fitted:
+    def from_benchmark(cls, bench: Benchmark, **settings: Any) -> _Fitted:
         """Fitted on the benchmark's training respondents."""
         return cls(bench.respondents("train"), bench.catalog, **settings)
 
@@ -90,25 +96,27 @@ class _Fitted(dspy.Module):
             self._tallies[by] = Tallies(self.train, self.codes, None if by == "all" else self.train[by])
         return self._tallies[by]
 
-    def majority(self, question: str, options: dict, country: str | None = None) -> str | None:
+    def majority(self, question: str, options: dict[str, str], country: str | None = None) -> str | None:
         """The most common training answer among the options, within `country` when given (None: nobody)."""
         if country is None:
             return self.tallies("all").vote(question, options)
         return self.tallies("country").vote(question, options, country)
 
-    def country_or_global(self, question: str, options: dict, country: str) -> str | None:
+    def country_or_global(self, question: str, options: dict[str, str], country: str) -> str | None:
         return self.majority(question, options, country) or self.majority(question, options)
 
     def predict_batch(self, items: list[Item]) -> list[str | None]:
         """Answers (option codes as str, None when there is nothing to go on) for many items at once."""
         raise NotImplementedError
 
-    def forward(self, **inputs) -> dspy.Prediction:
+    def forward(self, **inputs: Any) -> dspy.Prediction:
         """One item: `predict_batch` on it, so both paths share one implementation."""
         return dspy.Prediction(answer=self.predict_batch([inputs])[0])
 
 
-def memoized(items: list[Item], key, answer) -> list[str | None]:
+def memoized(
+    items: list[Item], key: Callable[[Item], Hashable], answer: Callable[[Item], str | None]
+) -> list[str | None]:
     """answer(item) for each item, computed once per key(item): majorities are the same for many items."""
     memo: dict = {}
     out = []
@@ -166,19 +174,19 @@ class CountryMajority(_Fitted):
         )
 
 
-def age_band(age) -> str | None:
+def age_band(age: Any) -> str | None:
     if age is None or pd.isna(age):
         return None
     return "<30" if age < 30 else "30-49" if age < 50 else "50+"
 
 
-def education_band(isced) -> str | None:
+def education_band(isced: Any) -> str | None:
     if isced is None or pd.isna(isced):
         return None
     return "low" if isced <= 2 else "middle" if isced <= 5 else "high"
 
 
-def sex_key(sex) -> str | None:
+def sex_key(sex: Any) -> str | None:
     if sex is None or pd.isna(sex):
         return None
     return str(int(sex))
@@ -197,7 +205,7 @@ class DemographicCell(_Fitted):
         self.cells = train["country"] + "|" + self._cells(train["Q260"], train["Q262"], train["Q275"])
 
     @staticmethod
-    def _cells(sex, age, edu) -> pd.Series:
+    def _cells(sex: pd.Series, age: pd.Series, edu: pd.Series) -> pd.Series:
         # sex as "1"/"2" whatever the column dtype (a column with missing values loads as float64: "1.0")
         parts = [sex.map(sex_key), age.map(age_band), edu.map(education_band)]
         return parts[0].astype(str) + "|" + parts[1].astype(str) + "|" + parts[2].astype(str)
@@ -208,7 +216,7 @@ class DemographicCell(_Fitted):
         attrs = [sex_key(known.get("Q260")), age_band(known.get("Q262")), education_band(known.get("Q275"))]
         return None if None in attrs else f"{country}|{attrs[0]}|{attrs[1]}|{attrs[2]}"
 
-    def cell_vote(self, cell: str | None, question: str, options: dict) -> str | None:
+    def cell_vote(self, cell: str | None, question: str, options: dict[str, str]) -> str | None:
         if cell is None:
             return None
         if "cell" not in self._tallies:
@@ -290,7 +298,7 @@ class KNN(_Fitted):
         self.countries = self.train["country"].to_numpy(dtype=object)
 
     @staticmethod
-    def _scale(q) -> float:
+    def _scale(q: Question) -> float:
         """Code distance that counts as maximal disagreement; codes are consecutive on every ordinal scale here."""
         codes = sorted(q.options)
         return float(codes[-1] - codes[0]) if q.ordinal and len(codes) > 1 else 0.0
@@ -341,7 +349,15 @@ class KNN(_Fitted):
             for item, a in zip(items, answers, strict=True)
         ]
 
-    def _vote(self, items, chosen, rows, sims, order, answers) -> None:
+    def _vote(
+        self,
+        items: list[Item],
+        chosen: np.ndarray,
+        rows: np.ndarray,
+        sims: np.ndarray,
+        order: np.ndarray,
+        answers: list[str | None],
+    ) -> None:
         """Per question: each item's first k respondents (in its person's order) who answered, weighted vote."""
         questions = np.array([self.column.get(items[n]["question_code"], -1) for n in chosen])
         n_train = len(self.train)
@@ -368,7 +384,15 @@ class KNN(_Fitted):
                 mine = mine[~done]
                 width = min(n_train, width * 4)
 
-    def _tally(self, items, which, answer, weight, pick, answers) -> None:
+    def _tally(
+        self,
+        items: list[Item],
+        which: np.ndarray,
+        answer: np.ndarray,
+        weight: np.ndarray,
+        pick: np.ndarray,
+        answers: list[str | None],
+    ) -> None:
         """Weighted votes restricted to each item's options, added neighbour by neighbour in similarity order (the
         same additions in the same order for an item alone or in a batch); ties to the first option."""
         options = [option_codes(items[n]["options"]) for n in which]
