@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Self
+
 import dspy
 
 from valuesim.programs.options import with_options
 from valuesim.programs.valuesim import StoryTeller
 from valuesim.signatures import AnswerFromBackstory, AnswerFromDemographics, AnswerFromProfile
 
+if TYPE_CHECKING:
+    from valuesim.data.benchmark import Benchmark
+
 
 class _Direct(dspy.Module):
     @classmethod
-    def from_benchmark(cls, bench=None, **settings):
+    def from_benchmark(cls, bench: Benchmark | None = None, **settings: Any) -> Self:
         return cls(**settings)
 
 
 class Backstory(_Direct):
     """The same backstory as ValueSim, then one direct answer: ValueSim without the CAPS views."""
 
-    def __init__(self, backstory_words: int = 120):
+    def __init__(self, backstory_words: int = 120) -> None:
         super().__init__()
         self.story = StoryTeller(backstory_words)
         self.answer = dspy.Predict(AnswerFromBackstory)
 
-    def forward(self, demographics: list[str], profile: list[str], question: str, options: dict, **_):
+    def forward(
+        self, demographics: list[str], profile: list[str], question: str, options: dict[str, str], **_: Any
+    ) -> dspy.Prediction:
         backstory = self.story(demographics=demographics, profile=profile)
         pred = self.answer(
             signature=with_options(self.answer.signature, options),
@@ -37,11 +44,13 @@ class Backstory(_Direct):
 class FullInfo(_Direct):
     """All known answers in one prompt."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.answer = dspy.Predict(AnswerFromProfile)
 
-    def forward(self, demographics: list[str], profile: list[str], question: str, options: dict, **_):
+    def forward(
+        self, demographics: list[str], profile: list[str], question: str, options: dict[str, str], **_: Any
+    ) -> dspy.Prediction:
         return self.answer(
             signature=with_options(self.answer.signature, options),
             demographics=demographics,
@@ -54,11 +63,11 @@ class FullInfo(_Direct):
 class Demographics(_Direct):
     """Demographics only: what the person's background alone predicts."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.answer = dspy.Predict(AnswerFromDemographics)
 
-    def forward(self, demographics: list[str], question: str, options: dict, **_):
+    def forward(self, demographics: list[str], question: str, options: dict[str, str], **_: Any) -> dspy.Prediction:
         return self.answer(
             signature=with_options(self.answer.signature, options),
             demographics=demographics,

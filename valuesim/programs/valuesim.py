@@ -5,40 +5,45 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import dspy
 
 from valuesim.programs.options import with_options
 from valuesim.signatures import Affective, Behavioral, Cognitive, Coordinate, WriteBackstory
 
+if TYPE_CHECKING:
+    from valuesim.data.benchmark import Benchmark
+
 
 class BackstoryCache:
     """One backstory per person (same demographics and profile), reused for all their questions."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._stories: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # A copy starts empty: optimizers deep-copy the program before changing its prompts, and a compiled copy must
     # write its own backstories (the lock cannot be copied, so DSPy used to fall back to a shallow copy that shared
     # the stories of the uncompiled program). Pickling (MLflow's dspy flavor) drops the stories and the lock too.
-    def __deepcopy__(self, memo) -> BackstoryCache:
+    def __deepcopy__(self, memo: dict[int, Any]) -> BackstoryCache:
         return BackstoryCache()
 
     def __copy__(self) -> BackstoryCache:
         return BackstoryCache()
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {}
 
-    def __setstate__(self, state: dict) -> None:
-        self.__init__()
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        BackstoryCache.__init__(self)
 
     @staticmethod
     def key(demographics: list[str], profile: list[str]) -> str:
         return hashlib.sha1(json.dumps([demographics, profile]).encode()).hexdigest()
 
-    def get_or_make(self, demographics: list[str], profile: list[str], make) -> str:
+    def get_or_make(self, demographics: list[str], profile: list[str], make: Callable[[], str]) -> str:
         key = self.key(demographics, profile)
         with self._lock:
             if key in self._stories:
@@ -95,10 +100,12 @@ class ValueSim(dspy.Module):
         self.parallel = parallel  # worth it for remote LMs; the embedded engine runs one call at a time anyway
 
     @classmethod
-    def from_benchmark(cls, bench=None, **settings) -> ValueSim:
+    def from_benchmark(cls, bench: Benchmark | None = None, **settings: Any) -> ValueSim:
         return cls(**settings)
 
-    def forward(self, demographics: list[str], profile: list[str], question: str, options: dict, **_):
+    def forward(
+        self, demographics: list[str], profile: list[str], question: str, options: dict[str, str], **_: Any
+    ) -> dspy.Prediction:
         backstory = self.story(demographics=demographics, profile=profile)
         calls = [
             (
