@@ -31,6 +31,7 @@ def make_runs(home: Path) -> None:
     os.environ["VALUESIM_HOME"] = str(home)
     from helpers import ScriptedLM, use  # the tests' scripted DummyLM
 
+    from valuesim import bench as bench_runs
     from valuesim import runner
     from valuesim.data.benchmark import Benchmark, build
     from valuesim.data.synthetic import write_synthetic_wvs
@@ -47,7 +48,7 @@ def make_runs(home: Path) -> None:
                      "affective": first_option, "behavioral": first_option, "coordinator": first_option})  # fmt: skip
     runner.configure_lm = lambda *a, **k: (use(lm), {"model": "scripted-dummy"})[1]
     runner.run_evaluate(runner.Setup(program="knn", persons=8), bench, progress=False)
-    runner.run_bench(runner.Setup(persons=8, questions=5), bench, ["majority", "knn"], [0, 58, 232], [1],
+    bench_runs.run_bench(runner.Setup(persons=8, questions=5), bench, ["majority", "knn"], [0, 58, 232], [1],
                      home / "runs" / "bench-check", progress=False)  # fmt: skip
     setup = runner.Setup(program="valuesim", history=20, questions=2)
     runner.run_compile(setup, bench, "bootstrap", 3, 2, progress=False)

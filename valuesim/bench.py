@@ -1,0 +1,243 @@
+"""`valuesim bench`: every program x fold x history on the same persons and questions, the results and cost
+tables with CIs and paired differences, the accuracy-by-history plot, one MLflow parent run."""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from valuesim import tracking
+from valuesim.data.benchmark import Benchmark
+from valuesim.data.benchmark import items as benchmark_items
+from valuesim.evaluate import EvalResult
+from valuesim.programs import PROGRAMS, STATISTICAL
+from valuesim.runner import Setup, params_of, run_evaluate, sample_params
+from valuesim.stats import paired_difference
+
+RESULT_COLUMNS = ["accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "invalid", "failed", "n"]
+COST_COLUMNS = [
+    "lm_calls_per_pred",
+    "prompt_tokens_per_pred",
+    "cached_tokens_per_pred",
+    "evaluated_tokens_per_pred",
+    "completion_tokens_per_pred",
+    "usd_total",
+    "usd_per_1000_preds",
+    "seconds_per_pred",
+]
+
+
+def run_bench(
+    setup: Setup,
+    bench: Benchmark,
+    programs: list[str],
+    histories: list[int],
+    folds: list[int],
+    out_dir: Path,
+    progress: bool = True,
+    on_done=None,
+    reference: str | None = None,
+) -> dict:
+    """Every program x fold x history on the same persons and questions; tables, plot and one MLflow parent run.
+
+    Each cell keeps its predictions in out_dir/<fold>-<history>-<program>/, so rerunning with the same out_dir
+    resumes: finished cells are re-read from their stores, unfinished ones continue where they stopped.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_file = out_dir / "bench.json"
+    state = tracking.read_json(state_file) or {}
+    mlflow = tracking.setup_tracking("valuesim-bench")
+    params = {
+        "programs": ",".join(programs),
+        "histories": ",".join(map(str, histories)),
+        "folds": ",".join(map(str, folds)),
+        "persons": setup.persons,
+        "questions": setup.questions,
+        "protocol": setup.protocol,
+        "split": setup.split,
+        # the LM only when a program uses one: a bench of statistical programs ran no LM
+        "lm": setup.lm if any(p not in STATISTICAL for p in programs) else None,
+        "dataset": bench.fingerprint,
+    }
+    params = {k: v for k, v in params.items() if v is not None}
+    sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)
+    params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
+    rows, preds = [], {}
+    items_of = functools.cache(  # one selection per fold and history, shared by the statistical programs
+        lambda fold, history: benchmark_items(
+            bench, setup.protocol, setup.split, fold, history, setup.persons, setup.questions, setup.seed
+        )
+    )
+    seen_inputs: dict = {}  # (fold, program, what it reads) -> (history, result) of the first history that had them
+    if "parent_run_id" in state:  # a rerun: children of the earlier process that died mid-run are marked KILLED
+        tracking.end_orphans(state["parent_run_id"])
+    with mlflow.start_run(run_id=state.get("parent_run_id"), run_name=out_dir.name) as parent:
+        if "parent_run_id" not in state:
+            mlflow.log_params(params)
+            state["parent_run_id"] = parent.info.run_id
+            tracking.write_json(state_file, state)
+        for fold in folds:
+            for history in histories:
+                for program in programs:
+                    cell = Setup(**{**setup.__dict__, "program": program, "fold": fold, "history": history})
+                    t0 = time.perf_counter()
+                    items = items_of(fold, history) if program in STATISTICAL else None
+                    reads = getattr(PROGRAMS.get(program), "reads", None)
+                    inputs = None if items is None or reads is None else (fold, program, inputs_seen(items, reads))
+                    if inputs in seen_inputs:  # same inputs as at an earlier history: the same predictions
+                        result = log_same_predictions(cell, bench, *seen_inputs[inputs])
+                    else:
+                        result, _ = run_evaluate(
+                            cell,
+                            bench,
+                            out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}",
+                            experiment="valuesim-bench",
+                            progress=progress,
+                            nested=True,
+                            items=items,
+                        )
+                        if inputs is not None:
+                            seen_inputs[inputs] = (history, result)
+                    row = {
+                        "program": program,
+                        "fold": fold,
+                        "history": history,
+                        **result.metrics,
+                        "wall_seconds": time.perf_counter() - t0,
+                    }
+                    rows.append(row)
+                    preds[(fold, history, program)] = result.predictions
+                    if on_done:
+                        on_done(row)
+        table = pd.DataFrame(rows)
+        reference = reference or best_statistical(table)
+        table = table.merge(
+            paired_table(preds, reference, setup.resamples, setup.seed), on=["program", "fold", "history"], how="left"
+        )
+        mlflow.log_param("reference", reference)
+        files = write_bench_outputs(table, out_dir)
+        mlflow.log_artifacts(str(out_dir / "report"), artifact_path="report")
+        # one curve per program, drawn by MLflow's own charts: accuracy at step = history size (mean over folds)
+        for (program, history), acc in table.groupby(["program", "history"], sort=False)["accuracy"].mean().items():
+            name = re.sub(r"[^\w\-. /]", "_", program)  # compiled programs are named runs:/<id>
+            mlflow.log_metric(f"accuracy_{name}", float(acc), step=int(history))
+    return {
+        "table": table,
+        "files": files,
+        "mlflow_run_id": state["parent_run_id"],
+        "out_dir": str(out_dir),
+        "persons": {k: params[k] for k in ("n_persons", "persons_by_country")},
+        "reference": reference,
+    }
+
+
+def inputs_seen(items: list[dict], reads: tuple[str, ...]) -> tuple:
+    """What a program that reads only the `reads` answers sees of these items (it always sees the person, the
+    question, its options and the country)."""
+    return tuple(
+        (i["person_id"], i["question_code"], i["country"], tuple(i["known"].get(c) for c in reads)) for i in items
+    )
+
+
+def log_same_predictions(cell: Setup, bench: Benchmark, history: int, result: EvalResult) -> EvalResult:
+    """A bench cell whose program saw exactly the inputs it saw at `history` (the country majority at any history
+    size): its child run logs that result again and says where the predictions come from."""
+    params = params_of(cell, bench, cell.program, {}) | {"predictions_from_history": history}
+    params |= sample_params(zip(result.predictions["person_id"], result.predictions["country"], strict=True))
+    with tracking.run("valuesim-bench", f"f{cell.fold}-h{cell.history}-{cell.program}", params, nested=True):
+        tracking.log_result(result, with_cost=False)
+    return result
+
+
+def best_statistical(table: pd.DataFrame) -> str | None:
+    """The statistical program with the highest mean accuracy in the bench (None when the bench has none)."""
+    stat = table[table["program"].isin(STATISTICAL)]
+    return None if stat.empty else str(stat.groupby("program")["accuracy"].mean().idxmax())
+
+
+def paired_table(preds: dict, reference: str | None, resamples: int, seed: int) -> pd.DataFrame:
+    """Each program minus the reference on the same persons and questions, per fold and history: difference in
+    accuracy, its 95% CI (paired bootstrap over persons) and a sign-flip permutation p-value."""
+    rows = []
+    for (fold, history, program), p in preds.items():
+        ref = preds.get((fold, history, reference))
+        if reference is None or ref is None or program == reference:
+            continue
+        d = paired_difference(p, ref, "accuracy", n_resamples=max(resamples, 200), seed=seed)
+        rows.append({"program": program, "fold": fold, "history": history, "vs_reference": d["difference"],
+                     "vs_reference_ci_low": d["ci_low"], "vs_reference_ci_high": d["ci_high"],
+                     "p_value": d["p_value"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=["program", "fold", "history", "vs_reference", "vs_reference_ci_low",
+                                       "vs_reference_ci_high", "p_value"])  # fmt: skip
+
+
+def p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def results_markdown(table: pd.DataFrame) -> str:
+    """The results table as a person reads it: "0.603 [0.597, 0.609]" cells, the difference to the reference."""
+    from valuesim.stats import format_ci
+
+    out = table[["program", "fold", "history", "n", "n_persons" if "n_persons" in table else "persons"]].copy()
+    out.columns = ["program", "fold", "history", "n", "persons"]
+    for m in ("accuracy", "macro_accuracy", "within_one", "nmae"):
+        if m in table:
+            out[m] = [format_ci(r[m], r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")) for _, r in table.iterrows()]
+    if "random_accuracy" in table:
+        out["random floor"] = table["random_accuracy"].map(lambda v: f"{v:.3f}")
+    if "normalized_accuracy" in table:
+        out["normalized"] = table["normalized_accuracy"].map(lambda v: f"{v:.3f}")
+    if "vs_reference" in table:
+        out["vs reference"] = [
+            "" if pd.isna(r["vs_reference"])
+            else f"{format_ci(r['vs_reference'], r['vs_reference_ci_low'], r['vs_reference_ci_high'])}, "
+            + p_text(r["p_value"])
+            for _, r in table.iterrows()
+        ]  # fmt: skip
+    out["invalid"], out["failed"] = table.get("invalid", 0), table.get("failed", 0)
+    return out.to_markdown(index=False)
+
+
+def write_bench_outputs(table, out_dir: Path) -> dict:
+    """results.md/.csv, cost.md/.csv and accuracy_by_history.png under out_dir/report/."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = out_dir / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    keys = ["program", "fold", "history"]
+    with_ci = [f"{m}_ci_{e}" for m in ("accuracy", "macro_accuracy", "within_one", "nmae") for e in ("low", "high")]
+    extra = ["random_accuracy", "vs_reference", "vs_reference_ci_low", "vs_reference_ci_high", "p_value"]
+    results = table[keys + [c for c in [*RESULT_COLUMNS, *with_ci, *extra] if c in table]].round(4)
+    cost = table[keys + [c for c in COST_COLUMNS if c in table]].round(2)
+    if "usd_total" in cost:  # small runs cost fractions of a cent
+        cost["usd_total"] = table["usd_total"].astype(float).round(6)
+    results.to_csv(report / "results.csv", index=False)
+    cost.to_csv(report / "cost.csv", index=False)
+    (report / "results.md").write_text(results_markdown(table) + "\n")
+    (report / "cost.md").write_text(cost.to_markdown(index=False) + "\n")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for program, g in table.groupby("program", sort=False):
+        g = g.groupby("history")[["accuracy", "accuracy_ci_low", "accuracy_ci_high"]].mean()
+        (line,) = ax.plot(g.index, g["accuracy"], marker="o", label=program)
+        ax.fill_between(g.index, g["accuracy_ci_low"], g["accuracy_ci_high"], color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("known answers (history size)")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_title("Accuracy against interaction history (bands: 95% CI over persons)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(report / "accuracy_by_history.png", dpi=120)
+    plt.close(fig)
+    return {
+        name: str(report / name)
+        for name in ("results.md", "results.csv", "cost.md", "cost.csv", "accuracy_by_history.png")
+    }
