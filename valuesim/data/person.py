@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from valuesim.data.benchmark import make_person
 from valuesim.data.catalog import NUMERIC_ITEMS, Catalog
@@ -37,7 +38,7 @@ def load_person(path: str | Path, catalog: Catalog) -> dict:
     return parse_person(data, catalog, str(path))
 
 
-def parse_person(data, catalog: Catalog, source: str = "person") -> dict:
+def parse_person(data: Any, catalog: Catalog, source: str = "person") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PersonFileError(f"{source}: expected a JSON object with 'country' and 'answers'")
     country = data.get("country")
@@ -71,7 +72,7 @@ def bare_label(label: str) -> str:
     return loose_label(re.sub(r"\([^)]*\)", " ", str(label)))
 
 
-def answer_code(catalog: Catalog, code: str, value, country: str, source: str) -> int:
+def answer_code(catalog: Catalog, code: str, value: Any, country: str, source: str) -> int:
     """An option code from a code or a label; raises with the allowed options when it is neither.
 
     Labels match exactly up to case, quotes and spacing, then without punctuation, then without parenthesized

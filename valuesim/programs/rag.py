@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dspy
 import numpy as np
@@ -30,6 +30,9 @@ from dspy.retrievers import EmbeddingsWithScores
 from valuesim.errors import ValueSimError
 from valuesim.programs.options import with_options
 from valuesim.signatures import AnswerFromProfile
+
+if TYPE_CHECKING:
+    from valuesim.data.benchmark import Benchmark
 
 DEFAULT_EMBEDDER = "minilm"
 DEFAULT_LLAMA_MODEL = "gemma"
@@ -189,7 +192,7 @@ class _IndexCache:
         return {"maxsize": self.maxsize}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["maxsize"])
+        _IndexCache.__init__(self, state["maxsize"])
 
 
 def query_text(question_text: str, options: dict[str, str]) -> str:
@@ -227,7 +230,7 @@ class Rag(dspy.Module):
         self.answer = dspy.Predict(AnswerFromProfile)
 
     @classmethod
-    def from_benchmark(cls, bench=None, **settings: Any) -> Rag:
+    def from_benchmark(cls, bench: Benchmark | None = None, **settings: Any) -> Rag:
         return cls(**settings)
 
     def retrieve(
