@@ -12,10 +12,18 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from valuesim import config
+
+if TYPE_CHECKING:
+    import dspy
+
+    from valuesim.evaluate import EvalResult
 
 # A tracking server the user points at wins; read once, because mlflow.set_tracking_uri() writes this variable.
 _USER_URI = os.environ.get("MLFLOW_TRACKING_URI")
@@ -45,7 +53,7 @@ def tracking_uri() -> str:
     return _USER_URI or f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
 
 
-def setup_tracking(experiment: str | None = None):
+def setup_tracking(experiment: str | None = None) -> ModuleType:
     import mlflow
 
     mlruns = config.mlruns_dir()
@@ -78,7 +86,9 @@ def clean_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
 
 
 @contextmanager
-def run(experiment: str, name: str, params: dict, tags: dict | None = None, nested: bool = False):
+def run(
+    experiment: str, name: str, params: dict[str, Any], tags: dict[str, str] | None = None, nested: bool = False
+) -> Iterator[Any]:
     mlflow = setup_tracking(experiment)
     with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items() if v is not None})
@@ -93,7 +103,7 @@ def logged_metrics(metrics: dict, with_cost: bool) -> dict:
     return {k: renamed[k] for k in keys if k in renamed}
 
 
-def log_result(result, prefix: str = "", with_cost: bool = True) -> None:
+def log_result(result: EvalResult, prefix: str = "", with_cost: bool = True) -> None:
     """Metrics, breakdowns and the predictions table of an EvalResult."""
     import mlflow
 
@@ -109,7 +119,7 @@ def log_result(result, prefix: str = "", with_cost: bool = True) -> None:
     mlflow.log_table(result.by_category, artifact_file=f"{prefix}by_category.json")
 
 
-def log_prompts(program, example) -> None:
+def log_prompts(program: dspy.Module, example: dspy.Example) -> None:
     """The rendered prompt of each predictor for one example, as text artifacts (prompts/<predictor>.txt)."""
     import mlflow
 
@@ -144,7 +154,7 @@ def log_program_folder(folder: Path) -> None:
     mlflow.log_artifacts(str(folder), artifact_path="program")
 
 
-def log_dspy_model(program) -> str | None:
+def log_dspy_model(program: dspy.Module) -> str | None:
     """The program with MLflow's dspy flavor (for the model registry). Returns the model URI, or None when the
     program cannot be serialized (the JSON folder logged beside it is what `valuesim.load` reads)."""
     import mlflow
@@ -190,9 +200,9 @@ def drop_pending_models(experiment_id: str) -> int:
     return len(pending)
 
 
-def read_json(path: Path):
+def read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=1, default=str))
