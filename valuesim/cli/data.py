@@ -58,7 +58,9 @@ def data_build(
     from valuesim.data.benchmark import build
 
     with handled(as_json):
-        manifest = build(wvs, out_dir or config.data_dir(), seed, report_unknown=report_unknown, force=force)
+        manifest = build(
+            wvs, out_dir or config.data_dir(), seed, report_unknown=report_unknown, force=force, progress=not as_json
+        )
     report = manifest.pop("report")
     if as_json:
         emit_json(manifest | {"unmapped": [u.__dict__ for u in report.unmapped]})

@@ -11,6 +11,9 @@ Protocols: `reference` is the paper's (profile and held-out questions both over 
 always knows the demographics Q260-Q290 and holds out only value questions Q1-Q259. Open items (age, year of
 birth, household size, ...) are never held out. History size k keeps the first k profile answers of a
 seeded per-person-and-fold order, so the items known at k=58 are also known at k=116.
+
+A build streams: the official CSV is read in chunks (valuesim.data.ingest) and each protocol's rows are built a
+chunk of persons at a time and written as they go (valuesim.data.rows), so the whole WVS-7 fits in a few GB.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ from pathlib import Path
 import dspy
 import pandas as pd
 from datasets import Dataset, DatasetDict, load_from_disk
+from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
 from valuesim import config
 from valuesim.data.catalog import Catalog
 from valuesim.data.ingest import IngestReport, fingerprint, read_wvs_dir
+from valuesim.data.rows import fold_lists, write_rows
 from valuesim.errors import NotFoundError, ValueSimError
+from valuesim.progress import bars
 
 PROTOCOLS = ("values", "reference")
 SPLITS = {"train": 0.6, "dev": 0.2, "test": 0.2}
@@ -48,8 +54,10 @@ def build(
     seed: int = 0,
     report_unknown: bool = False,
     force: bool = False,
+    progress: bool = False,
 ) -> dict:
-    """Read the WVS files, split respondents and write both protocols. Returns the manifest.
+    """Read the WVS files, split respondents and write both protocols. Returns the manifest. `progress`: bars on
+    stderr for reading, writing and saving.
 
     Atomic: everything is written to a temporary folder beside `out` and renamed into place only when complete,
     so a failed or killed build leaves the previous benchmark whole. Refuses (unless `force`) to replace a
@@ -60,7 +68,8 @@ def build(
     catalog = Catalog.from_wvs(wvs_dir)
     folds = read_folds(wvs_dir / "protocol", catalog)
     cache = config.cache_dir() / "wvs"
-    table, report = read_wvs_dir(wvs_dir, catalog, cache_dir=cache, collect_unknown=report_unknown)
+    with bars(progress) as bar:
+        table, report = read_wvs_dir(wvs_dir, catalog, cache_dir=cache, collect_unknown=report_unknown, progress=bar)
     if table.empty:
         raise ValueSimError(f"{wvs_dir}: the respondent files hold no respondents")
     if report.mapped_share < MIN_MAPPED_SHARE and not force:
@@ -81,15 +90,20 @@ def build(
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-building-", dir=out.parent))
+    shown = is_progress_bar_enabled()  # datasets' own bars (saving) follow `progress` too
+    (enable_progress_bar if progress else disable_progress_bar)()
     try:
         catalog.save(tmp / "catalog.json")
         Dataset.from_pandas(table, preserve_index=False).save_to_disk(str(tmp / "respondents"))
+        (tmp / ".rows").mkdir()
         for protocol in PROTOCOLS:
-            rows = {s: [] for s in SPLITS}
-            for person in table.to_dict("records"):
-                for fold, (train_q, test_q) in folds.items():
-                    rows[person["split"]].append(person_fold(person, catalog, protocol, fold, train_q, test_q, seed))
-            DatasetDict({s: Dataset.from_list(r) for s, r in rows.items()}).save_to_disk(str(tmp / protocol))
+            files = {s: tmp / ".rows" / f"{protocol}-{s}.arrow" for s in SPLITS}
+            with bars(progress) as bar:
+                for s, path in files.items():
+                    write_rows(table[table["split"] == s], catalog, protocol, folds, seed, path, bar)
+            # Arrow files written chunk by chunk, saved in datasets' layout (a copy: its format stays its own)
+            DatasetDict({s: Dataset.from_file(str(f)) for s, f in files.items()}).save_to_disk(str(tmp / protocol))
+        shutil.rmtree(tmp / ".rows")
         by_country = table.groupby("country")["split"].value_counts().unstack().fillna(0).astype(int)
         manifest = {
             "wvs_dir": str(wvs_dir.resolve()),
@@ -108,6 +122,7 @@ def build(
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         replace_dir(tmp, out)
     finally:
+        (enable_progress_bar if shown else disable_progress_bar)()
         shutil.rmtree(tmp, ignore_errors=True)
     manifest["report"] = report
     return manifest
@@ -130,7 +145,8 @@ def code_version() -> str:
 
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("benchmark.py", "ingest.py", "catalog.py", "statements.py", "statements.toml", "aliases.py"):
+    code = ("benchmark.py", "ingest.py", "rows.py", "shuffle.py", "catalog.py", "statements.py", "aliases.py")
+    for name in (*code, "statements.toml"):
         h.update((here / name).read_bytes())
     return f"{version('valuesim')}+{h.hexdigest()[:8]}"
 
@@ -194,8 +210,9 @@ def read_folds(protocol_dir: Path, catalog: Catalog | None = None) -> dict[int, 
 def assign_splits(table: pd.DataFrame, seed: int) -> list[str]:
     """Train/dev/test per country (stratified), from a seeded shuffle of each country's respondents."""
     split = pd.Series("", index=table.index)
+    person_id = dict(zip(table.index, table["person_id"], strict=True))  # table.at per row: 6 s on the whole WVS-7
     for country, idx in table.groupby("country").groups.items():
-        ids = sorted(idx, key=lambda i: table.at[i, "person_id"])
+        ids = sorted(idx, key=person_id.__getitem__)
         random.Random(f"{seed}-{country}").shuffle(ids)
         n_train, n_dev = round(len(ids) * SPLITS["train"]), round(len(ids) * SPLITS["dev"])
         split[ids[:n_train]] = "train"
@@ -207,19 +224,14 @@ def assign_splits(table: pd.DataFrame, seed: int) -> list[str]:
 def person_fold(
     person: dict, catalog: Catalog, protocol: str, fold: int, train_q: list[str], test_q: list[str], seed: int
 ) -> dict:
+    """One person's row of one protocol and fold: the definition. A build computes the same rows a chunk of
+    persons at a time (valuesim.data.rows; tests/test_build.py compares the two)."""
     answered = {q: int(person[q]) for q in catalog.codes if pd.notna(person[q])}
 
     def items(codes):
         return [{"q": q, "a": answered[q]} for q in codes if q in answered]
 
-    askable = [q for q in test_q if not catalog[q].open]
-    moved = [q for q in test_q if catalog[q].open]  # open items are profile-only
-    if protocol == "values":
-        demographics = [q for q in catalog.codes if catalog[q].kind == "demographic"]
-        profile = [q for q in train_q if catalog[q].kind == "value"]
-        heldout = [q for q in askable if catalog[q].kind == "value"]
-    else:
-        demographics, profile, heldout = [], [*train_q, *moved], askable
+    demographics, profile, heldout = fold_lists(catalog, protocol, train_q, test_q)
     profile = [q for q in profile if q in answered]
     random.Random(f"{seed}-{person['person_id']}-{fold}-{protocol}").shuffle(profile)
     return {

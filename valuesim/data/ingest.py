@@ -7,6 +7,9 @@ Two layouts are read:
 Every answer becomes its codebook code; missing answers (Don't know, No answer, Not asked, negative codes)
 become <NA>. A label that matches no option is an error naming the file, column and value, unless
 `collect_unknown=True`, which gathers them all for one report.
+
+The official CSV (97,220 respondents, ~600 columns) is read in chunks of CSV_CHUNK rows, only the columns the
+benchmark uses: read whole as text it took ~4 GB. Each distinct label or code of a column is looked up once.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import csv
 import hashlib
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 from python_calamine import CalamineError
 
@@ -26,8 +31,12 @@ from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES, MISSING_LABELS, MISSI
 from valuesim.data.catalog import COUNTRY_SPECIFIC, NUMERIC_ITEMS, Catalog, Question
 from valuesim.errors import ValueSimError
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
 ID_COLUMNS = {"country": "B_COUNTRY_ALPHA", "interview": "D_INTERVIEW", "urban": "H_URBRURAL"}
 REQUIRED = ["B_COUNTRY_ALPHA", "D_INTERVIEW", "Q1"]
+CSV_CHUNK = 20_000  # rows per chunk of a CSV file (~40 MB of parsed columns)
 
 
 class WVSFormatError(ValueSimError):
@@ -131,7 +140,11 @@ def _variants(key: str) -> list[str]:
 
 
 def read_wvs_dir(
-    wvs_dir: str | Path, catalog: Catalog, cache_dir: str | Path | None = None, collect_unknown: bool = False
+    wvs_dir: str | Path,
+    catalog: Catalog,
+    cache_dir: str | Path | None = None,
+    collect_unknown: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, IngestReport]:
     """All respondent files under `wvs_dir` (`countries/*.xlsx`, `*.csv`) as one table of codes."""
     wvs_dir = Path(wvs_dir)
@@ -142,7 +155,7 @@ def read_wvs_dir(
     )
     if not files:
         raise WVSFormatError(f"{wvs_dir}: no respondent files (expected countries/*.xlsx or a WVS-7 *.csv)")
-    return read_files(files, catalog, cache_dir=cache_dir, collect_unknown=collect_unknown)
+    return read_files(files, catalog, cache_dir=cache_dir, collect_unknown=collect_unknown, progress=progress)
 
 
 def read_files(
@@ -150,15 +163,27 @@ def read_files(
     catalog: Catalog,
     cache_dir: str | Path | None = None,
     collect_unknown: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, IngestReport]:
+    """The respondent files as one table of codes. With `progress` (valuesim.progress.bars), a bar per file."""
     report = IngestReport()
     frames = []
     for path in map(Path, files):
-        raw = _read_raw(path, cache_dir)
-        if raw.empty:
+        task = progress.add_task(f"reading {path.name}", total=_count_rows(path)) if progress else None
+        rows = 0
+        for raw in _read_chunks(path, catalog, cache_dir):
+            frames.append(to_codes(raw, path, catalog, report, collect_unknown))
+            rows += len(raw)
+            if progress:
+                progress.advance(task, len(raw))
+        if rows == 0:
             raise WVSFormatError(f"{path}: no respondent rows (only a header)")
-        frames.append(to_codes(raw, path, catalog, report, collect_unknown))
+        if progress:
+            progress.remove_task(task)
         report.files.append(str(path))
+    report.unmapped = _merged(report.unmapped)
+    if collect_unknown:
+        _name_shifted_columns(report, catalog)
     table = pd.concat(frames, ignore_index=True)
     dup = table["person_id"].duplicated()
     if dup.any():
@@ -167,49 +192,79 @@ def read_files(
     return table, report
 
 
+def _merged(unmapped: list[Unmapped]) -> list[Unmapped]:
+    """One entry per file, column and value (a CSV read in chunks reports a value once per chunk)."""
+    out: dict[tuple[str, str, str], Unmapped] = {}
+    for u in unmapped:
+        key = (u.file, u.column, u.value)
+        if key in out:
+            out[key].count += u.count
+        else:
+            out[key] = Unmapped(u.file, u.column, u.value, u.count)
+    return list(out.values())
+
+
+def _name_shifted_columns(report: IngestReport, catalog: Catalog) -> None:
+    """For each labelled column with unmapped labels, the question whose options they are, if any (a shifted
+    header puts a column's answers under its neighbour's name)."""
+    bad: dict[tuple[str, str], list[str]] = {}
+    for u in report.unmapped:
+        bad.setdefault((u.file, u.column), []).append(u.value)
+    for (file, column), values in bad.items():
+        code = column.split(":", 1)[0].strip()
+        if ":" not in column or code not in catalog:  # numeric layout: codes, not labels
+            continue
+        like = _whose_options(values, catalog, exclude=code)
+        if like:
+            report.looks_like[f"{file}|{column}"] = like
+
+
 def to_codes(
     raw: pd.DataFrame, path: Path, catalog: Catalog, report: IngestReport, collect_unknown: bool
 ) -> pd.DataFrame:
     """One raw sheet (labelled or numeric) -> person_id, country, urban, Q1..Q290 as nullable ints."""
     columns = {str(c).split(":", 1)[0].strip(): c for c in raw.columns}
-    missing = [c for c in REQUIRED if c not in columns]
-    if missing:
-        raise WVSFormatError(
-            f"{path}: not a WVS-7 respondent file: missing column(s) {', '.join(missing)} "
-            f"(found {len(columns)} columns, e.g. {', '.join(list(columns)[:3])})"
-        )
+    _check_columns(columns, path)
     labelled = any(":" in str(c) for c in raw.columns)
-    out = pd.DataFrame(index=raw.index)
+    n = len(raw)
+    out: dict[str, object] = {}
     country = raw[columns["B_COUNTRY_ALPHA"]].astype(str).str.strip()
     out["person_id"] = country + "-" + raw[columns["D_INTERVIEW"]].astype(str).str.replace(r"\.0$", "", regex=True)
     out["country"] = country
     urban = raw[columns["H_URBRURAL"]] if "H_URBRURAL" in columns else pd.Series(pd.NA, index=raw.index)
     urban_codes = {"urban": 1, "rural": 2, "1": 1, "2": 2}
     out["urban"] = urban.map(lambda v: urban_codes.get(normalize(v)) if pd.notna(v) else None)
+    by_country = country.groupby(country, sort=False).indices  # row positions per country
     for q in catalog.codes:
         if q not in columns:
-            out[q] = pd.array([pd.NA] * len(raw), dtype="Int64")
+            out[q] = pd.array([pd.NA] * n, dtype="Int64")
             continue
         col = raw[columns[q]]
         question = catalog[q]
+        codes, known = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
         # Per-country options (parties, ethnic groups) share labels across countries ("Republican Party" is a
         # USA, BLR, TUN and ZWE option): map each country's rows with that country's options only.
-        groups = country.groupby(country, sort=False).groups if q in COUNTRY_SPECIFIC else {None: raw.index}
-        values = pd.Series([None] * len(raw), index=raw.index, dtype=object)
-        for c, idx in groups.items():
-            part = col.loc[idx]
+        groups = by_country.items() if q in COUNTRY_SPECIFIC else [(None, np.arange(n))]
+        for c, rows in groups:
+            part = col.iloc[rows]
             if labelled:
-                mapped = _map_labels(part, q, _question_choices(question, c), path, columns[q], report, collect_unknown)
+                part_codes, part_known = _map_labels(
+                    part, q, _question_choices(question, c), path, columns[q], report, collect_unknown
+                )
             else:
-                mapped = _map_codes(part, q, question, c, path, report, collect_unknown)
-            values.loc[idx] = mapped
-        out[q] = pd.array(values.tolist(), dtype="Int64")
-        if labelled and collect_unknown and report.unmapped and report.unmapped[-1].column == str(columns[q]):
-            bad = [u.value for u in report.unmapped if u.file == str(path) and u.column == str(columns[q])]
-            like = _whose_options(bad, catalog, exclude=q)
-            if like:
-                report.looks_like[f"{path}|{columns[q]}"] = like
-    return out
+                part_codes, part_known = _map_codes(part, q, question, c, path, report, collect_unknown)
+            codes[rows], known[rows] = part_codes, part_known
+        out[q] = pd.arrays.IntegerArray(codes, ~known)
+    return pd.DataFrame(out, index=raw.index)
+
+
+def _check_columns(columns: dict, path: Path) -> None:
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise WVSFormatError(
+            f"{path}: not a WVS-7 respondent file: missing column(s) {', '.join(missing)} "
+            f"(found {len(columns)} columns, e.g. {', '.join(list(columns)[:3])})"
+        )
 
 
 def _whose_options(values: list[str], catalog: Catalog, exclude: str) -> str | None:
@@ -224,58 +279,48 @@ def _whose_options(values: list[str], catalog: Catalog, exclude: str) -> str | N
     return best if shares[best] >= 0.8 else None
 
 
-def _map_labels(col, q, choices, path, column, report, collect_unknown) -> list:
+def _map_labels(col, q, choices, path, column, report, collect_unknown) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, known) of a column of labels; each distinct label is looked up once."""
     mapper = LabelMapper(q, choices)
-    values = []
+    keys, labels = pd.factorize(col, use_na_sentinel=True)  # labels in order of first appearance
+    counts = np.bincount(keys[keys >= 0], minlength=len(labels))
+    found = [mapper(v) for v in labels]
+    is_known = np.array([k for k, _ in found], dtype=bool)
+    is_code = np.array([k and c is not None for k, c in found], dtype=bool)
+    label_codes = np.array([c if k and c is not None else 0 for k, c in found], dtype=np.int64)
+    report.cells += int(counts.sum())
+    report.mapped += int(counts[is_code].sum())
+    report.missing += int(counts[is_known & ~is_code].sum())
     bad: dict[str, int] = {}
-    cache: dict = {}
-    for v in col:
-        if pd.isna(v):
-            values.append(None)
-            continue
-        if v not in cache:
-            cache[v] = mapper(v)
-        known, code = cache[v]
-        report.cells += 1
-        if not known:
-            bad[str(v)] = bad.get(str(v), 0) + 1
-            values.append(None)
-        elif code is None:
-            report.missing += 1
-            values.append(None)
-        else:
-            report.mapped += 1
-            values.append(code)
+    for u in np.flatnonzero(~is_known):
+        bad[str(labels[u])] = bad.get(str(labels[u]), 0) + int(counts[u])
     _report_bad(bad, path, column, report, collect_unknown)
-    return values
+    known = (keys >= 0) & is_code[keys]
+    return np.where(known, label_codes[keys], 0), known
 
 
-def _map_codes(col, q, question: Question, country, path, report, collect_unknown) -> list:
+def _map_codes(col, q, question: Question, country, path, report, collect_unknown) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, known) of a column of numeric codes: negative = missing; a code outside the options is unknown."""
     valid = set(question.options_for(country)) if country is not None else set(question.options)
     if country is None:
         valid |= {c for o in question.country_options.values() for c in o}
-    values, bad = [], {}
-    for v in pd.to_numeric(col, errors="coerce"):
-        if pd.isna(v):
-            values.append(None)
-            continue
-        report.cells += 1
-        if v != int(v):  # "2.7" is no answer code; truncating it would count a wrong answer as mapped
-            bad[str(v)] = bad.get(str(v), 0) + 1
-            values.append(None)
-            continue
-        n = int(v)
-        if n < 0:
-            report.missing += 1
-            values.append(None)
-        elif q in NUMERIC_ITEMS or not valid or n in valid:
-            report.mapped += 1
-            values.append(n)
-        else:
-            bad[str(n)] = bad.get(str(n), 0) + 1
-            values.append(None)
+    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    present = ~np.isnan(values)
+    # "2.7" is no answer code: truncating it would count a wrong answer as mapped
+    whole = present & np.isfinite(values) & (values == np.floor(values))
+    answered = whole & (values >= 0)
+    known = answered if q in NUMERIC_ITEMS or not valid else answered & np.isin(values, list(valid))
+    report.cells += int(present.sum())
+    report.missing += int((whole & (values < 0)).sum())
+    report.mapped += int(known.sum())
+    bad: dict[str, int] = {}
+    wrong = present & ~(known | (whole & (values < 0)))
+    if wrong.any():
+        for v, count in pd.Series(values[wrong]).value_counts(sort=False).items():
+            key = str(int(v)) if np.isfinite(v) and v == int(v) else str(v)
+            bad[key] = bad.get(key, 0) + int(count)
     _report_bad(bad, path, q, report, collect_unknown)
-    return values
+    return np.where(known, values, 0).astype(np.int64), known
 
 
 def _report_bad(bad: dict[str, int], path: Path, column: str, report: IngestReport, collect_unknown: bool) -> None:
@@ -305,6 +350,36 @@ def _question_choices(q: Question, country: str | None = None) -> dict[str, str]
 def _choices(catalog: Catalog) -> dict[str, dict[str, str]]:
     """Label tables per question (all countries' options for per-country items)."""
     return {q.code: _question_choices(q) for q in catalog}
+
+
+def _read_chunks(path: Path, catalog: Catalog, cache_dir: str | Path | None) -> Iterator[pd.DataFrame]:
+    """The raw rows of one file: a CSV in chunks of CSV_CHUNK rows, only the columns `to_codes` reads (labels as
+    text; codes as numbers, ids as text); an xlsx whole, through the parse cache (`_read_raw`)."""
+    if path.suffix.lower() != ".csv" or not path.exists():
+        yield _read_raw(path, cache_dir)
+        return
+    sep = _sniff_delimiter(path)
+    try:
+        header = pd.read_csv(path, sep=sep, nrows=0).columns
+        columns = {str(c).split(":", 1)[0].strip(): c for c in header}
+        _check_columns(columns, path)
+        keep = [c for code, c in columns.items() if code in catalog or code in ID_COLUMNS.values()]
+        labelled = any(":" in str(c) for c in header)
+        dtype = object if labelled else {columns[c]: object for c in ID_COLUMNS.values() if c in columns}
+        yield from pd.read_csv(path, sep=sep, usecols=keep, dtype=dtype, chunksize=CSV_CHUNK)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        if isinstance(e, WVSFormatError):
+            raise
+        raise WVSFormatError(f"{path}: cannot be read as csv ({type(e).__name__}: {e})") from None
+
+
+def _count_rows(path: Path) -> int | None:
+    """Data rows of a CSV (lines after the header, for a progress bar); None for other files."""
+    if path.suffix.lower() != ".csv" or not path.exists():
+        return None
+    with open(path, "rb") as f:
+        lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
+    return max(lines - 1, 0)
 
 
 def _read_raw(path: Path, cache_dir: str | Path | None) -> pd.DataFrame:
