@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import dspy
 import numpy as np
@@ -54,8 +55,8 @@ class CallLog:
     """Collects the LM history entries of one prediction: DSPy appends each call's entry (with the price it put
     on the response, `cost`) to the `history` of every module in `caller_modules`, and that list is per thread."""
 
-    def __init__(self):
-        self.history: list[dict] = []
+    def __init__(self) -> None:
+        self.history: list[dict[str, Any]] = []
 
     def dollars(self) -> float | None:
         """What the billed calls cost; None when a billed call has no price (a model missing from the price table,
@@ -74,7 +75,7 @@ class Recorded(dspy.Module):
         super().__init__()
         self.program = program
 
-    def forward(self, **inputs) -> dspy.Prediction:
+    def forward(self, **inputs: Any) -> dspy.Prediction:
         t0 = time.perf_counter()
         log = CallLog()
         with dspy.track_usage() as usage, dspy.context(caller_modules=[*(dspy.settings.caller_modules or []), log]):
@@ -96,7 +97,7 @@ class Recorded(dspy.Module):
         return pred
 
 
-def valid_answer(pred: dspy.Prediction, options: dict) -> str | None:
+def valid_answer(pred: dspy.Prediction, options: dict[str, str]) -> str | None:
     answer = getattr(pred, "answer", None)
     answer = None if answer is None else str(answer).strip()
     return answer if answer in options else None
@@ -339,7 +340,8 @@ def predict_all(program: dspy.Module, todo: list[dspy.Example], store: RunStore,
 
         def fill() -> None:
             while len(in_flight) < threads and (example := queue.next()) is not None:
-                future = pool.submit(contextvars.copy_context().run, recorded, **example.inputs())
+                # mypy cannot carry the ParamSpec of Context.run through Executor.submit
+                future = pool.submit(contextvars.copy_context().run, recorded, **example.inputs())  # type: ignore[arg-type]
                 in_flight[future] = example
 
         fill()
