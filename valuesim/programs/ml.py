@@ -43,6 +43,8 @@ from __future__ import annotations
 import functools
 import warnings
 import zlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +53,14 @@ from threadpoolctl import threadpool_limits
 
 from valuesim.data.catalog import NUMERIC_ITEMS, Catalog
 from valuesim.programs.statistical import Item, _Fitted, group_persons, option_codes
+
+if TYPE_CHECKING:
+    from valuesim.data.benchmark import Benchmark
+
+# (model, the feature columns it reads; None: all) for one question
+Fit = tuple[Any, np.ndarray | None]
+# inputs of the training copies, held-out (row, answer) pairs per question, ranked items per question
+Training = tuple[np.ndarray, dict[str, list[tuple[int, int]]], dict[str, np.ndarray]]
 
 HISTORIES = (0, 58, 116, 174, 232)
 MODELS = ("hgb", "logreg")
@@ -134,7 +144,7 @@ def estimators() -> tuple[type, type]:
     return HistGradientBoostingClassifier, LogisticRegression
 
 
-def load_rows(bench, protocol: str, fold: int) -> list[dict]:
+def load_rows(bench: Benchmark, protocol: str, fold: int) -> list[dict[str, Any]]:
     """The training respondents' benchmark rows of one fold (what a dev person's inputs are built from)."""
     return list(bench.rows(protocol, "train", fold))
 
@@ -146,7 +156,7 @@ class TrainedModel(_Fitted):
         self,
         train: pd.DataFrame,
         catalog: Catalog,
-        folds: dict[int, list[dict]] | None = None,
+        folds: Mapping[int, list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]] | None = None,
         model: str = "hgb",
         max_iter: int = 20,
         copies: int = 2,
@@ -172,13 +182,13 @@ class TrainedModel(_Fitted):
         self.folds = folds or {}
         self._rows: dict[int, list[dict]] = {}
         self._fold_of: dict[str, int] = {}
-        self._training: dict[int, tuple] = {}
+        self._training: dict[int, Training] = {}
         settings = (protocol, model, max_iter, copies, top, c, learning_rate, leaves, tuple(self.histories))
         key = (*cache_key, *settings) if cache_key else None
-        self.fits: dict[str, object] = _FITS.setdefault(key, {}) if key else {}
+        self.fits: dict[str, Fit | None] = _FITS.setdefault(key, {}) if key else {}
 
     @classmethod
-    def from_benchmark(cls, bench, **settings) -> TrainedModel:
+    def from_benchmark(cls, bench: Benchmark, **settings: Any) -> TrainedModel:
         """Fitted lazily on the benchmark's training respondents and their rows (setting `protocol`) of each fold;
         fits are shared by every program built from the same benchmark and settings in this process."""
         protocol = settings.get("protocol", "values")
@@ -202,7 +212,7 @@ class TrainedModel(_Fitted):
             self.rows(fold)
         return self._fold_of.get(question)
 
-    def training(self, fold: int) -> tuple:
+    def training(self, fold: int) -> Training:
         """Inputs of the training respondents (`copies` per person, each at a history size from `histories`),
         their held-out answers by question, and for hgb each question's most informative items."""
         if fold not in self._training:
@@ -215,7 +225,7 @@ class TrainedModel(_Fitted):
                     persons.append((row["country"], known))
                     answers.append(row["heldout"])
                 full.append((row["country"], {i["q"]: i["a"] for i in [*demographics, *profile]}))
-            targets: dict[str, list] = {}
+            targets: dict[str, list[tuple[int, int]]] = {}
             for n, heldout in enumerate(answers):
                 for item in heldout:
                     targets.setdefault(item["q"], []).append((n, item["a"]))
@@ -243,7 +253,7 @@ class TrainedModel(_Fitted):
         onehot = (x[:, item_of] == codes[None, :]).astype("float64")  # (persons x item answers)
         questions = sorted({i["q"] for h in heldout for i in h})
         classes = {q: sorted({i["a"] for h in heldout for i in h if i["q"] == q}) for q in questions}
-        col = {}
+        col: dict[tuple[str, int], int] = {}
         for q in questions:
             for a in classes[q]:
                 col[(q, a)] = len(col)
@@ -268,14 +278,20 @@ class TrainedModel(_Fitted):
         return {q: items[np.argsort(-mi[:, n], kind="stable")][mi[np.argsort(-mi[:, n], kind="stable"), n] > 0]
                 for n, q in enumerate(questions)}  # fmt: skip
 
-    def fitted(self, question: str):
+    def fitted(self, question: str) -> Fit | None:
         """The question's model (fitted on first use), None when no fold holds the question out."""
         if question not in self.fits:
             fold = self.fold_of(question)
             self.fits[question] = None if fold is None else self.fit(*self.training(fold), question)
         return self.fits[question]
 
-    def fit(self, x, targets: dict, ranked: dict, question: str):
+    def fit(
+        self,
+        x: np.ndarray,
+        targets: dict[str, list[tuple[int, int]]],
+        ranked: dict[str, np.ndarray],
+        question: str,
+    ) -> Fit | None:
         """(model, columns it reads) for the question, None when there is nothing to learn."""
         pairs = targets.get(question, [])
         if not pairs:
