@@ -47,6 +47,7 @@ class StubServer(ThreadingHTTPServer):
     def __init__(self, delay: float):
         super().__init__(("127.0.0.1", 0), StubHandler)
         self.delay = delay
+        self.client_pid: int | None = None  # the CLI process, whose CPU time the window also measures
         self.lock = threading.Lock()
         self.reset()
 
@@ -54,6 +55,7 @@ class StubServer(ThreadingHTTPServer):
         with self.lock:
             self.in_flight = self.max_in_flight = self.requests = 0
             self.first_start = self.last_end = None
+            self.cpu_first = self.cpu_last = None  # the client's CPU seconds at the first request and last reply
             self.kinds: Counter = Counter()  # requests per output fields (a backstory, a view, an answer)
 
     @property
@@ -78,6 +80,15 @@ def fill(schema: dict, seed: int) -> object:
     return f"Stub text {seed}."[: schema.get("maxLength", 200)]
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process, all its threads (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class StubHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections as they would with vLLM
     server: StubServer
@@ -95,7 +106,8 @@ class StubHandler(BaseHTTPRequestHandler):
                 srv.in_flight += 1
                 srv.requests += 1
                 srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
-                srv.first_start = start if srv.first_start is None else srv.first_start
+                if srv.first_start is None:
+                    srv.first_start, srv.cpu_first = start, cpu_seconds(srv.client_pid)
         time.sleep(srv.delay)
         rf = body.get("response_format") or {}
         schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema")
@@ -119,7 +131,7 @@ class StubHandler(BaseHTTPRequestHandler):
         if not ping:
             with srv.lock:
                 srv.in_flight -= 1
-                srv.last_end = time.perf_counter()
+                srv.last_end, srv.cpu_last = time.perf_counter(), cpu_seconds(srv.client_pid)
 
     def reply(self, payload: dict) -> None:
         data = json.dumps(payload).encode()
@@ -146,12 +158,15 @@ def run_cell(server: StubServer, args: argparse.Namespace, program: str, threads
     env = {**os.environ, "VALUESIM_HOME": str(home), "OPENAI_API_KEY": "stub", "DSPY_CACHEDIR": str(home / "dspy")}
     server.reset()
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server.client_pid = proc.pid
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    metrics = json.loads(done.stdout)["metrics"]
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
+    metrics = json.loads(stdout)["metrics"]
     window = server.last_end - server.first_start
+    cpu = None if server.cpu_first is None or server.cpu_last is None else server.cpu_last - server.cpu_first
     return {
         "program": program,
         "N": threads,
@@ -164,7 +179,31 @@ def run_cell(server: StubServer, args: argparse.Namespace, program: str, threads
         "wall_s": wall,
         "predict_s": window,
         "pred_per_s": metrics["n"] / window,
+        "client_cpu_ms_per_pred": None if cpu is None else 1000 * cpu / metrics["n"],
+        "client_cores": None if cpu is None else cpu / window,  # 1.0: one core busy the whole window
     }
+
+
+# (header, row key, format) of the printed Markdown table
+COLUMNS = [
+    ("program", "program", "{}"),
+    ("N", "N", "{}"),
+    ("items", "items", "{}"),
+    ("LM requests", "requests", "{}"),
+    ("max in flight", "max_in_flight", "{}"),
+    ("CLI wall s", "wall_s", "{:.1f}"),
+    ("prediction s", "predict_s", "{:.2f}"),
+    ("predictions/s", "pred_per_s", "{:.2f}"),
+    ("ideal (N x N=1)", "ideal", "{:.2f}"),
+    ("% of ideal", "pct_ideal", "{:.0f}%"),
+    ("failed+invalid", "bad", "{}"),
+    ("client CPU ms/pred", "client_cpu_ms_per_pred", "{:.0f}"),
+    ("client cores busy", "client_cores", "{:.2f}"),
+]
+
+
+def markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -186,9 +225,8 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     ns = [int(n) for n in args.threads.split(",")]
     print(f"stub server {server.api_base}, delay {args.delay * 1000:.0f} ms; load before: {os.getloadavg()}")
-    header = (f"{'program':<13}{'N':>4}{'items':>7}{'requests':>9}{'max in flight':>14}{'wall s':>8}"
-              f"{'predict s':>10}{'pred/s':>8}{'ideal':>8}{'% ideal':>8}{'failed':>7}")  # fmt: skip
-    print(header)
+    print(markdown_row([c[0] for c in COLUMNS]))
+    print(markdown_row(["---"] * len(COLUMNS)))
     with tempfile.TemporaryDirectory(prefix="concurrency-bench-") as tmp:
         for program in args.programs.split(","):
             base = None
@@ -196,10 +234,12 @@ def main() -> None:
                 row = run_cell(server, args, program, n, Path(tmp))
                 base = base or (row["pred_per_s"] / n if n == 1 else None)
                 ideal = base * n if base else float("nan")
-                row |= {"ideal": ideal, "pct_ideal": 100 * row["pred_per_s"] / ideal}
-                print(f"{program:<13}{n:>4}{row['items']:>7}{row['requests']:>9}{row['max_in_flight']:>14}"
-                      f"{row['wall_s']:>8.1f}{row['predict_s']:>10.2f}{row['pred_per_s']:>8.2f}{ideal:>8.2f}"
-                      f"{row['pct_ideal']:>7.0f}%{row['failed'] + row['invalid']:>7}", flush=True)  # fmt: skip
+                row |= {
+                    "ideal": ideal,
+                    "pct_ideal": 100 * row["pred_per_s"] / ideal,
+                    "bad": row["failed"] + row["invalid"],
+                }
+                print(markdown_row(["n/a" if row[k] is None else f.format(row[k]) for _, k, f in COLUMNS]), flush=True)
                 if args.json:
                     print(json.dumps(row), flush=True)
     print(f"load after: {os.getloadavg()}")
