@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dspy
 
@@ -62,7 +63,7 @@ def configure_lm(model: str, api_base: str | None = None, cache: bool = True, ti
     from valuesim.lm import build_lm, engine_of, is_embedded, lm_info
     from valuesim.programs.options import OptionsAdapter
 
-    remote = {} if is_embedded(model) else {"timeout": timeout}
+    remote: dict[str, Any] = {} if is_embedded(model) else {"timeout": timeout}
     lm = build_lm(model, api_base=api_base, num_retries=3, cache=cache, **remote)
     engine = engine_of(lm)
     if engine is None:
@@ -94,7 +95,8 @@ def check_settings(name: str, settings: dict) -> None:
     """Each --set key must be a parameter of the program and its value of the parameter's type, checked before
     the run (a wrong type used to fail every prediction)."""
     params = {
-        n: p for n, p in inspect.signature(PROGRAMS[name].__init__).parameters.items()
+        # the class's own __init__ (its settings); inspect.signature(class) would read dspy's metaclass __call__
+        n: p for n, p in inspect.signature(PROGRAMS[name].__init__).parameters.items()  # type: ignore[misc]
         if p.default is not inspect.Parameter.empty
     }  # fmt: skip
     for key, value in settings.items():
