@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -39,9 +41,9 @@ def run_bench(
     folds: list[int],
     out_dir: Path,
     progress: bool = True,
-    on_done=None,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
     reference: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Every program x fold x history on the same persons and questions; tables, plot and one MLflow parent run.
 
     Each cell keeps its predictions in out_dir/<fold>-<history>-<program>/, so rerunning with the same out_dir
@@ -204,7 +206,7 @@ def results_markdown(table: pd.DataFrame) -> str:
     return out.to_markdown(index=False)
 
 
-def write_bench_outputs(table, out_dir: Path) -> dict:
+def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
     """results.md/.csv, cost.md/.csv and accuracy_by_history.png under out_dir/report/."""
     import matplotlib
 

@@ -27,6 +27,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import dspy
 import pandas as pd
@@ -228,7 +229,7 @@ def person_fold(
     persons at a time (valuesim.data.rows; tests/test_build.py compares the two)."""
     answered = {q: int(person[q]) for q in catalog.codes if pd.notna(person[q])}
 
-    def items(codes):
+    def items(codes: list[str]) -> list[dict[str, Any]]:
         return [{"q": q, "a": answered[q]} for q in codes if q in answered]
 
     demographics, profile, heldout = fold_lists(catalog, protocol, train_q, test_q)
