@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from valuesim.data.benchmark import Benchmark, build, read_folds
 from valuesim.data.catalog import COUNTRY_SPECIFIC, Catalog
 from valuesim.data.ingest import read_wvs_dir
 from valuesim.data.synthetic import CSV_NAME, main, write_synthetic_wvs
+from valuesim.data.synthetic_full import SHAPE, sample_sizes, write_full
 
 
 @pytest.fixture(scope="module")
@@ -147,14 +147,51 @@ def test_both_layouts_in_one_folder_hold_different_countries(tmp_path: Path) -> 
 
 
 def test_full_size_layout_is_vectorized(tmp_path: Path) -> None:
-    """66 countries in the numeric layout (the full WVS-7 size is --per-country 1473: ~15 s)."""
-    t0 = time.perf_counter()
+    """66 countries in the numeric layout, 150 respondents each."""
     folder = write_synthetic_wvs(tmp_path / "big", countries=66, per_country=150, xlsx=False, csv=True)
-    assert time.perf_counter() - t0 < 20
     frame = pd.read_csv(folder / CSV_NAME, usecols=["B_COUNTRY_ALPHA", "D_INTERVIEW", "Q1", "Q223"])
     assert len(frame) == 9900 and frame["B_COUNTRY_ALPHA"].nunique() == 66 and frame["D_INTERVIEW"].is_unique
     assert (frame["Q1"] < 0).mean() < 0.1  # answered mostly; negative codes for the missing
     assert Catalog.from_wvs(folder)["Q223"].country_options.keys() == set(frame["B_COUNTRY_ALPHA"])
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole-WVS-7 generator at a small size: 12 of its countries, 3,000 respondents."""
+    return write_full(tmp_path_factory.mktemp("whole"), countries=12, total=3000, seed=2)
+
+
+def test_whole_wvs7_has_the_official_files_shape(whole: Path) -> None:
+    frame = pd.read_csv(whole / CSV_NAME)
+    assert frame.shape == (3000, 600)  # the official file's width
+    sizes = frame["B_COUNTRY_ALPHA"].value_counts()
+    assert list(sizes.index.sort_values()) == sorted(SHAPE["countries"][:12]) and sizes.max() > 1.5 * sizes.min()
+    assert sample_sizes(66, 97_220, 0).sum() == 97_220 and sample_sizes(66, 97_220, 0).min() >= 800
+    # missing answers vary by question and country, some questions not asked in a whole country
+    missing = (frame[[f"Q{n}" for n in range(1, 260)]] < 0).groupby(frame["B_COUNTRY_ALPHA"]).mean()
+    assert missing.stack().quantile(0.9) > 4 * missing.stack().median() > 0
+    assert (missing == 1).any().any() and missing.mean(axis=1).max() > 3 * missing.mean(axis=1).min()
+    assert (frame["Y_001"].isna() & frame["Q1"].notna()).any()  # empty cells in the indices: NaN, not "nan"
+
+
+def test_whole_wvs7_per_country_options_differ_and_render(whole: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fallback(question, answer, label):
+        raise AssertionError(f"{question}={answer} ({label!r}) has no statement table")
+
+    monkeypatch.setattr(statements, "_fallback", no_fallback)
+    catalog = Catalog.from_wvs(whole)
+    for code in COUNTRY_SPECIFIC:
+        lists = {c: tuple(sorted(o.values())) for c, o in catalog[code].country_options.items()}
+        assert len(lists) == 12 and len(set(lists.values())) > 3, code  # countries have their own lists
+        assert len({len(names) for names in lists.values()}) > 1, code  # of different lengths
+        for options in catalog[code].country_options.values():
+            assert all(catalog[code].statement(c).endswith(".") for c in options)
+
+
+def test_whole_wvs7_builds_with_every_answer_mapped(whole: Path, tmp_path: Path) -> None:
+    manifest = build(whole, tmp_path / "bench")
+    assert manifest["respondents"] == 3000 and manifest["ingest"]["mapped_share"] == 1.0
+    assert len(manifest["countries"]) == 12
 
 
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -168,3 +205,7 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
         len(pd.read_csv(tmp_path / "cli" / CSV_NAME)) == 10
         and len(list((tmp_path / "cli" / "protocol").iterdir())) == 5
     )
+    assert "--full" in usage.stdout and "--respondents" in usage.stdout
+    main([str(tmp_path / "full"), "--full", "--countries", "3", "--respondents", "90"])
+    assert "90 respondents in 3 countries" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "full" / CSV_NAME).shape == (90, 600)

@@ -17,8 +17,7 @@ missing-answer labels ("Not asked in survey"), end-labelled 10-point scales ("1 
 per-country options with and without their prefix, and a few columns absent in one country.
 
     python -m valuesim.data.synthetic OUT [--countries 4] [--per-country 100] [--layout xlsx|csv|both] [--seed 0]
-
-Full WVS-7 size (97,220 respondents in 66 countries, numeric CSV): `--countries 66 --per-country 1473 --layout csv`.
+    python -m valuesim.data.synthetic OUT --full      # the whole WVS-7 as the official CSV (synthetic_full.py)
 """
 
 from __future__ import annotations
@@ -27,10 +26,8 @@ import argparse
 import json
 import re
 import time
-import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
@@ -39,6 +36,7 @@ import pycountry
 from valuesim.data import statements as st
 from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES
 from valuesim.data.catalog import COUNTRY_SPECIFIC, OPEN_ITEMS, SECTIONS
+from valuesim.data.xlsx import write_xlsx
 
 DEFAULT_COUNTRIES = ("USA", "JPN", "COL", "BGD")
 CODES = [f"Q{n}" for n in range(1, 291)]
@@ -141,21 +139,25 @@ def _codebook_spelling(code: str, options: dict[int, str]) -> dict[int, str]:
     return out
 
 
-def country_options(code: str, alpha3: str) -> dict[int, str]:
+def country_options(code: str, alpha3: str, names: Sequence[str] | None = None) -> dict[int, str]:
     """Per-country options (Q223 parties, Q290 ethnic groups): codes <ISO numeric> * 1000 + n, labels prefixed
-    like the real codebook's ("USA: Labour Party", "US: Majority group")."""
+    like the real codebook's ("USA: Labour Party", "US: Majority group"). `names`: the country's own list
+    (default PARTIES or ETHNIC_GROUPS)."""
     num = _numeric(alpha3)
     if code == "Q223":
-        return {num * 1000 + i: f"{alpha3}: {p}" for i, p in enumerate(PARTIES, start=1)}
-    return {num * 1000 + i: f"{_iso(alpha3).alpha_2}: {g}" for i, g in enumerate(ETHNIC_GROUPS, start=1)}
+        return {num * 1000 + i: f"{alpha3}: {p}" for i, p in enumerate(names or PARTIES, start=1)}
+    return {num * 1000 + i: f"{_iso(alpha3).alpha_2}: {g}" for i, g in enumerate(names or ETHNIC_GROUPS, start=1)}
 
 
 def _entry(question: str, choices: dict, kind: str = "multiple_choice", instruction: str = "") -> dict:
     return {"question": question, "question_instruction": instruction, "type": kind, "choices": choices}
 
 
-def write_metadata(out: Path, alpha3: Sequence[str], seed: int) -> dict[str, dict]:
-    """codebook.json, questions.json, question_metadata.json and protocol/; returns the codebook."""
+def write_metadata(
+    out: Path, alpha3: Sequence[str], seed: int, names: Mapping[str, Mapping[str, Sequence[str]]] | None = None
+) -> dict[str, dict]:
+    """codebook.json, questions.json, question_metadata.json and protocol/; returns the codebook. `names`: per
+    country and per-country item (Q223, Q290), the country's own option names (see country_options)."""
     codebook: dict[str, dict] = {
         "version": _entry("Version of Data File", {}, "objective"),
         "A_YEAR": _entry("Year of survey", {}, "objective"),
@@ -170,7 +172,7 @@ def write_metadata(out: Path, alpha3: Sequence[str], seed: int) -> dict[str, dic
         options, ordinal = question_options(code, alpha3)
         options = _codebook_spelling(code, options)
         for a in alpha3 if code in COUNTRY_SPECIFIC else ():
-            options |= country_options(code, a)
+            options |= country_options(code, a, (names or {}).get(a, {}).get(code))
         section = next(name for lo, hi, name in SECTIONS if lo <= n <= hi)
         label = _capital(st.MEMBERSHIP.get(code) or f"{section}: item {n}")
         kind = "objective" if code in OPEN_ITEMS or code in COUNTRY_SPECIFIC else "multiple_choice"
@@ -206,12 +208,21 @@ def write_metadata(out: Path, alpha3: Sequence[str], seed: int) -> dict[str, dic
 # Respondents
 
 
-def respondents(codebook: dict, alpha3: Sequence[str], per_country: int, seed: int) -> pd.DataFrame:
-    """Numeric answer codes (negative = missing) for `per_country` respondents of each country, vectorized over
-    respondents: a question's answer is its option at the respondent's position on a latent score."""
+def respondents(
+    codebook: dict,
+    alpha3: Sequence[str],
+    per_country: int | Sequence[int],
+    seed: int,
+    missing_rates: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Numeric answer codes (negative = missing) for `per_country` respondents of each country (one number for
+    all, or one per country), vectorized over respondents: a question's answer is its option at the respondent's
+    position on a latent score. `missing_rates` (countries x CODES): each answer's chance to be missing (default
+    4% everywhere)."""
     rng = np.random.default_rng(seed)
-    k, n = len(alpha3), per_country * len(alpha3)
-    country = np.repeat(np.arange(k), per_country)
+    sizes = np.broadcast_to(np.asarray(per_country, dtype=np.int64), (len(alpha3),))
+    k, n = len(alpha3), int(sizes.sum())
+    country = np.repeat(np.arange(k), sizes)
     numeric = np.array([_numeric(a) for a in alpha3])
     year = 2017 + np.arange(k) % 3
     traits = rng.normal(scale=0.7, size=(k, N_TRAITS))[country] + rng.normal(size=(n, N_TRAITS))
@@ -221,7 +232,7 @@ def respondents(codebook: dict, alpha3: Sequence[str], per_country: int, seed: i
         "B_COUNTRY": numeric[country],
         "B_COUNTRY_ALPHA": np.array(alpha3)[country],
         # the real format: ISO numeric, "07", the interview number (840071622)
-        "D_INTERVIEW": numeric[country] * 1_000_000 + 70_000 + np.tile(np.arange(1, per_country + 1), k),
+        "D_INTERVIEW": numeric[country] * 1_000_000 + 70_000 + np.concatenate([np.arange(1, s + 1) for s in sizes]),
         "H_URBRURAL": np.where(traits[:, 1] + rng.normal(size=n) > 0, 1, 2),
     }
     age = np.clip(np.round(46 + 11 * traits[:, 0] + 9 * rng.normal(size=n)), 18, 90).astype(np.int32)
@@ -246,7 +257,7 @@ def respondents(codebook: dict, alpha3: Sequence[str], per_country: int, seed: i
             answers[:, j] = np.array(choices)[_bins(score, len(choices), rng)]
     # Missing answers: a few percent per question (Don't know, No answer, Missing), plus whole questions not asked
     # in one country (-4) and the columns the second country's export lacks
-    missing = rng.random(answers.shape) < 0.04
+    missing = rng.random(answers.shape) < (0.04 if missing_rates is None else missing_rates[country])
     answers[missing] = rng.choice(np.array([-1, -1, -2, -5], dtype=np.int32), missing.sum())
     for c in range(min(k, 2)):  # two value questions not asked in each of the first two countries
         for q in rng.choice(np.arange(1, 260), 2, replace=False):
@@ -309,62 +320,6 @@ def labelled(frame: pd.DataFrame, codebook: dict, seed: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _column(i: int) -> str:
-    letters = ""
-    i += 1
-    while i:
-        i, rem = divmod(i - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
-def write_xlsx(path: Path, frame: pd.DataFrame, sheet: str = "Data") -> None:
-    """`frame` as a one-sheet xlsx with shared strings, the way the real exports are stored. Written directly as
-    XML: pandas' openpyxl writer takes a second per 100 respondents, this ~50 ms."""
-    strings: dict[str, int] = {}
-    cols = [_column(i) for i in range(frame.shape[1])]
-
-    def cell(ref: str, value) -> str:
-        if value is None or (isinstance(value, float) and value != value):
-            return ""
-        if isinstance(value, (int, np.integer)):
-            return f'<c r="{ref}"><v>{int(value)}</v></c>'
-        return f'<c r="{ref}" t="s"><v>{strings.setdefault(str(value), len(strings))}</v></c>'
-
-    rows = [list(frame.columns), *frame.itertuples(index=False, name=None)]
-    body = "".join(
-        f'<row r="{r}">' + "".join(cell(f"{c}{r}", v) for c, v in zip(cols, row, strict=True)) + "</row>"
-        for r, row in enumerate(rows, start=1)
-    )
-    main = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
-    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-    pkg = "http://schemas.openxmlformats.org/package/2006"
-    shared = "".join(f'<si><t xml:space="preserve">{escape(s)}</t></si>' for s in strings)
-    parts = {
-        "[Content_Types].xml": f'<Types xmlns="{pkg}/content-types">'
-        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-        '<Default Extension="xml" ContentType="application/xml"/>'
-        '<Override PartName="/xl/workbook.xml" '
-        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-        '<Override PartName="/xl/worksheets/sheet1.xml" '
-        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-        '<Override PartName="/xl/sharedStrings.xml" '
-        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>',
-        "_rels/.rels": f'<Relationships xmlns="{pkg}/relationships"><Relationship Id="rId1" '
-        f'Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
-        "xl/workbook.xml": f'<workbook {main} xmlns:r="{rel}"><sheets>'
-        f'<sheet name="{escape(sheet)}" sheetId="1" r:id="rId1"/></sheets></workbook>',
-        "xl/_rels/workbook.xml.rels": f'<Relationships xmlns="{pkg}/relationships">'
-        f'<Relationship Id="rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/>'
-        f'<Relationship Id="rId2" Type="{rel}/sharedStrings" Target="sharedStrings.xml"/></Relationships>',
-        "xl/worksheets/sheet1.xml": f"<worksheet {main}><sheetData>{body}</sheetData></worksheet>",
-        "xl/sharedStrings.xml": f'<sst {main} count="{len(strings)}" uniqueCount="{len(strings)}">{shared}</sst>',
-    }
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, xml in parts.items():
-            z.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + xml)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The folder
 
@@ -413,23 +368,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m valuesim.data.synthetic",
         description="Write a synthetic WVS-7 folder (the real layout, made-up respondents) for tests and scale "
-        "benchmarks. Full WVS-7 size: --countries 66 --per-country 1473 --layout csv.",
+        "benchmarks. --full: the whole WVS-7 as the official cross-national CSV (97,220 respondents in 66 "
+        "countries, ~600 columns, realistic missing answers and per-country options; valuesim.data.synthetic_full).",
     )
     ap.add_argument("out", type=Path, help="folder to write (created if needed)")
-    ap.add_argument("--countries", type=int, default=4, help="number of countries: USA, JPN, COL, BGD, then ISO order")
+    ap.add_argument(
+        "--countries", type=int, default=None,
+        help="number of countries: USA, JPN, COL, BGD, then ISO order (default 4); with --full the WVS-7 list (66)",
+    )  # fmt: skip
     ap.add_argument("--per-country", type=int, default=100, help="respondents per country (default 100)")
     ap.add_argument(
         "--layout", choices=("xlsx", "csv", "both"), default="xlsx",
         help="labelled countries/*.xlsx (default), the numeric cross-national CSV, or half the countries each",
     )  # fmt: skip
+    ap.add_argument("--full", action="store_true", help="the whole WVS-7 as the cross-national CSV (see above)")
+    ap.add_argument("--respondents", type=int, default=None, help="with --full: respondents in all (default 97,220)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    path = write_synthetic_wvs(
-        args.out, args.countries, args.per_country, args.seed, args.layout != "csv", args.layout != "xlsx"
-    )
-    n = args.countries * args.per_country
-    print(f"wrote {path}: {n:,} respondents in {args.countries} countries ({time.perf_counter() - t0:.1f} s)")
+    if args.full:
+        from valuesim.data.synthetic_full import SHAPE, write_full
+
+        countries, n = args.countries or 66, args.respondents or SHAPE["respondents"]
+        path = write_full(args.out, countries, n, args.seed)
+    else:
+        countries, n = args.countries or 4, (args.countries or 4) * args.per_country
+        path = write_synthetic_wvs(
+            args.out, countries, args.per_country, args.seed, args.layout != "csv", args.layout != "xlsx"
+        )
+    print(f"wrote {path}: {n:,} respondents in {countries} countries ({time.perf_counter() - t0:.1f} s)")
 
 
 if __name__ == "__main__":
