@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -89,10 +89,11 @@ class LabelMapper:
             self.lookup[normalize(re.sub(r"^\d+\.-\s*", "", lab))] = int(c) if int(c) >= 0 else None
             # per-country options ("USA: Democratic Party") also appear without the prefix in some releases
         for variant, target in {**GLOBAL_ALIASES, **ALIASES.get(code, {})}.items():
-            key = normalize(target) if isinstance(target, str) else None
-            value = self.lookup.get(key) if key is not None else target
-            if key is not None and key not in self.lookup:
-                continue  # alias for a label this question does not have
+            value = None  # an alias to None marks a missing answer
+            if target is not None:
+                if normalize(target) not in self.lookup:
+                    continue  # alias for a label this question does not have
+                value = self.lookup[normalize(target)]
             self.lookup.setdefault(normalize(variant), value)
         self.numeric = code in NUMERIC_ITEMS
         # 10-point scales label the middle points with digits ("2".."9") and the ends with words; a release may
@@ -100,7 +101,7 @@ class LabelMapper:
         codes = {int(c): str(lab).strip() for c, lab in choices.items() if int(c) >= 0}
         self.scale_points = set(codes) if any(lab == str(c) for c, lab in codes.items()) else set()
 
-    def __call__(self, raw) -> tuple[bool, int | None]:
+    def __call__(self, raw: Any) -> tuple[bool, int | None]:
         """(known, code): known=False means the label is not recognised."""
         if isinstance(raw, float) and raw.is_integer():
             raw = int(raw)
@@ -174,11 +175,11 @@ def read_files(
         for raw in _read_chunks(path, catalog, cache_dir):
             frames.append(to_codes(raw, path, catalog, report, collect_unknown))
             rows += len(raw)
-            if progress:
+            if progress and task is not None:
                 progress.advance(task, len(raw))
         if rows == 0:
             raise WVSFormatError(f"{path}: no respondent rows (only a header)")
-        if progress:
+        if progress and task is not None:
             progress.remove_task(task)
         report.files.append(str(path))
     report.unmapped = _merged(report.unmapped)
@@ -275,11 +276,19 @@ def _whose_options(values: list[str], catalog: Catalog, exclude: str) -> str | N
         for q in catalog
         if q.code != exclude and not q.open
     }
-    best = max(shares, key=shares.get)
+    best = max(shares, key=shares.__getitem__)
     return best if shares[best] >= 0.8 else None
 
 
-def _map_labels(col, q, choices, path, column, report, collect_unknown) -> tuple[np.ndarray, np.ndarray]:
+def _map_labels(
+    col: pd.Series,
+    q: str,
+    choices: dict[str, str],
+    path: Path,
+    column: str,
+    report: IngestReport,
+    collect_unknown: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     """(codes, known) of a column of labels; each distinct label is looked up once."""
     mapper = LabelMapper(q, choices)
     keys, labels = pd.factorize(col, use_na_sentinel=True)  # labels in order of first appearance
@@ -299,7 +308,15 @@ def _map_labels(col, q, choices, path, column, report, collect_unknown) -> tuple
     return np.where(known, label_codes[keys], 0), known
 
 
-def _map_codes(col, q, question: Question, country, path, report, collect_unknown) -> tuple[np.ndarray, np.ndarray]:
+def _map_codes(
+    col: pd.Series,
+    q: str,
+    question: Question,
+    country: str | None,
+    path: Path,
+    report: IngestReport,
+    collect_unknown: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     """(codes, known) of a column of numeric codes: negative = missing; a code outside the options is unknown."""
     valid = set(question.options_for(country)) if country is not None else set(question.options)
     if country is None:
