@@ -75,10 +75,10 @@ def write_rows(
     with ArrowWriter(path=str(path), features=features(protocol)) as writer:
         for table in chunk_tables(persons, catalog, protocol, folds, seed):
             writer.write_table(table)
-            if progress:
+            if progress and task is not None:
                 progress.advance(task, table.num_rows // len(folds))
         writer.finalize()
-    if progress:
+    if progress and task is not None:
         progress.remove_task(task)
     return path
 

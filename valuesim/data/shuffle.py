@@ -28,7 +28,7 @@ def _draws(seeds: Sequence[str], count: int, pad: int = 0) -> np.ndarray:
     return np.frombuffer(b"".join(parts), dtype="<u4").astype(np.int64)
 
 
-def permutations(seeds: Sequence[str], lengths: Sequence[int], outputs: int | None = None) -> np.ndarray:
+def permutations(seeds: Sequence[str], lengths: Sequence[int] | np.ndarray, outputs: int | None = None) -> np.ndarray:
     """Row p: `list(range(lengths[p]))` after `random.Random(seeds[p]).shuffle`, padded with -1 to the longest.
 
     A list `x` of that length shuffles to `[x[k] for k in row]`. `outputs`: 32-bit outputs drawn per seed up
@@ -45,7 +45,7 @@ def permutations(seeds: Sequence[str], lengths: Sequence[int], outputs: int | No
     count = outputs or 2 * width + 32
     # A lane that ran out reads on into the next lane's outputs (or the padding) until the end of its shuffle,
     # at most `width` past its own: harmless, it is redone below.
-    drawn = _draws([seeds[p] for p in lanes], count, pad=width)
+    drawn = _draws([seeds[p] for p in lanes.tolist()], count, pad=width)
     perm = np.ascontiguousarray(out[lanes])
     flat_perm = perm.reshape(-1)  # flat indices: cheaper than 2-D ones
     row_start = np.arange(len(lanes)) * width
