@@ -229,10 +229,11 @@ def run_evaluate(
     identity = identity_of(setup, bench, name, lm)
     with claim(run_dir, identity), tracking.run(experiment, run_dir.name, params, nested=nested) as active:
         if name in STATISTICAL:
-            # persons per stored batch: a killed run loses at most one batch (VALUESIM_BATCH_PERSONS, default 256)
-            per_batch = int(os.environ.get("VALUESIM_BATCH_PERSONS", "256"))
+            # persons per stored batch: a killed run loses at most one batch (seconds of work), and each batch
+            # costs ml a fixed ~30 ms per question in sklearn (VALUESIM_BATCH_PERSONS, default 2048)
+            per_batch = int(os.environ.get("VALUESIM_BATCH_PERSONS", "2048"))
             result = evaluate_batch(program, examples, bench.catalog, run_dir,
-                                    setup.resamples, setup.seed, per_batch, setup.retry_failed)  # fmt: skip
+                                    setup.resamples, setup.seed, per_batch, setup.retry_failed, progress)  # fmt: skip
         else:
             result = evaluate(
                 program, examples, bench.catalog, run_dir, setup.threads, progress, setup.resamples, setup.seed,
