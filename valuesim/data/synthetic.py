@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,7 @@ def country_codes(n: int) -> list[str]:
     return [*DEFAULT_COUNTRIES, *rest][:n]
 
 
-def _iso(alpha3: str):
+def _iso(alpha3: str) -> Any:
     country = pycountry.countries.get(alpha_3=alpha3)
     if country is None:
         raise ValueError(f"{alpha3!r} is not an ISO 3166-1 alpha-3 country code")
@@ -106,11 +107,13 @@ def question_options(code: str, alpha3: Sequence[str]) -> tuple[dict[int, str], 
     if form is not None:
         words = [k for k in form.answers if k != "#"]
         if "#" in form.answers:  # a 1-10 scale: digits, ends labelled with words, extra answers after 10
-            slots = form.items[code] if isinstance(form.items[code], dict) else {}
+            item = form.items[code]
+            slots = item if isinstance(item, dict) else {}
             low, high = slots.get("low", "completely disagree"), slots.get("high", "completely agree")
             options = {n: _capital(low if n == 1 else high if n == 10 else str(n)) for n in range(1, 11)}
             return options | {i: _capital(w) for i, w in enumerate(words, start=11)}, True
-        seen, labels = set(), []
+        seen: set[str] = set()
+        labels: list[str] = []
         for key in words:  # one spelling per sentence ("agree strongly" and "strongly agree" say the same)
             if form.answers[key] not in seen:
                 seen.add(form.answers[key])
@@ -121,7 +124,9 @@ def question_options(code: str, alpha3: Sequence[str]) -> tuple[dict[int, str], 
     # TEMPLATES: a sentence around the label; reworded options keep their wording, the others get a plain label
     wording = st.OPTION_WORDING.get(code, {})
     codes = sorted(set(range(1, 5)) | set(wording))
-    return {c: _capital(wording[c]) if c in wording else f"Option {c}" for c in codes}, code not in wording
+    # Ordinal, as every synthetic folder so far was built: the test this replaces, `code not in wording`, compared a
+    # question code with option codes and so was always true (found by mypy; which items are nominal is open).
+    return {c: _capital(wording[c]) if c in wording else f"Option {c}" for c in codes}, True
 
 
 def _codebook_spelling(code: str, options: dict[int, str]) -> dict[int, str]:
@@ -134,7 +139,9 @@ def _codebook_spelling(code: str, options: dict[int, str]) -> dict[int, str]:
     out = dict(options)
     for variant, target in ALIASES.get(code, {}).items():
         c = by_label.get(st._norm(variant))
-        if c is not None and target is not None and (not keyed_on_label or st._norm(target) in form.answers):
+        if c is None or target is None:
+            continue
+        if not keyed_on_label or (form is not None and st._norm(target) in form.answers):
             out[c] = target
     return out
 
@@ -211,7 +218,7 @@ def write_metadata(
 def respondents(
     codebook: dict,
     alpha3: Sequence[str],
-    per_country: int | Sequence[int],
+    per_country: int | Sequence[int] | np.ndarray,
     seed: int,
     missing_rates: np.ndarray | None = None,
 ) -> pd.DataFrame:

@@ -41,7 +41,7 @@ def sample_sizes(countries: int, total: int, seed: int) -> np.ndarray:
 
 def country_names(alpha3: list[str]) -> dict[str, dict[str, list[str]]]:
     """Each country's own parties and ethnic groups (a draw keyed by the country, so the same for any seed)."""
-    out = {}
+    out: dict[str, dict[str, list[str]]] = {}
     for a in alpha3:
         rng = np.random.default_rng(zlib.crc32(a.encode()))
         out[a] = {}

@@ -28,7 +28,7 @@ def write_xlsx(path: Path, frame: pd.DataFrame, sheet: str = "Data") -> None:
     strings: dict[str, int] = {}
     cols = [_column(i) for i in range(frame.shape[1])]
 
-    def cell(ref: str, value) -> str:
+    def cell(ref: str, value: object) -> str:
         if value is None or (isinstance(value, float) and value != value):
             return ""
         if isinstance(value, (int, np.integer)):
