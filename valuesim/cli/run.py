@@ -65,6 +65,7 @@ def evaluate(
     Example:
         valuesim evaluate --program knn --split dev --fold 1 --history 232
         valuesim evaluate --program valuesim --lm gemma --persons 5 --questions 10
+        valuesim evaluate --program valuesim --lm dummy --persons 2 --questions 3   # dry run, no model
     """
     from valuesim.runner import run_evaluate
 
