@@ -17,13 +17,16 @@ What is exact and what is a bound:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import threading
 import typing
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dspy
 from dspy.utils.dummies import DummyLM
@@ -390,3 +393,52 @@ def estimate_compile(
         "after": after,
         "total": total,
     }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Estimate against what a run recorded
+
+
+def recorded(store: Path) -> dict:
+    """What a finished run's store recorded: predictions, LM calls, tokens (cached ones apart) and dollars (None
+    when a call had no price). Opened read-only: comparing never changes a run."""
+    import pandas as pd
+
+    from valuesim.evaluate import dollars_of
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+            frame = pd.read_sql_query("SELECT * FROM predictions", db)
+    except (sqlite3.Error, pd.errors.DatabaseError) as e:
+        raise ValueSimError(f"{store}: not a readable predictions store ({e})") from None
+    return {
+        "predictions": len(frame),
+        "lm_calls": int(frame["lm_calls"].sum()),
+        "prompt_tokens": int(frame["prompt_tokens"].sum()),
+        "cached_tokens": int(frame["cached_tokens"].fillna(0).sum()) if "cached_tokens" in frame else 0,
+        "completion_tokens": int(frame["completion_tokens"].sum()),
+        "usd": dollars_of(frame),
+    }
+
+
+def compare(result: dict, folder: str | Path) -> dict:
+    """Add to each row of an `estimate` what the run in `folder` recorded for it (`actual`): an evaluate run
+    folder (matched by its run.json) or a bench folder (its <fold>-<history>-<program> cells)."""
+    folder = Path(folder)
+    single = folder / "predictions.sqlite"
+    identity = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
+    found = 0
+    for row in result["programs"]:
+        if single.exists():
+            same = (identity.get("program"), identity.get("fold"), identity.get("history"))
+            store = single if same == (row["program"], row["fold"], row["history"]) else None
+        else:
+            store = (
+                folder / f"f{row['fold']}-h{row['history']}-{row['program'].replace('/', '_')}" / "predictions.sqlite"
+            )
+        if store is not None and store.exists():
+            row["actual"] = recorded(store)
+            found += 1
+    if not found:
+        raise ValueSimError(f"--actual {folder}: no run of these programs, folds and histories there")
+    return result

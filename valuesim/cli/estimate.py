@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -58,6 +59,10 @@ def estimate(
             help="Count tokens with a llama-cpp-python server's tokenizer: http://HOST:PORT/extras/tokenize/count"
         ),
     ] = None,
+    actual: Annotated[
+        Path | None,
+        typer.Option(help="Compare with what a finished run recorded: its evaluate --run-dir or bench --out folder"),
+    ] = None,
     seed: Seed = 0,
     settings: Settings = None,
     as_json: AsJson = False,
@@ -74,13 +79,15 @@ def estimate(
         valuesim estimate --programs valuesim,full-info --lm openai/gpt-4o-mini --persons 100 --questions 10
         valuesim estimate --program valuesim --optimizer mipro --train 8 --dev 4 --lm openai/gpt-4o-mini
     """
+    from valuesim.estimate import compare, estimate_compile
     from valuesim.estimate import estimate as estimate_run
-    from valuesim.estimate import estimate_compile
 
     names = [p.strip() for p in programs.split(",") if p.strip()]
     hist, fold_list = int_list("--history", history, 0, None), int_list("--folds", folds, 1, 5)
     if optimizer and (len(names) != 1 or len(hist) != 1 or len(fold_list) != 1):
         fail("--optimizer estimates one compile: give one --program, --history and --folds")
+    if optimizer and actual:
+        fail("--actual compares evaluate and bench runs; a compile's own output lists its before/after cost")
     with handled(as_json):
         bench = open_benchmark(data)
         if optimizer:
@@ -90,6 +97,8 @@ def estimate(
         else:
             result = estimate_run(bench, names, lm, protocol, split, fold_list, hist, persons, questions, seed,
                                   parse_settings(settings), tokenize_url)  # fmt: skip
+            if actual:
+                compare(result, actual)
     result["api_base"] = api_base
     if as_json:
         emit_json(result)
@@ -106,14 +115,29 @@ def estimate(
                   "quoting earlier outputs at their full budget, the coordinator always called).")  # fmt: skip
 
 
+def has_actual(result: dict[str, Any]) -> bool:
+    return any("actual" in r for r in result.get("programs", []))
+
+
 def usd(v: float | None) -> str:
     return "unknown" if v is None else f"${v:,.4f}"
 
 
 def run_table(result: dict[str, Any]) -> Table:
-    t = Table(title=f"Estimate on {result['lm']}")
+    """One row per program, fold and history; with --actual, each cell reads "estimate / recorded"."""
+    t = Table(title=f"Estimate on {result['lm']}" + (" / recorded by the run" if has_actual(result) else ""))
     for col in ("program", "fold", "history", "examples", "LM calls", "prompt tokens", "completion tokens", "dollars"):
         t.add_column(col, justify="left" if col == "program" else "right")
+    if has_actual(result):
+        for r in result["programs"]:
+            if r["lm_calls"] and "actual" in r:
+                a = r["actual"]
+                t.add_row(r["program"], str(r["fold"]), str(r["history"]), f"{r['examples']} / {a['predictions']}",
+                          f"{r['lm_calls']:,} / {a['lm_calls']:,}", f"{r['prompt_tokens']:,} / {a['prompt_tokens']:,}"
+                          + (f" ({a['cached_tokens']:,} cached)" if a["cached_tokens"] else ""),
+                          f"≤ {r['completion_tokens_max']:,} / {a['completion_tokens']:,}",
+                          f"≤ {usd(r['usd_max'])} / {usd(a['usd'])}")  # fmt: skip
+        return t
     for r in result["programs"]:
         if not r["lm_calls"]:  # a program that needs no LM
             t.add_row(r["program"], str(r["fold"]), str(r["history"]), "", "0", "0", "0", "$0")
