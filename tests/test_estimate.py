@@ -208,16 +208,26 @@ def test_estimate_then_evaluate_on_the_command_line(stub: str, bench_small: Path
     r = runner.invoke(app, [str(a) for a in ["evaluate", *sel, "--lm", GPT, "--api-base", stub,
                                              "--run-dir", tmp_path / "run", "--resamples", 0, "--json"]])  # fmt: skip
     assert r.exit_code == 0, r.output
-    m = json.loads(r.stdout)["metrics"]
+    ran = json.loads(r.stdout)
+    m = ran["metrics"]
     assert m["lm_calls_per_pred"] * m["n"] == est["total"]["lm_calls"]
     assert m["usd_total"] == pytest.approx(4 * dollars(est["price"], 1000, 10, 768))
+
+    r = runner.invoke(app, [str(a) for a in ["estimate", *sel, "--lm", GPT, "--actual", tmp_path / "run", "--json"]])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)["programs"][0]
+    assert row["actual"] == {"predictions": 4, "lm_calls": 4, "prompt_tokens": 4000, "cached_tokens": 3072,
+                             "completion_tokens": 40, "usd": pytest.approx(m["usd_total"])}  # fmt: skip
+    r = runner.invoke(app, [str(a) for a in ["estimate", *sel, "--history", 58, "--lm", GPT, "--actual",
+                                             tmp_path / "run"]])  # fmt: skip
+    assert r.exit_code == 1 and "no run of these programs" in r.output
 
     import mlflow
 
     from valuesim.tracking import setup_tracking
 
     setup_tracking()
-    logged = mlflow.get_run(json.loads(r.stdout)["params"]["mlflow_run_id"]).data.metrics
+    logged = mlflow.get_run(ran["params"]["mlflow_run_id"]).data.metrics
     assert logged["usd_total"] == pytest.approx(m["usd_total"]) and logged["cached_tokens_per_pred"] == 768
 
 
@@ -260,7 +270,9 @@ def first_option(messages: list[dict]) -> str:
 
 
 @pytest.mark.llm
-def test_estimated_prompt_tokens_within_10_percent_of_the_servers(bench_small: Path, tmp_path: Path) -> None:
+def test_estimated_prompt_tokens_within_10_percent_of_the_servers(
+    bench_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from test_lm import _smollm2_available
 
     if not _smollm2_available():
@@ -270,6 +282,7 @@ def test_estimated_prompt_tokens_within_10_percent_of_the_servers(bench_small: P
     from valuesim.data.benchmark import Benchmark
     from valuesim.runner import Setup, run_evaluate
 
+    monkeypatch.setenv("OPENAI_API_KEY", "local")
     port = free_port()
     proc = start_server(port)
     try:
@@ -278,7 +291,8 @@ def test_estimated_prompt_tokens_within_10_percent_of_the_servers(bench_small: P
         sel = {"persons": 2, "questions": 1, "histories": [20]}
         for program in ("demographics", "full-info"):
             tiktoken = estimate(bench, [program], "openai/smollm2", **sel)["total"]
-            served = estimate(bench, [program], "openai/smollm2", tokenize_url=f"{base}/extras/tokenize/count", **sel)
+            url = f"{base}/extras/tokenize/count"
+            served = estimate(bench, [program], "openai/smollm2", tokenize_url=url, **sel)["total"]
             setup = Setup(program=program, lm="openai/smollm2", api_base=f"{base}/v1", persons=2, questions=1,
                           history=20, cache=False, resamples=0, timeout=900)  # fmt: skip
             result, _ = run_evaluate(setup, bench, run_dir=tmp_path / program, progress=False)
