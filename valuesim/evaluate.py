@@ -30,12 +30,11 @@ from typing import Any
 import dspy
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from valuesim.data.catalog import Catalog
 from valuesim.errors import ValueSimError
 from valuesim.metrics import breakdown, normalized_accuracy, random_floor, summarize
+from valuesim.progress import bars
 from valuesim.stats import N_RESAMPLES, bootstrap_ci
 from valuesim.store import RunStore
 
@@ -168,6 +167,7 @@ def evaluate_batch(
     seed: int = 0,
     batch_persons: int = 256,
     retry_failed: bool = True,
+    progress: bool = True,
 ) -> EvalResult:
     """`evaluate` for programs that need no LM (`program.predict_batch(inputs) -> answers`), on the items of
     `valuesim.data.benchmark.items` (plain dicts: no dspy.Example, no rendered statements).
@@ -182,23 +182,26 @@ def evaluate_batch(
         todo = [n for n, key in enumerate(keys) if key not in done]
         failures: Counter = Counter()
         visible = itemgetter(*BATCH_INPUTS)
-        for b, chunk in enumerate(person_batches(items, todo, batch_persons)):
-            inputs = [dict(zip(BATCH_INPUTS, visible(items[n]), strict=True)) for n in chunk]  # never the gold
-            t0 = time.perf_counter()
-            try:
-                answers, error = program.predict_batch(inputs), None
-            except Exception as e:  # noqa: BLE001 - as in `evaluate`: the items are stored as failed, with the reason
-                answers, error = [None] * len(chunk), f"{type(e).__name__}: {e}"
-                failures[error.splitlines()[0][:200]] += len(chunk)
-            seconds = (time.perf_counter() - t0) / len(chunk)
-            store.add_many(
-                [batch_row(keys[n], items[n], a, seconds, error) for n, a in zip(chunk, answers, strict=True)]
-            )
-            if error and b == 0:  # a broken program: no point in going on
-                raise RunStopped(
-                    f"the first batch of {len(chunk)} predictions failed ({error.splitlines()[0][:200]}); stopped "
-                    "with them stored as failed; fix the program and rerun with --resume (failed ones are retried)"
+        with bars(progress) as bar:
+            task = bar.add_task("predicting", total=len(todo))
+            for b, chunk in enumerate(person_batches(items, todo, batch_persons)):
+                inputs = [dict(zip(BATCH_INPUTS, visible(items[n]), strict=True)) for n in chunk]  # never the gold
+                t0 = time.perf_counter()
+                try:
+                    answers, error = program.predict_batch(inputs), None
+                except Exception as e:  # noqa: BLE001 - as in `evaluate`: the items are stored as failed, with the reason
+                    answers, error = [None] * len(chunk), f"{type(e).__name__}: {e}"
+                    failures[error.splitlines()[0][:200]] += len(chunk)
+                seconds = (time.perf_counter() - t0) / len(chunk)
+                store.add_many(
+                    [batch_row(keys[n], items[n], a, seconds, error) for n, a in zip(chunk, answers, strict=True)]
                 )
+                if error and b == 0:  # a broken program: no point in going on
+                    raise RunStopped(
+                        f"the first batch of {len(chunk)} predictions failed ({error.splitlines()[0][:200]}); stopped "
+                        "with them stored as failed; fix the program and rerun with --resume (failed ones are retried)"
+                    )
+                bar.advance(task, len(chunk))
         if failures:
             print(f"{sum(failures.values())} of {len(todo)} predictions failed; most often: "
                   f"{failures.most_common(1)[0][0]}", file=sys.stderr)  # fmt: skip
@@ -329,12 +332,7 @@ def predict_all(program: dspy.Module, todo: list[dspy.Example], store: RunStore,
     queue = PersonQueue(todo)
     failures: Counter = Counter()
     finished = 0
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed}/s"),
-               TimeRemainingColumn()]  # fmt: skip
-    with (
-        Progress(*columns, console=Console(stderr=True), disable=not progress, transient=True) as bar,
-        ThreadPoolExecutor(max_workers=threads) as pool,
-    ):
+    with bars(progress) as bar, ThreadPoolExecutor(max_workers=threads) as pool:
         task = bar.add_task("predicting", total=len(todo))
         in_flight: dict = {}
 

@@ -32,8 +32,9 @@ def permutations(seeds: Sequence[str], lengths: Sequence[int] | np.ndarray, outp
     """Row p: `list(range(lengths[p]))` after `random.Random(seeds[p]).shuffle`, padded with -1 to the longest.
 
     A list `x` of that length shuffles to `[x[k] for k in row]`. `outputs`: 32-bit outputs drawn per seed up
-    front; each step takes 1 / P(accept) < 2 on average, so the default 2n + 32 runs out with negligible
-    probability, and a seed that does is redone by `random` itself."""
+    front. A shuffle of n takes ~1.43n (each draw is accepted with probability over 1/2; measured for n = 232:
+    331 +- 13, at most 388 in 3,000 seeds), so the default 1.6n + 48 (419) runs out very rarely, and a seed that
+    does is redone by `random`."""
     n = np.asarray(lengths, dtype=np.int64)
     width = int(n.max(initial=0))
     out = np.where(np.arange(width)[None, :] < n[:, None], np.arange(width)[None, :], -1).astype(np.int32)
@@ -42,7 +43,7 @@ def permutations(seeds: Sequence[str], lengths: Sequence[int] | np.ndarray, outp
         return out
     lanes = lanes[np.argsort(-n[lanes], kind="stable")]  # longest first: the lanes still drawing are a prefix
     m = n[lanes]
-    count = outputs or 2 * width + 32
+    count = outputs or int(1.6 * width) + 48
     # A lane that ran out reads on into the next lane's outputs (or the padding) until the end of its shuffle,
     # at most `width` past its own: harmless, it is redone below.
     drawn = _draws([seeds[p] for p in lanes.tolist()], count, pad=width)
