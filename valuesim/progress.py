@@ -24,5 +24,7 @@ def bars(enabled: bool = True, console: Console | None = None) -> Iterator[Progr
     Bars vanish when done (transient), so a finished command prints only its results."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn())
     console = console or Console(stderr=True)
-    with Progress(*columns, console=console, disable=not enabled, transient=True) as progress:
+    # off when stderr is not a terminal: rich cannot redraw there and would leave a stray blank line in logs
+    shown = enabled and console.is_terminal
+    with Progress(*columns, console=console, disable=not shown, transient=True) as progress:
         yield progress
