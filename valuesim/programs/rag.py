@@ -15,17 +15,15 @@ default); a callable `list[str] -> array` or a `dspy.Embedder` is used as is. Mo
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import dspy
 import numpy as np
-from dspy.retrievers import EmbeddingsWithScores
 
 from valuesim.errors import ValueSimError
 from valuesim.programs.options import with_options
@@ -132,67 +130,36 @@ def make_embedder(embedder: str | Callable[[list[str]], Any] | dspy.Embedder = D
 # Retrieval
 
 
-class ProfileIndex(EmbeddingsWithScores):
-    """DSPy's scored embeddings retriever over one person's statements, searched synchronously.
+def _unit(vectors: Any) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-10)
 
-    DSPy's __init__ starts an Unbatchify worker thread per instance (a polling thread, up to 0.1 s added to each
-    query, and a printed message when it is collected); with one index per person that is hundreds of threads. So
-    this sets the same attributes itself and searches through DSPy's own `_batch_forward` (exact cosine on the
-    normalised embeddings; no FAISS below 20,000 statements).
+
+class _ProfileVectors:
+    """Unit-length embeddings of a person's statements, for the `maxsize` most recently asked profiles.
+
+    The lock makes concurrent questions of one person embed the profile once. A copy (DSPy optimizers deepcopy
+    programs) or an unpickled program starts empty: locks neither copy nor pickle.
     """
 
-    def __init__(self, corpus: list[str], embedder: dspy.Embedder, k: int):
-        self.embedder = embedder
-        self.k = k
-        self.corpus = list(corpus)
-        self.normalize = True
-        self.corpus_embeddings = self._normalize(np.asarray(embedder(self.corpus), dtype=np.float32))
-        self.index = None
-
-    def forward(self, query: str) -> dspy.Prediction:
-        passages, indices, scores = self._batch_forward([query])[0]
-        return dspy.Prediction(passages=passages, indices=indices, scores=[float(s) for s in scores])
-
-
-class _IndexCache:
-    """Per-person indexes keyed by a hash of the statements, least recently used evicted. Thread-safe."""
-
-    def __init__(self, maxsize: int):
-        self.maxsize = maxsize
-        self.builds = 0  # how many indexes were embedded (tests and logs read it)
-        self._items: OrderedDict[str, ProfileIndex] = OrderedDict()
+    def __init__(self, embedder: dspy.Embedder, maxsize: int):
+        self.embedder, self.maxsize = embedder, maxsize
         self._lock = threading.Lock()
+        self.cached = lru_cache(maxsize)(lambda statements: _unit(embedder(list(statements))))
 
-    @staticmethod
-    def key(statements: Sequence[str]) -> str:
-        return hashlib.sha256("\x1f".join(statements).encode()).hexdigest()
-
-    def get(self, statements: Sequence[str], build: Callable[[], ProfileIndex]) -> ProfileIndex:
-        key = self.key(statements)
-        # Held while building: concurrent questions of one person then embed the profile once, not once per thread.
+    def __call__(self, statements: Sequence[str]) -> np.ndarray:
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            index = build()
-            self.builds += 1
-            self._items[key] = index
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
-            return index
+            return self.cached(tuple(statements))
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    # Copies of a program (DSPy optimizers deepcopy them) start with an empty cache of their own: locks do not copy.
-    def __deepcopy__(self, memo: dict) -> _IndexCache:
-        return _IndexCache(self.maxsize)
+    def __deepcopy__(self, memo: dict) -> _ProfileVectors:
+        return _ProfileVectors(copy.deepcopy(self.embedder, memo), self.maxsize)
 
     def __getstate__(self) -> dict:
-        return {"maxsize": self.maxsize}
+        return {"embedder": self.embedder, "maxsize": self.maxsize}
 
     def __setstate__(self, state: dict) -> None:
-        _IndexCache.__init__(self, state["maxsize"])
+        _ProfileVectors.__init__(self, **state)
 
 
 def query_text(question_text: str, options: dict[str, str]) -> str:
@@ -226,7 +193,7 @@ class Rag(dspy.Module):
         super().__init__()
         self.k, self.threshold, self.min_hits = int(k), float(threshold), min_hits
         self.embedder = make_embedder(embedder)
-        self.indexes = _IndexCache(cache_size)
+        self.profile_vectors = _ProfileVectors(self.embedder, cache_size)
         self.answer = dspy.Predict(AnswerFromProfile)
 
     @classmethod
@@ -239,10 +206,13 @@ class Rag(dspy.Module):
         """The statements to show and their cosine scores, best first."""
         if not profile:
             return [], []
-        index = self.indexes.get(profile, lambda: ProfileIndex(profile, self.embedder, self.k))
-        hits = index(query_text(question_text, options))
-        keep = select(hits.scores, self.k, self.threshold, self.min_hits)
-        return [hits.passages[i] for i in keep], [round(hits.scores[i], 4) for i in keep]
+        query = _unit(self.embedder([query_text(question_text, options)]))[0]
+        # einsum, not @ (BLAS): the same float32 sums as DSPy's Embeddings retriever, which Rag searched with before,
+        # so the rounded scores and the order of near-ties stay as they were
+        scores = np.einsum("kd,d->k", self.profile_vectors(profile), query)
+        best = np.argsort(-scores)[: self.k]
+        keep = [best[i] for i in select(scores[best].tolist(), self.k, self.threshold, self.min_hits)]
+        return [profile[i] for i in keep], [round(float(scores[i]), 4) for i in keep]
 
     def forward(
         self, demographics: list[str], profile: list[str], question: str, options: dict[str, str], **_: Any
