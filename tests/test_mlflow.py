@@ -3,15 +3,22 @@ history curve drawn by MLflow (step = history size), parameters that describe wh
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
 import mlflow
+import pytest
+from helpers import ScriptedLM, make_ex, use, views_reply
 from test_compile import compile_run, in_compile_home  # noqa: F401  (module fixtures: one compile with a DummyLM)
+from test_rag import BagOfWords
 from typer.testing import CliRunner
 
 from valuesim.cli import app
+from valuesim.programs import PROGRAMS
 from valuesim.tracking import KIND, KIND_TAG, setup_tracking
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def invoke(*args):
@@ -51,3 +58,57 @@ def test_compile_leaves_no_pending_models_and_no_prompt_traces(in_compile_home) 
     traces = mlflow.search_traces(locations=[run.info.experiment_id], return_type="list")
     roots = [s.name for t in traces for s in t.data.spans if s.parent_id is None]
     assert roots and not [n for n in roots if n.endswith(".format")]  # rendering prompt files is not traced
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside functions (`from a import b` counts as a and a.b)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_tracking_imports_no_program_and_programs_import_no_tracking() -> None:
+    assert not {m for m in imported_modules(ROOT / "valuesim" / "tracking.py") if m.startswith("valuesim.programs")}
+    for path in sorted((ROOT / "valuesim" / "programs").glob("*.py")):
+        assert "valuesim.tracking" not in imported_modules(path), path.name
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("valuesim", {"backstory_words": 80}),
+        ("backstory", {}),
+        ("full-info", {}),
+        ("demographics", {}),
+        ("rag", {"embedder": BagOfWords()}),
+    ],
+)
+def test_logged_prompt_is_what_the_program_sends(name: str, settings: dict) -> None:
+    """The prompt a program logs for its first module (the backstory writer, or the only answer module) is byte for
+    byte the one it sends: with the program's own word budget, and for rag the retrieved statements only."""
+    replies = {
+        "write": {"backstory": "You grew up in Osaka."},
+        **views_reply("1", "1", "1"),
+        **{module: {"answer": "1"} for module in ("from_backstory", "from_profile", "from_demographics")},
+    }
+    lm = use(ScriptedLM(replies))
+    program = PROGRAMS[name].from_benchmark(None, **settings)
+    example = make_ex(
+        question="How often do you pray to God?",
+        options={"1": "Every day", "2": "Never"},
+        profile=["You pray to God every day.", "You trust your neighbours.", "Work is important."],
+    )
+    logged = program.prompts(example)
+    assert set(logged) == {predictor for predictor, _ in program.named_predictors()}
+    program(**example.inputs())
+    _, sent = lm.calls[0]
+    first = "story.write" if "story.write" in logged else "answer"
+    assert logged[first] == "\n\n".join(f"--- {m['role']} ---\n{m['content']}" for m in sent)
+    if "story.write" in logged:
+        assert f"[[ ## word_budget ## ]]\n{settings.get('backstory_words', 120)}" in logged["story.write"]
+    if name == "rag":
+        assert "You pray to God every day." in logged["answer"] and "Work is important." not in logged["answer"]

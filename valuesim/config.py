@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# A tracking server the user points at wins; read once, because mlflow.set_tracking_uri() writes this variable.
+_USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
 
 def home() -> Path:
     return Path(os.environ.get("VALUESIM_HOME", ".")).resolve()
@@ -28,3 +31,8 @@ def cache_dir() -> Path:
 
 def mlruns_dir() -> Path:
     return home() / "mlruns"
+
+
+def tracking_uri() -> str:
+    """MLflow's store: the user's MLFLOW_TRACKING_URI, else a SQLite database in mlruns/."""
+    return _USER_TRACKING_URI or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,10 +23,6 @@ if TYPE_CHECKING:
     import dspy
 
     from valuesim.evaluate import EvalResult
-
-# A tracking server the user points at wins; read once, because mlflow.set_tracking_uri() writes this variable.
-_USER_URI = os.environ.get("MLFLOW_TRACKING_URI")
-
 
 # MLflow 3's UI opens an experiment on its GenAI traces page unless the experiment says it holds model runs; this
 # tag (read by the UI, values in its ExperimentKind enum) makes the runs table the first page.
@@ -49,8 +44,7 @@ COST_METRICS = [
 TABLE_ROWS = 10_000  # predictions up to this many rows are an MLflow table (viewable in the UI), more a parquet file
 
 
-def tracking_uri() -> str:
-    return _USER_URI or f"sqlite:///{config.mlruns_dir() / 'mlflow.db'}"
+tracking_uri = config.tracking_uri
 
 
 def setup_tracking(experiment: str | None = None) -> ModuleType:
@@ -120,26 +114,15 @@ def log_result(result: EvalResult, prefix: str = "", with_cost: bool = True) -> 
 
 
 def log_prompts(program: dspy.Module, example: dspy.Example) -> None:
-    """The rendered prompt of each predictor for one example, as text artifacts (prompts/<predictor>.txt)."""
+    """The prompts a program says it sends for one example (`program.prompts(example)`, {predictor: text}; see
+    valuesim/programs/prompts.py), as text artifacts prompts/<predictor>.txt. Programs without prompts log none."""
     import mlflow
 
-    from valuesim.programs.options import OptionsAdapter
-
-    inputs = {
-        **example.inputs(),
-        "backstory": "<the person's backstory>",
-        **{f"{v}_answer": f"<{v} view's answer>" for v in ("cognitive", "affective", "behavioral")},
-        **{f"{v}_analysis": f"<{v} view's analysis>" for v in ("cognitive", "affective", "behavioral")},
-        "word_budget": 250,
-    }
-    adapter = OptionsAdapter()
+    if not callable(getattr(program, "prompts", None)):
+        return
     mlflow.tracing.disable()  # rendering prompts is not a call worth a trace (autolog would record five)
     try:
-        texts = {}
-        for name, predictor in program.named_predictors():
-            fields = {k: v for k, v in inputs.items() if k in predictor.signature.input_fields}
-            messages = adapter.format(predictor.signature, predictor.demos, fields)
-            texts[name] = "\n\n".join(f"--- {m['role']} ---\n{m['content']}" for m in messages)
+        texts = program.prompts(example)
     finally:
         mlflow.tracing.enable()
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Self
 import dspy
 
 from valuesim.programs.options import with_options
+from valuesim.programs.prompts import BACKSTORY, LoggedPrompts
 from valuesim.programs.valuesim import StoryTeller
 from valuesim.signatures import AnswerFromBackstory, AnswerFromDemographics, AnswerFromProfile
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from valuesim.data.benchmark import Benchmark
 
 
-class _Direct(dspy.Module):
+class _Direct(LoggedPrompts, dspy.Module):
     @classmethod
     def from_benchmark(cls, bench: Benchmark | None = None, **settings: Any) -> Self:
         return cls(**settings)
@@ -27,6 +28,10 @@ class Backstory(_Direct):
         super().__init__()
         self.story = StoryTeller(backstory_words)
         self.answer = dspy.Predict(AnswerFromBackstory)
+
+    def prompt_inputs(self, example: dspy.Example) -> dict[str, Any]:
+        """For the logged prompts: the backstory writer's word budget is this program's; the backstory a placeholder."""
+        return {**super().prompt_inputs(example), "word_budget": self.story.words, "backstory": BACKSTORY}
 
     def forward(
         self, demographics: list[str], profile: list[str], question: str, options: dict[str, str], **_: Any

@@ -27,6 +27,7 @@ import numpy as np
 
 from valuesim.errors import ValueSimError
 from valuesim.programs.options import with_options
+from valuesim.programs.prompts import LoggedPrompts
 from valuesim.signatures import AnswerFromProfile
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def select(scores: Sequence[float], k: int, threshold: float, min_hits: int | No
 # The program
 
 
-class Rag(dspy.Module):
+class Rag(LoggedPrompts, dspy.Module):
     """Demographics + the k profile statements nearest to the question, one direct answer."""
 
     def __init__(
@@ -199,6 +200,11 @@ class Rag(dspy.Module):
     @classmethod
     def from_benchmark(cls, bench: Benchmark | None = None, **settings: Any) -> Rag:
         return cls(**settings)
+
+    def prompt_inputs(self, example: dspy.Example) -> dict[str, Any]:
+        """For the logged prompt: the statements retrieved for the question, not the whole profile."""
+        inputs = super().prompt_inputs(example)
+        return {**inputs, "profile": self.retrieve(inputs["profile"], inputs["question"], inputs["options"])[0]}
 
     def retrieve(
         self, profile: list[str], question_text: str, options: dict[str, str]

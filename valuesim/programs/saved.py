@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dspy
 
+from valuesim import config
 from valuesim.errors import ValueSimError
 from valuesim.programs import PROGRAMS
 
@@ -71,6 +72,13 @@ def check_fields(program: dspy.Module, state: dict, state_file: Path) -> None:
             )
 
 
+def use_store() -> None:
+    """Point MLflow at the project's store (valuesim.config.tracking_uri), where runs:/ and models:/ are found."""
+    import mlflow
+
+    mlflow.set_tracking_uri(config.tracking_uri())
+
+
 def resolve_uri(uri: str) -> Path:
     """The local folder of a saved program: a folder as is; `runs:/<run_id>[/<path>]` downloads the run's `program/`
     (or <path>); `models:/<name>/<version>`, `models:/<name>@<alias>` and `models:/<model_id>` find the run that
@@ -80,9 +88,7 @@ def resolve_uri(uri: str) -> Path:
     if uri.startswith("runs:/"):
         import mlflow
 
-        from valuesim.tracking import setup_tracking
-
-        setup_tracking()
+        use_store()
         run_id, _, sub = uri[len("runs:/") :].partition("/")
         try:
             return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=sub or "program"))
@@ -98,9 +104,7 @@ def _source_run(uri: str) -> str:
     """The run id that logged a `models:/` model (registered name + version or alias, or a logged-model id)."""
     import mlflow
 
-    from valuesim.tracking import setup_tracking
-
-    setup_tracking()
+    use_store()
     client = mlflow.MlflowClient()
     ref = uri[len("models:/") :].strip("/")
     try:
@@ -135,9 +139,7 @@ def load_pickled(uri: str) -> dspy.Module:
     """A model logged with MLflow's dspy flavor, unpickled (runs code from the file: load only your own models)."""
     import mlflow
 
-    from valuesim.tracking import setup_tracking
-
-    setup_tracking()
+    use_store()
     try:
         return mlflow.dspy.load_model(uri)
     except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing or unreadable model

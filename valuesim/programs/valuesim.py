@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 
 from valuesim.programs.options import with_options
+from valuesim.programs.prompts import BACKSTORY, LoggedPrompts, view_placeholders
 from valuesim.signatures import Affective, Behavioral, Cognitive, Coordinate, WriteBackstory
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class StoryTeller(dspy.Module):
 VIEWS = ("cognitive", "affective", "behavioral")
 
 
-class ValueSim(dspy.Module):
+class ValueSim(LoggedPrompts, dspy.Module):
     def __init__(
         self,
         backstory_words: int = 120,
@@ -102,6 +103,15 @@ class ValueSim(dspy.Module):
     @classmethod
     def from_benchmark(cls, bench: Benchmark | None = None, **settings: Any) -> ValueSim:
         return cls(**settings)
+
+    def prompt_inputs(self, example: dspy.Example) -> dict[str, Any]:
+        """For the logged prompts: the backstory writer's word budget is this program's, later inputs placeholders."""
+        return {
+            **super().prompt_inputs(example),
+            "word_budget": self.story.words,
+            "backstory": BACKSTORY,
+            **view_placeholders(VIEWS),
+        }
 
     def forward(
         self, demographics: list[str], profile: list[str], question: str, options: dict[str, str], **_: Any
