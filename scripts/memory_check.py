@@ -1,9 +1,10 @@
 """Resident memory after each prediction of one program on the embedded model (checks the prefix cache's bound).
 
-    .venv/bin/python scripts/memory_check.py demographics ram      # program, prefix cache (off/last/ram)
+.venv/bin/python scripts/memory_check.py demographics ram      # program, prefix cache (off/last/ram)
+.venv/bin/python scripts/memory_check.py valuesim ram --persons 2 --questions 10    # a longer run
 """
 
-import sys
+import argparse
 import time
 import warnings
 
@@ -15,10 +16,15 @@ from valuesim.programs import PROGRAMS
 from valuesim.programs.options import OptionsAdapter
 
 warnings.filterwarnings("ignore")
-program_name, mode = (sys.argv[1:3] + ["demographics", "ram"][len(sys.argv[1:3]) :])[:2]
-examples = Benchmark().examples("values", "dev", 1, 232, persons=1, questions=4)
-dspy.configure(lm=build_lm("gemma", cache=False, prefix_cache=mode), adapter=OptionsAdapter())
-program = PROGRAMS[program_name]()
+ap = argparse.ArgumentParser()
+ap.add_argument("program", nargs="?", default="demographics")
+ap.add_argument("mode", nargs="?", default="ram", help="engine prefix cache: off, last or ram")
+ap.add_argument("--persons", type=int, default=1)
+ap.add_argument("--questions", type=int, default=4)
+args = ap.parse_args()
+examples = Benchmark().examples("values", "dev", 1, 232, persons=args.persons, questions=args.questions)
+dspy.configure(lm=build_lm("gemma", cache=False, prefix_cache=args.mode), adapter=OptionsAdapter())
+program = PROGRAMS[args.program]()
 
 
 def rss_mb() -> float:

@@ -90,8 +90,11 @@ def test_engine_is_shared_by_copies_and_saves_its_state(fake_gguf: Path) -> None
     assert copy.deepcopy(lm).engine is lm.engine  # program deepcopies must not clone the model handle
     assert lm.copy(temperature=0.7).engine is lm.engine
     state = lm.dump_state()
-    assert state["engine"]["class"] == "valuesim.lm:LlamaCppEngine"
+    assert state["engine"]["class"] == "valuesim.engine:LlamaCppEngine"
     assert vlm.LlamaCppEngine.load_state(state["engine"]["state"]).dump_state() == lm.engine.dump_state()
+    # States saved while the engine lived in valuesim.lm still load.
+    old = {**state, "engine": {**state["engine"], "class": "valuesim.lm:LlamaCppEngine"}}
+    assert dspy.LM.load_state(old, allow_custom_lm_class=True).engine.dump_state() == lm.engine.dump_state()
 
 
 def test_engine_stats_reset() -> None:
@@ -240,3 +243,43 @@ def test_model_strings_differ_per_model_file() -> None:
         pytest.skip(str(exc))
     assert gemma.model != first.model
     assert gemma.model.startswith("llamacpp/gemma") and first.model.startswith("llamacpp/SmolLM2")
+
+
+@pytest.mark.llm
+@needs_smollm2
+@pytest.mark.parametrize("mode", vlm.PREFIX_CACHES)
+def test_evaluated_tokens_are_the_prompt_tokens_llama_cpp_decodes(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's count (llama.cpp's perf counters) equals the length of each call's first decode (the prompt
+    tokens not reused), measured here by recording Llama.eval, on fresh, shared-prefix and repeated prompts."""
+    lm = vlm.build_lm("smollm2", cache=False, prefix_cache=mode)
+    engine = vlm.engine_of(lm)
+    llm = engine.loaded.llm
+    decodes: list[int] = []
+    original_eval = llm.eval
+    monkeypatch.setattr(llm, "eval", lambda tokens: (decodes.append(len(tokens)), original_eval(tokens))[1])
+    system = f"Session {uuid.uuid4()}. " + "You answer questions from a values survey as one respondent. " * 25
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["1", "2"]}}}
+    measured, counted = [], []
+    # 1 then 4 tokens of the same prompt (llama.cpp samples the cached prompt at once), the same prompt after
+    # generating (it re-decodes the last prompt token), another question (only its suffix), JSON-constrained.
+    for question, max_tokens, fmt in [
+        ("Is work important?", 1, None),
+        ("Is work important?", 4, None),
+        ("Is work important?", 1, None),
+        ("Is leisure important?", 4, None),
+        ("Is leisure important?", 8, {"type": "json_schema", "schema": schema}),
+    ]:
+        decodes.clear()
+        before = engine.stats.prompt_tokens_evaluated
+        config = Config(max_tokens=max_tokens, temperature=0.0, response_format=fmt)
+        response = engine.complete(
+            Request(model=lm.model, system=system, messages=(Message.user(question),), config=config)
+        )
+        counted.append(engine.stats.prompt_tokens_evaluated - before)
+        measured.append(decodes[0])
+        assert response.usage.cache_read_tokens == response.usage.input_tokens - counted[-1]
+        if mode == "off":
+            assert counted[-1] == response.usage.input_tokens
+    assert counted == measured
+    if mode != "off":
+        assert counted[1] == 0 and counted[2] == 1 and 1 < counted[3] < 20, counted

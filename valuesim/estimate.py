@@ -27,12 +27,17 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import dspy
 from dspy.utils.dummies import DummyLM
 
 from valuesim.errors import ValueSimError
 from valuesim.programs.options import OptionsAdapter
+
+if TYPE_CHECKING:
+    from valuesim.data.benchmark import Benchmark
 
 FILLER = "word"  # one token per word in tiktoken's and most BPE vocabularies: n words stand in for n tokens
 MILLION = 1_000_000
@@ -72,7 +77,14 @@ class RenderingAdapter(OptionsAdapter):
         self.calls: list[RenderedCall] = []
         self._lock = threading.Lock()  # dspy.Parallel (ValueSim's parallel=True) formats from threads
 
-    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+    def __call__(
+        self,
+        lm: dspy.BaseLM,
+        lm_kwargs: dict[str, Any],
+        signature: type[dspy.Signature],
+        demos: list[dict[str, Any]],
+        inputs: dict[str, Any],
+    ) -> list[dict[str, Any]]:
         processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
         messages = self.format(processed, demos, inputs)
         max_tokens = int(lm_kwargs.get("max_tokens") or self.default_max_tokens)
@@ -82,7 +94,14 @@ class RenderingAdapter(OptionsAdapter):
             self.calls.append(RenderedCall(self.names.get(id(caller), "?"), messages, max_tokens, inputs, outputs))
         return [outputs]
 
-    async def acall(self, lm, lm_kwargs, signature, demos, inputs):
+    async def acall(
+        self,
+        lm: dspy.BaseLM,
+        lm_kwargs: dict[str, Any],
+        signature: type[dspy.Signature],
+        demos: list[dict[str, Any]],
+        inputs: dict[str, Any],
+    ) -> list[dict[str, Any]]:
         return self(lm, lm_kwargs, signature, demos, inputs)
 
 
@@ -104,7 +123,7 @@ def render(program: dspy.Module, examples: Iterable[dspy.Example], max_tokens: i
 # Tokens and prices
 
 
-def _litellm():
+def _litellm() -> ModuleType:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the shipped price table, no download
     import litellm
 
@@ -163,7 +182,7 @@ def price(model: str) -> dict:
     if not info or info.get("input_cost_per_token") is None:
         return {
             "known": False,
-            "reason": f"{model} is not in LiteLLM's price table (a self-hosted server bills no tokens)",
+            "reason": f"{model} is not in LiteLLM's price table (a self-hosted model has no per-token price)",
         }
     per_m = {
         "input": info["input_cost_per_token"] * MILLION,
@@ -220,7 +239,7 @@ def estimate_program(
 
 
 def estimate(
-    bench,
+    bench: Benchmark,
     programs: list[str],
     model: str,
     protocol: str = "values",
@@ -241,7 +260,7 @@ def estimate(
 
     count = Counter(model, tokenize_url)
     p = price(model)
-    rows = []
+    rows: list[dict[str, Any]] = []  # JSON-able: counts, dollars (None without a price), per-module tallies
     for fold in folds:
         for history in histories:
             examples = None
@@ -257,7 +276,8 @@ def estimate(
                 program, _, _ = build_program(name, bench, settings or {})
                 rows.append({"program": name, "fold": fold, "history": history,
                              **estimate_program(program, examples, count, p)})  # fmt: skip
-    totals = {k: sum(r[k] for r in rows) for k in ("lm_calls", "prompt_tokens", "completion_tokens_max")}
+    keys = ("lm_calls", "prompt_tokens", "completion_tokens_max")
+    totals: dict[str, Any] = {k: sum(r[k] for r in rows) for k in keys}  # counts, then dollars or None
     totals["usd_max"] = dollars(p, totals["prompt_tokens"], totals["completion_tokens_max"])
     return {"lm": model, "tokenizer": count.describe(), "price": p, "programs": rows, "total": totals}
 
@@ -333,7 +353,7 @@ def optimizer_runs(optimizer: str, program: dspy.Module, n_train: int, valset: l
 
 
 def estimate_compile(
-    bench,
+    bench: Benchmark,
     program: str,
     optimizer: str,
     train_persons: int,
