@@ -46,8 +46,12 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(bench_small: Path, tmp_
     # one person per stored batch, so the kill lands between batches (programs without an LM store in batches)
     env = {**os.environ, "VALUESIM_HOME": str(tmp_path), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
            "VALUESIM_BATCH_PERSONS": "1"}  # fmt: skip
-    proc = subprocess.Popen([*VALUESIM, *args, "--run-dir", str(run_dir), "--json"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*VALUESIM, *args, "--run-dir", str(run_dir), "--json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while stored(run_dir) < 20 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -65,8 +69,19 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(bench_small: Path, tmp_
 
 
 def test_existing_run_dir_needs_resume(bench_small: Path, tmp_path: Path) -> None:
-    args = ["evaluate", "--program", "majority", "--data", str(bench_small), "--persons", "2", "--questions", "3",
-            "--run-dir", str(tmp_path / "r")]
+    args = [
+        "evaluate",
+        "--program",
+        "majority",
+        "--data",
+        str(bench_small),
+        "--persons",
+        "2",
+        "--questions",
+        "3",
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
     assert cli(args, tmp_path).returncode == 0
     again = cli(args, tmp_path)
     assert again.returncode != 0 and "--resume" in again.stderr and "Traceback" not in again.stderr
@@ -74,8 +89,24 @@ def test_existing_run_dir_needs_resume(bench_small: Path, tmp_path: Path) -> Non
 
 def test_server_down_at_start_is_one_line_error(bench_small: Path, tmp_path: Path) -> None:
     # Nothing listens on port 9 of the loopback: connection refused.
-    res = cli(["evaluate", "--program", "demographics", "--data", str(bench_small), "--persons", "1",
-               "--questions", "1", "--lm", "openai/test-model", "--api-base", "http://127.0.0.1:9/v1"], tmp_path)
+    res = cli(
+        [
+            "evaluate",
+            "--program",
+            "demographics",
+            "--data",
+            str(bench_small),
+            "--persons",
+            "1",
+            "--questions",
+            "1",
+            "--lm",
+            "openai/test-model",
+            "--api-base",
+            "http://127.0.0.1:9/v1",
+        ],
+        tmp_path,
+    )
     assert res.returncode != 0
     assert "Traceback" not in res.stderr
     assert "not reachable" in res.stderr and "127.0.0.1:9" in res.stderr
@@ -84,8 +115,13 @@ def test_server_down_at_start_is_one_line_error(bench_small: Path, tmp_path: Pat
 def test_two_runs_at_once_share_the_mlflow_store(bench_small: Path, tmp_path: Path) -> None:
     env = {**os.environ, "VALUESIM_HOME": str(tmp_path), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     procs = [
-        subprocess.Popen([*VALUESIM, "evaluate", "--program", program, "--data", str(bench_small), "--json"],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*VALUESIM, "evaluate", "--program", program, "--data", str(bench_small), "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for program in ("knn", "country")
     ]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -124,10 +160,9 @@ def test_a_server_that_never_answers_is_a_bounded_error(bench_small: Path, tmp_p
             held.append(conn)  # never read, never answered
 
     threading.Thread(target=accept_and_hold, daemon=True).start()
-    t0 = time.time()
     args = ["evaluate", "--program", "demographics", "--data", str(bench_small), "--persons", "1",
             "--lm", "openai/stuck", "--api-base", f"http://127.0.0.1:{port}/v1", "--timeout", "2"]  # fmt: skip
-    r = cli(args, tmp_path)
+    r = cli(args, tmp_path)  # a hang would end in cli's subprocess timeout (TimeoutExpired)
     server.close()
-    assert r.returncode == 1 and time.time() - t0 < 120
+    assert r.returncode == 1
     assert "is not reachable" in r.stderr and "Traceback" not in r.stderr

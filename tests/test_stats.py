@@ -5,7 +5,6 @@ bootstrap equal to a plain loop over resamples, exact sign-flip p-values, reprod
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -203,8 +202,9 @@ def test_bad_arguments_are_errors() -> None:
         paired_difference(preds, pd.concat([preds, preds.iloc[:1]]))
 
 
-def test_full_dev_set_size_is_fast() -> None:
-    """1,334 persons x 47 items (63k rows) x 1,000 resamples: all four intervals in about a second."""
+def test_full_dev_set_size() -> None:
+    """1,334 persons x 47 items (63k rows) x 1,000 resamples: four intervals and a paired difference (speed is
+    measured in scripts/bench_batch.py, not asserted here)."""
     rng = np.random.default_rng(9)
     persons, per, pool = 1334, 47, 259
     q = np.concatenate([rng.choice(pool, per, replace=False) for _ in range(persons)])
@@ -220,10 +220,8 @@ def test_full_dev_set_size_is_fast() -> None:
             "pred_pos": np.where(rng.random(q.size) < 0.6, gold, 0).astype(float),
         }
     )
-    start = time.perf_counter()
     ci = bootstrap_ci(preds, n_resamples=1000)
     d = paired_difference(preds, preds.assign(pred_pos=gold.astype(float)), n_resamples=1000)
-    assert time.perf_counter() - start < 10  # ~0.6 s measured; generous for a shared machine
     assert len(ci) == 4 and d["n_items"] == len(preds) and d["p_value"] < 0.01
 
 
