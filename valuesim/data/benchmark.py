@@ -91,8 +91,10 @@ def build(
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-building-", dir=out.parent))
-    shown = is_progress_bar_enabled()  # datasets' own bars (saving) follow `progress` too
-    (enable_progress_bar if progress else disable_progress_bar)()
+    # datasets' own bars (saving) are hidden with ours; never forced on (HF_DATASETS_DISABLE_PROGRESS_BARS wins)
+    hide = not progress and is_progress_bar_enabled()
+    if hide:
+        disable_progress_bar()
     try:
         catalog.save(tmp / "catalog.json")
         Dataset.from_pandas(table, preserve_index=False).save_to_disk(str(tmp / "respondents"))
@@ -123,7 +125,8 @@ def build(
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         replace_dir(tmp, out)
     finally:
-        (enable_progress_bar if shown else disable_progress_bar)()
+        if hide:
+            enable_progress_bar()
         shutil.rmtree(tmp, ignore_errors=True)
     manifest["report"] = report
     return manifest
