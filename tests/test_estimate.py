@@ -18,7 +18,8 @@ from test_programs import tiny_catalog
 from typer.testing import CliRunner
 
 from valuesim.cli import app
-from valuesim.estimate import Counter, dollars, estimate, estimate_compile, price, render
+from valuesim.estimate import Counter, dollars, estimate, price, render
+from valuesim.estimate_compile import estimate_compile
 from valuesim.evaluate import cost_summary, evaluate
 from valuesim.programs.baselines import Backstory, Demographics, FullInfo
 from valuesim.programs.valuesim import ValueSim
