@@ -18,10 +18,11 @@ from datasets import load_from_disk
 from rich.console import Console
 
 from valuesim import config
-from valuesim.data import ingest, rows
+from valuesim.data import raw, rows
 from valuesim.data.benchmark import PROTOCOLS, SPLITS, Benchmark, build, person_fold, read_folds
 from valuesim.data.catalog import Catalog
-from valuesim.data.ingest import WVSFormatError, read_wvs_dir
+from valuesim.data.ingest import read_wvs_dir
+from valuesim.data.raw import WVSFormatError
 from valuesim.data.synthetic import CSV_NAME, write_synthetic_wvs
 from valuesim.errors import ValueSimError
 from valuesim.progress import bars
@@ -217,7 +218,7 @@ def test_chunks_do_not_change_the_benchmark(tmp_path: Path, monkeypatch) -> None
     each; seed 3 so the shuffles differ from seed 0's."""
     wvs = write_synthetic_wvs(tmp_path / "wvs", countries=3, per_country=12, seed=5, xlsx=False, csv=True)
     whole = build(wvs, tmp_path / "whole", seed=3)
-    monkeypatch.setattr(ingest, "CSV_CHUNK", 7)
+    monkeypatch.setattr(raw, "CSV_CHUNK", 7)
     monkeypatch.setattr(rows, "CHUNK", 5)
     chunked = build(wvs, tmp_path / "chunked", seed=3)
     assert chunked["inputs"] == whole["inputs"] and chunked["ingest"] == whole["ingest"]
@@ -241,7 +242,7 @@ def test_csv_reads_only_the_benchmark_columns_and_reports_across_chunks(tmp_path
     frame.to_csv(wvs / CSV_NAME, index=False)
     catalog = Catalog.from_wvs(wvs)
     whole, report = read_wvs_dir(wvs, catalog, collect_unknown=True)
-    monkeypatch.setattr(ingest, "CSV_CHUNK", 7)
+    monkeypatch.setattr(raw, "CSV_CHUNK", 7)
     chunked, chunked_report = read_wvs_dir(wvs, catalog, collect_unknown=True)
     pd.testing.assert_frame_equal(chunked, whole)
     assert [(u.column, u.value, u.count) for u in chunked_report.unmapped] == [("Q1", "9", 3)]

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from valuesim.data.catalog import COUNTRY_SPECIFIC, _numeric_country_codes
-from valuesim.data.ingest import LabelMapper, _question_choices
+from valuesim.data.labels import LabelMapper, _question_choices
 
 
 def test_country_codes_by_iso_then_by_name():

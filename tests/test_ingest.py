@@ -11,14 +11,9 @@ import pytest
 
 from valuesim.data.aliases import MISSING_LABELS
 from valuesim.data.catalog import COUNTRY_SPECIFIC
-from valuesim.data.ingest import (
-    LabelMapper,
-    WVSFormatError,
-    _choices,
-    _read_raw,
-    read_files,
-    read_wvs_dir,
-)
+from valuesim.data.ingest import read_files, read_wvs_dir
+from valuesim.data.labels import LabelMapper, _choices
+from valuesim.data.raw import WVSFormatError, _read_raw
 
 MISSING_CODES = (-1, -2, -4, -5)
 

@@ -1,7 +1,7 @@
 """Reviewed label variants between WVS-7 data releases and the codebook.
 
 Keys are labels as they appear in the files, values the codebook label they mean (both compared after
-`ingest.normalize`: case, quotes and spacing do not matter), or None for a missing answer. Each entry was
+`labels.normalize`: case, quotes and spacing do not matter), or None for a missing answer. Each entry was
 checked against the question's codebook options; add new ones the same way (run
 `valuesim data build --report-unknown` to list what is left).
 """

@@ -12,7 +12,7 @@ always knows the demographics Q260-Q290 and holds out only value questions Q1-Q2
 birth, household size, ...) are never held out. History size k keeps the first k profile answers of a
 seeded per-person-and-fold order, so the items known at k=58 are also known at k=116.
 
-A build streams: the official CSV is read in chunks (valuesim.data.ingest) and each protocol's rows are built a
+A build streams: the official CSV is read in chunks (valuesim.data.raw) and each protocol's rows are built a
 chunk of persons at a time and written as they go (valuesim.data.rows), so the whole WVS-7 fits in a few GB.
 """
 
@@ -149,7 +149,17 @@ def code_version() -> str:
 
     here = Path(__file__).parent
     h = hashlib.sha256()
-    code = ("benchmark.py", "ingest.py", "rows.py", "shuffle.py", "catalog.py", "statements.py", "aliases.py")
+    code = (
+        "benchmark.py",
+        "ingest.py",
+        "raw.py",
+        "labels.py",
+        "rows.py",
+        "shuffle.py",
+        "catalog.py",
+        "statements.py",
+        "aliases.py",
+    )
     for name in (*code, "statements.toml"):
         h.update((here / name).read_bytes())
     return f"{version('valuesim')}+{h.hexdigest()[:8]}"

@@ -19,7 +19,7 @@ from typing import Any
 
 from valuesim.data.benchmark import make_person
 from valuesim.data.catalog import NUMERIC_ITEMS, Catalog
-from valuesim.data.ingest import normalize
+from valuesim.data.labels import normalize
 from valuesim.errors import ValueSimError
 
 

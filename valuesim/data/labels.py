@@ -1,0 +1,102 @@
+"""Answer labels -> codebook codes, for one question: the codebook's labels, the reviewed alias table (aliases.py)
+and the release-specific decorations ("Fourth step{4}", "USA: Republican Party", "1 Never justifiable") removed.
+
+Labels compare after `normalize` (case, quotes, punctuation and spacing variants are equal).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES, MISSING_LABELS, MISSING_PATTERN
+from valuesim.data.catalog import NUMERIC_ITEMS, Catalog, Question
+
+
+def normalize(label: str) -> str:
+    """Case, quote, punctuation and spacing variants of one label compare equal."""
+    s = str(label).strip().lower()
+    s = re.sub(r"[´’‘`]", "'", s)
+    s = s.replace("&", " and ")
+    s = re.sub(r"[\s_]+", " ", s)
+    return s.rstrip(" .;:").strip()
+
+
+class LabelMapper:
+    """Label -> code for one question, from the codebook plus the reviewed alias table."""
+
+    def __init__(self, code: str, choices: dict[str, str]):
+        self.code = code
+        self.lookup: dict[str, int | None] = {}
+        for c, lab in choices.items():
+            self.lookup[normalize(lab)] = int(c) if int(c) >= 0 else None
+            # "25.- 7 or more children" style labels also appear without the prefix
+            self.lookup[normalize(re.sub(r"^\d+\.-\s*", "", lab))] = int(c) if int(c) >= 0 else None
+            # per-country options ("USA: Democratic Party") also appear without the prefix in some releases
+        for variant, target in {**GLOBAL_ALIASES, **ALIASES.get(code, {})}.items():
+            value = None  # an alias to None marks a missing answer
+            if target is not None:
+                if normalize(target) not in self.lookup:
+                    continue  # alias for a label this question does not have
+                value = self.lookup[normalize(target)]
+            self.lookup.setdefault(normalize(variant), value)
+        self.numeric = code in NUMERIC_ITEMS
+        # 10-point scales label the middle points with digits ("2".."9") and the ends with words; a release may
+        # give an end point as its digit too ("10", "1 None at all"), which is then the code itself
+        codes = {int(c): str(lab).strip() for c, lab in choices.items() if int(c) >= 0}
+        self.scale_points = set(codes) if any(lab == str(c) for c, lab in codes.items()) else set()
+
+    def __call__(self, raw: Any) -> tuple[bool, int | None]:
+        """(known, code): known=False means the label is not recognised."""
+        if isinstance(raw, float) and raw.is_integer():
+            raw = int(raw)
+        key = normalize(raw)
+        for candidate in _variants(key):
+            if candidate in self.lookup:
+                return True, self.lookup[candidate]
+        if key in MISSING_LABELS or re.fullmatch(MISSING_PATTERN, key):
+            return True, None
+        for candidate in _variants(key):
+            if candidate.isdigit() and int(candidate) in self.scale_points:
+                return True, int(candidate)
+        if re.fullmatch(r"-?\d+", key):
+            n = int(key)
+            if n < 0:
+                return True, None
+            if self.numeric:
+                return True, n
+        return False, None
+
+
+def _variants(key: str) -> list[str]:
+    """The label, then its release-specific decorations removed, most specific first."""
+    out = [key]
+    braced = re.fullmatch(r"(.*?)\s*\{(.*)\}", key)  # 6.0.0 release: "Fourth step{4}", "Farm owner{Farm owner/manager}"
+    if braced:
+        out += [braced.group(1).strip(), braced.group(2).strip()]
+    for k in list(out):
+        # per-country options: "usa: republican party", "us: hispanic", "bol:movement for socialism", "nirl: ..."
+        prefixed = re.fullmatch(r"[a-z]{2,4}:\s*(.*)", k)
+        if prefixed:
+            out.append(prefixed.group(1))
+        numbered = re.fullmatch(r"(\d+) \D.*", k)  # end-labelled scale points: "1 there is no corruption ..."
+        if numbered:
+            out.append(numbered.group(1))
+    return out
+
+
+def _question_choices(q: Question, country: str | None = None) -> dict[str, str]:
+    """Label table of one question, including missing codes, from the catalog's codebook copy. With a country,
+    per-country items (COUNTRY_SPECIFIC) list that country's options only; without, every country's."""
+    if country is not None:
+        choices = {str(c): lab for c, lab in q.options_for(country).items()}
+    else:
+        choices = {str(c): lab for c, lab in q.options.items()}
+        for opts in q.country_options.values():
+            choices.update({str(c): lab for c, lab in opts.items()})
+    return {**choices, **{str(c): lab for c, lab in q.missing.items()}}
+
+
+def _choices(catalog: Catalog) -> dict[str, dict[str, str]]:
+    """Label tables per question (all countries' options for per-country items)."""
+    return {q.code: _question_choices(q) for q in catalog}
