@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 from valuesim.cli import app
 from valuesim.estimate import Counter, dollars, estimate, price, render
 from valuesim.estimate_compile import estimate_compile
-from valuesim.evaluate import cost_summary, evaluate
+from valuesim.evaluate import evaluate
 from valuesim.programs.baselines import Backstory, Demographics, FullInfo
 from valuesim.programs.valuesim import ValueSim
+from valuesim.results import cost_summary
 from valuesim.store import RunStore
 
 GPT = "openai/gpt-4o-mini"

@@ -292,7 +292,7 @@ def recorded(store: Path) -> dict:
     when a call had no price). Opened read-only: comparing never changes a run."""
     import pandas as pd
 
-    from valuesim.evaluate import dollars_of
+    from valuesim.results import dollars_of
 
     try:
         with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:

@@ -1,4 +1,5 @@
-"""Run a program over benchmark examples, keep every prediction, compute the metrics with their uncertainty.
+"""Run a program over benchmark examples, keep every prediction, compute the metrics with their uncertainty
+(results.py).
 
 Every finished prediction goes to the run's SQLite store (valuesim/store.py) together with what the modules
 said, LM calls, tokens and seconds; a resumed run skips what is stored and retries what failed. An exception
@@ -28,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import dspy
-import numpy as np
 import pandas as pd
 
 from valuesim.data.catalog import Catalog
 from valuesim.errors import ValueSimError
-from valuesim.metrics import breakdown, normalized_accuracy, random_floor, summarize
+from valuesim.metrics import breakdown
 from valuesim.progress import bars
-from valuesim.stats import N_RESAMPLES, bootstrap_ci
+from valuesim.results import cost_summary, only_keys, predictions_table_of, score
+from valuesim.stats import N_RESAMPLES
 from valuesim.store import RunStore
 
 BATCH_INPUTS = ("person_id", "country", "known", "question_code", "options")  # what a batch program may read
@@ -219,11 +220,6 @@ def evaluate_batch(
     )
 
 
-def only_keys(stored: pd.DataFrame, keys: set[str]) -> pd.DataFrame:
-    """The stored rows of these keys (a set lookup per row: pandas' isin on string columns takes ~0.6 s per 60k)."""
-    return stored[np.fromiter((k in keys for k in stored["key"].to_numpy(dtype=object)), bool, len(stored))]
-
-
 def person_batches(items: list[dict], todo: list[int], batch_persons: int) -> list[list[int]]:
     """Indices of `todo` items grouped into batches of `batch_persons` persons (a person's items stay together)."""
     batches: list[list[int]] = []
@@ -257,18 +253,6 @@ def batch_row(key: str, item: dict, raw: str | None, seconds: float, error: str 
         "cached_tokens": 0,
         "seconds": seconds,
     }
-
-
-def score(preds: pd.DataFrame, resamples: int = N_RESAMPLES, seed: int = 0) -> dict:
-    """Headline metrics, their 95% CIs over persons (<metric>_ci_low/_high) and the random floor."""
-    metrics = summarize(preds)
-    if resamples > 0:
-        for name, (lo, hi) in bootstrap_ci(preds, n_resamples=resamples, seed=seed).items():
-            metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = lo, hi
-    metrics |= random_floor(preds)
-    if "accuracy" in metrics and "random_accuracy" in metrics:  # 0 at chance, 1 at the retest ceiling
-        metrics["normalized_accuracy"] = normalized_accuracy(metrics["accuracy"], metrics["random_accuracy"])
-    return metrics
 
 
 def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:
@@ -373,59 +357,3 @@ def predictions_table(stored: pd.DataFrame, examples: list[dspy.Example], catalo
     """Stored rows joined with example metadata; answers as scale positions for the metrics."""
     meta = [(example_key(ex), ex.country, ex.category, ex.ordinal, list(ex.options)) for ex in examples]
     return predictions_table_of(stored, meta)
-
-
-def predictions_table_of(stored: pd.DataFrame, meta: list[tuple]) -> pd.DataFrame:
-    """Stored rows joined with (key, country, category, ordinal, option codes) per item; gold and answer as
-    0-based positions on the item's options (NaN when missing or not an option)."""
-    frame = pd.DataFrame(
-        {
-            "key": [m[0] for m in meta],
-            "country": [m[1] for m in meta],
-            "category": [m[2] for m in meta],
-            "ordinal": [m[3] for m in meta],
-            "n_options": [len(m[4]) for m in meta],
-        }
-    ).drop_duplicates("key")
-    options = {m[0]: m[4] for m in meta}
-    p = stored.merge(frame, on="key", how="inner")
-    keys = p["key"].to_numpy(dtype=object)
-    for col, out in (("gold", "gold_pos"), ("answer", "pred_pos")):
-        values = p[col].to_numpy(dtype=object)
-        p[out] = np.array(
-            [options[k].index(v) if v in options[k] else np.nan for k, v in zip(keys, values, strict=True)], dtype=float
-        )
-    return p
-
-
-def cost_summary(stored: pd.DataFrame) -> dict:
-    """Failures, LM calls, tokens, dollars and seconds per prediction (and dollars in total).
-
-    Cached tokens are the prompt tokens a provider (OpenAI's `prompt_tokens_details.cached_tokens`) or the embedded
-    engine reused from its prompt cache; ValueSim's prompt order (instructions, backstory, question) is laid out
-    for those hits. Dollars are None when some LM call had no price or the store predates the column."""
-    n = max(len(stored), 1)
-    cached = stored["cached_tokens"].fillna(0)  # NULL in older stores
-    usd = dollars_of(stored)
-    return {
-        "failed": int((stored["status"] == "failed").sum()),
-        "lm_calls_per_pred": float(stored["lm_calls"].sum() / n),
-        "prompt_tokens_per_pred": float(stored["prompt_tokens"].sum() / n),
-        "cached_tokens_per_pred": float(cached.sum() / n),
-        # tokens the engine really evaluated (prompt minus what its prefix cache reused)
-        "evaluated_tokens_per_pred": float((stored["prompt_tokens"] - cached).sum() / n),
-        "completion_tokens_per_pred": float(stored["completion_tokens"].sum() / n),
-        "usd_total": usd,
-        "usd_per_1000_preds": None if usd is None else usd / n * 1000,  # a cent per prediction reads 10.000
-        "seconds_per_pred": float(stored["seconds"].sum() / n),
-    }
-
-
-def dollars_of(stored: pd.DataFrame) -> float | None:
-    """The run's dollars: predictions without LM calls cost nothing; None if any LM prediction has no price."""
-    if "cost_usd" not in stored:
-        return None
-    lm_rows = stored["lm_calls"].fillna(0) > 0
-    if stored.loc[lm_rows, "cost_usd"].isna().any():
-        return None
-    return float(stored.loc[lm_rows, "cost_usd"].sum())
