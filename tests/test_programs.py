@@ -30,8 +30,9 @@ from valuesim.data.catalog import Catalog, Question
 from valuesim.evaluate import evaluate
 from valuesim.programs import PROGRAMS
 from valuesim.programs.baselines import Backstory, Demographics, FullInfo
+from valuesim.programs.knn import KNN
 from valuesim.programs.options import OptionsAdapter, with_options
-from valuesim.programs.statistical import KNN, CountryMajority, DemographicCell, GlobalMajority
+from valuesim.programs.statistical import CountryMajority, DemographicCell, GlobalMajority
 from valuesim.programs.valuesim import ValueSim
 from valuesim.signatures import (
     Affective,

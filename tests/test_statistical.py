@@ -1,4 +1,4 @@
-"""valuesim.programs.statistical: the majority, country, cell and knn baselines on tiny hand-made tables."""
+"""valuesim.programs.statistical and .knn: the majority, country, cell and knn baselines on tiny hand-made tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from valuesim.data.benchmark import Benchmark, make_example, make_person
-from valuesim.programs.statistical import KNN, CountryMajority, DemographicCell, GlobalMajority
+from valuesim.programs.knn import KNN
+from valuesim.programs.statistical import CountryMajority, DemographicCell, GlobalMajority
 
 BASELINES = (GlobalMajority, CountryMajority, DemographicCell, KNN)
 

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import dspy
 
 from valuesim.programs.baselines import Backstory, Demographics, FullInfo
+from valuesim.programs.knn import KNN
 from valuesim.programs.ml import TrainedModel
 from valuesim.programs.rag import Rag
-from valuesim.programs.statistical import KNN, CountryMajority, DemographicCell, GlobalMajority, Random
+from valuesim.programs.statistical import CountryMajority, DemographicCell, GlobalMajority, Random
 from valuesim.programs.valuesim import ValueSim
 
 if TYPE_CHECKING:
