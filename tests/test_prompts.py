@@ -31,7 +31,7 @@ from helpers import SIGNATURES, module_of
 
 from valuesim.data.benchmark import make_example, make_person
 from valuesim.data.catalog import Catalog
-from valuesim.data.synthetic import write_metadata
+from valuesim.data.synthetic_codebook import write_metadata
 from valuesim.lm import LlamaCppEngine
 from valuesim.programs import PROGRAMS
 from valuesim.programs.options import OptionsAdapter, with_options

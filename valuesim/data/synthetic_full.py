@@ -22,7 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from valuesim.data.synthetic import CODES, CSV_NAME, _iso, respondents, write_metadata
+from valuesim.data.synthetic import CSV_NAME, respondents
+from valuesim.data.synthetic_codebook import CODES, _iso, write_metadata
 
 SHAPE = tomllib.loads((Path(__file__).parent / "synthetic.toml").read_text())
 
