@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,37 +17,12 @@ from test_lm import _smollm2_available
 from typer.testing import CliRunner
 
 from valuesim.cli import app
+from valuesim.lm_check import free_port, start_server
 
 pytestmark = [
     pytest.mark.llm,
     pytest.mark.skipif(not _smollm2_available(), reason="llama_cpp or the SmolLM2 GGUF is not installed"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen:
-    """llama-cpp-python's server with SmolLM2 as `smollm2`; returns once /v1/models answers."""
-    from valuesim.lm_check import smollm2_file
-
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_file()), "--model_alias", "smollm2",
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("llama_cpp.server exited at start") from None
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("llama_cpp.server did not answer /v1/models within 120 s")
 
 
 @pytest.fixture(scope="module")
