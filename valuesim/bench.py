@@ -193,6 +193,8 @@ def results_markdown(table: pd.DataFrame) -> str:
             out[m] = [format_ci(r[m], r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")) for _, r in table.iterrows()]
     if "random_accuracy" in table:
         out["random floor"] = table["random_accuracy"].map(lambda v: f"{v:.3f}")
+    if "country_accuracy" in table:
+        out["country floor"] = table["country_accuracy"].map(lambda v: f"{v:.3f}")
     if "normalized_accuracy" in table:
         out["normalized"] = table["normalized_accuracy"].map(lambda v: f"{v:.3f}")
     if "vs_reference" in table:
@@ -217,7 +219,14 @@ def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
     report.mkdir(parents=True, exist_ok=True)
     keys = ["program", "fold", "history"]
     with_ci = [f"{m}_ci_{e}" for m in ("accuracy", "macro_accuracy", "within_one", "nmae") for e in ("low", "high")]
-    extra = ["random_accuracy", "vs_reference", "vs_reference_ci_low", "vs_reference_ci_high", "p_value"]
+    extra = [
+        "random_accuracy",
+        "country_accuracy",
+        "vs_reference",
+        "vs_reference_ci_low",
+        "vs_reference_ci_high",
+        "p_value",
+    ]
     results = table[keys + [c for c in [*RESULT_COLUMNS, *with_ci, *extra] if c in table]].round(4)
     cost = table[keys + [c for c in COST_COLUMNS if c in table]].round(2)
     if "usd_total" in cost:  # small runs cost fractions of a cent

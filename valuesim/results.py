@@ -52,6 +52,16 @@ def score(preds: pd.DataFrame, resamples: int = N_RESAMPLES, seed: int = 0) -> d
     return metrics
 
 
+def country_floor(preds: pd.DataFrame, majority: dict[str, str | None]) -> dict:
+    """Accuracy of the country majority (valuesim.programs.statistical.CountryMajority) on the same items: the floor
+    a person-level simulator has to beat, since the country alone already gives it."""
+    answered = preds[preds["gold"].notna()]
+    if answered.empty:
+        return {}
+    hits = [majority.get(k) == g for k, g in zip(answered["key"], answered["gold"].astype(str), strict=True)]
+    return {"country_accuracy": float(np.mean(hits))}
+
+
 def cost_summary(stored: pd.DataFrame) -> dict:
     """Failures, LM calls, tokens, dollars and seconds per prediction (and dollars in total).
 

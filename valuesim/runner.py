@@ -27,6 +27,8 @@ from valuesim.errors import ValueSimError
 from valuesim.evaluate import EvalResult, evaluate, evaluate_batch
 from valuesim.programs import PROGRAMS, STATISTICAL
 from valuesim.programs.saved import load_program, resolve_uri, save_program
+from valuesim.programs.statistical import country_majorities
+from valuesim.results import country_floor
 from valuesim.run_folder import claim
 from valuesim.stats import paired_difference
 
@@ -239,6 +241,7 @@ def run_evaluate(
                 program, examples, bench.catalog, run_dir, setup.threads, progress, setup.resamples, setup.seed,
                 setup.retry_failed,
             )  # fmt: skip
+        result.metrics |= country_floor(result.predictions, country_majorities(bench, examples))
         tracking.log_result(result, with_cost=name not in STATISTICAL)
         if name not in STATISTICAL:
             tracking.log_prompts(program, examples[0])

@@ -33,7 +33,7 @@ KIND = {KIND_TAG: "custom_model_development"}
 # metrics also log their 95% CI as <metric>_ci_low / <metric>_ci_high when the result has them.
 LOGGED_METRICS = [
     "accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "jsd", "kendall_tau",
-    "n", "n_persons", "n_questions", "invalid", "failed", "random_accuracy", "normalized_accuracy",
+    "n", "n_persons", "n_questions", "invalid", "failed", "random_accuracy", "country_accuracy", "normalized_accuracy",
 ]  # fmt: skip
 COST_METRICS = [
     "lm_calls_per_pred", "prompt_tokens_per_pred", "cached_tokens_per_pred", "completion_tokens_per_pred",

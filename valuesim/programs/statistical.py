@@ -175,6 +175,20 @@ class CountryMajority(_Fitted):
         )
 
 
+_COUNTRY_FITS: dict[str, CountryMajority] = {}  # dataset fingerprint -> fitted program (a bench scores many cells)
+
+
+def country_majorities(bench: Benchmark, items: list[Any]) -> dict[str, str | None]:
+    """person|question -> the country majority's answer, for the items (dicts or dspy.Examples) of any run: the
+    country floor every evaluate/bench table prints beside the random floor."""
+    fit = _COUNTRY_FITS.get(bench.fingerprint)
+    if fit is None:
+        fit = _COUNTRY_FITS[bench.fingerprint] = CountryMajority.from_benchmark(bench)
+    plain = [{k: i[k] for k in ("person_id", "country", "question_code", "options")} for i in items]
+    answers = fit.predict_batch(plain)
+    return {f"{i['person_id']}|{i['question_code']}": a for i, a in zip(plain, answers, strict=True)}
+
+
 def age_band(age: Any) -> str | None:
     if age is None or pd.isna(age):
         return None
