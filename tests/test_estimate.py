@@ -215,6 +215,15 @@ def test_estimate_then_evaluate_on_the_command_line(stub: str, bench_small: Path
     assert m["lm_calls_per_pred"] * m["n"] == est["total"]["lm_calls"]
     assert m["usd_total"] == pytest.approx(4 * dollars(est["price"], 1000, 10, 768))
 
+    # the evaluate command line itself, with `estimate` in place of `evaluate`: run flags are taken and ignored
+    run_line = [*sel, "--lm", GPT, "--api-base", stub, "--run-dir", tmp_path / "run", "--resamples", 0, "--threads",
+                2, "--timeout=5", "--no-cache", "--resume", "--json"]  # fmt: skip
+    r = runner.invoke(app, [str(a) for a in ["estimate", *run_line]])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["total"] == est["total"]
+    r = runner.invoke(app, [str(a) for a in ["estimate", *sel, "--thread", 2]])
+    assert r.exit_code == 1 and "No such option for estimate: --thread" in r.output
+
     r = runner.invoke(app, [str(a) for a in ["estimate", *sel, "--lm", GPT, "--actual", tmp_path / "run", "--json"]])
     assert r.exit_code == 0, r.output
     row = json.loads(r.stdout)["programs"][0]
@@ -231,6 +240,16 @@ def test_estimate_then_evaluate_on_the_command_line(stub: str, bench_small: Path
     setup_tracking()
     logged = mlflow.get_run(ran["params"]["mlflow_run_id"]).data.metrics
     assert logged["usd_total"] == pytest.approx(m["usd_total"]) and logged["cached_tokens_per_pred"] == 768
+
+
+def test_a_missing_api_key_is_named_as_such(bench_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not 'not reachable': a local OpenAI-compatible server still needs the variable set (to any value)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    args = ["evaluate", "--program", "demographics", "--data", bench_small, "--persons", 1, "--questions", 1,
+            "--lm", "openai/local", "--api-base", "http://127.0.0.1:9/v1", "--run-dir", tmp_path / "run"]  # fmt: skip
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == 1
+    assert "needs an API key: set OPENAI_API_KEY" in r.output and "export OPENAI_API_KEY=none" in r.output
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -90,6 +90,12 @@ def preflight(lm: dspy.LM, api_base: str | None) -> None:
     except Exception as e:  # noqa: BLE001 - LiteLLM wraps transport errors in many types
         where = f" at {api_base}" if api_base else ""
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        if "api key" in reason.lower() or "api_key" in reason:  # reached, or not even tried: credentials
+            provider = lm.model.split("/", 1)[0].upper()
+            raise ValueSimError(
+                f"LM {lm.model}{where} needs an API key: set {provider}_API_KEY (for a local server without keys, "
+                f"any value: export {provider}_API_KEY=none). {reason}"
+            ) from None
         raise ValueSimError(f"LM {lm.model}{where} is not reachable: {reason}") from None
 
 

@@ -31,6 +31,6 @@ app.command("compile")(run.compile_cmd)
 app.command()(run.simulate)
 app.command()(bench.bench)
 app.command()(bench.ui)
-app.command()(estimate.estimate)
+app.command(context_settings=estimate.TAKES_RUN_FLAGS)(estimate.estimate)
 
 __all__ = ["app", "fail", "handled", "parse_settings"]

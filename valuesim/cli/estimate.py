@@ -30,13 +30,33 @@ from valuesim.cli.options import (
 
 COMPILE_QUESTIONS = 5  # `valuesim compile`'s default --questions
 
+# Flags of evaluate / bench / compile that change how a run goes, not what it sends: accepted and ignored, so a
+# run's command line estimates unchanged (value: whether the flag takes one). Anything else unknown is an error.
+RUN_FLAGS = {
+    "--threads": True, "--timeout": True, "--run-dir": True, "--out": True, "--reference": True,
+    "--resamples": True, "--reflection-lm": True, "--no-cache": False, "--resume": False, "--keep-failed": False,
+}  # fmt: skip
+TAKES_RUN_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def check_run_flags(args: list[str]) -> None:
+    """Fail on the first extra argument that is not one of RUN_FLAGS (typos stay errors)."""
+    rest = iter(args)
+    for arg in rest:
+        name = arg.split("=", 1)[0]
+        if name not in RUN_FLAGS:
+            fail(f"No such option for estimate: {arg} (see valuesim estimate --help)")
+        if RUN_FLAGS[name] and "=" not in arg:
+            next(rest, None)
+
 
 def estimate(
+    ctx: typer.Context,
     programs: Annotated[
         str, typer.Option("--programs", "--program", help="Comma-separated program names or compiled programs")
     ] = "valuesim",
     history: Annotated[str, typer.Option(help="Comma-separated history sizes")] = "232",
-    folds: Annotated[str, typer.Option(help="Comma-separated folds")] = "1",
+    folds: Annotated[str, typer.Option("--folds", "--fold", help="Comma-separated folds")] = "1",
     persons: Persons = None,
     questions: Annotated[
         int | None,
@@ -69,8 +89,12 @@ def estimate(
 ) -> None:
     """Before a run: LM calls per program, prompt tokens (the prompts the run would send, rendered by its adapter
     on its examples and counted with the model's tokenizer through LiteLLM), a bound on completion tokens
-    (calls x max_tokens) and dollars from LiteLLM's price table. Nothing is sent to the LM (--api-base is taken so
-    an evaluate or bench command line works unchanged).
+    (calls x max_tokens) and dollars from LiteLLM's price table. Nothing is sent to the LM.
+
+    An evaluate, bench or compile command line estimates unchanged with `estimate` in place of the command: their
+    run flags (--api-base, --threads, --timeout, --no-cache, --out, --run-dir, --resume, --reference...) are taken
+    and ignored. The selection defaults are evaluate's (one history, 232); a bench's defaults differ, so give a bench
+    its --persons, --questions and --history explicitly in both commands.
 
     Prompts that quote earlier outputs (ValueSim's backstory and views) are bounds: those outputs are counted at
     their full token budget, and the coordinator as if the views always disagreed.
@@ -83,6 +107,7 @@ def estimate(
     from valuesim.estimate import estimate as estimate_run
     from valuesim.estimate_compile import estimate_compile
 
+    check_run_flags(ctx.args)
     names = [p.strip() for p in programs.split(",") if p.strip()]
     hist, fold_list = int_list("--history", history, 0, None), int_list("--folds", folds, 1, 5)
     if optimizer and (len(names) != 1 or len(hist) != 1 or len(fold_list) != 1):
