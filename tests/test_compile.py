@@ -329,6 +329,8 @@ def test_run_compile_improves_and_summarizes(compile_run) -> None:
     assert s["program_uri"] == f"runs:/{s['mlflow_run_id']}"
     assert s["model_uri"] and s["model_uri"].startswith("models:/")  # the dspy flavor could pickle the program
     assert (Path(s["program_dir"]) / "program.json").exists()
+    saved = json.loads((Path(s["params"]["run_dir"]) / "compile.json").read_text())
+    assert saved["mlflow_run_id"] == s["mlflow_run_id"] and saved["after"]["accuracy"] == 1.0
 
 
 def test_compile_persons_are_disjoint_and_gain_is_paired(compile_run) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import json
 import os
 import random
 import time
@@ -340,7 +341,7 @@ def run_compile(
     finally:  # a failed compile must not leave DSPy autologging on for the rest of the process
         setup_mlflow.dspy.autolog(disable=True)
         tracking.drop_pending_models(setup_mlflow.get_experiment_by_name("valuesim-compile").experiment_id)
-    return {
+    summary = {
         "params": params,
         "before": before.metrics,
         "after": after.metrics,
@@ -355,3 +356,6 @@ def run_compile(
         "program_uri": f"runs:/{run_id}",
         "model_uri": model_uri,
     }
+    # what the compile printed, for scripts (scripts/main-job names the MLflow run from it)
+    (run_dir / "compile.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
