@@ -14,6 +14,7 @@ RAM cache of saved KV states (`LlamaRAMCache`), and llama.cpp's token counters (
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import time
 from collections.abc import Iterator
@@ -161,6 +162,9 @@ def _load(path: Path, n_ctx: int, n_threads: int, seed: int) -> _LoadedModel:
                     template=_GEMMA_TEMPLATE, eos_token="<end_of_turn>", bos_token="<bos>"
                 ).to_chat_handler()
             _loaded[key] = _LoadedModel(llm)
+            # Freed before interpreter shutdown: Llama.__del__ at teardown finds llama_cpp's globals gone and
+            # prints a TypeError traceback after every embedded run.
+            atexit.register(llm.close)
         return _loaded[key]
 
 
