@@ -17,7 +17,8 @@ VALUESIM = [sys.executable, "-m", "valuesim.cli"]
 
 
 def cli(args: list[str], home: Path, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VALUESIM_HOME": str(home), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    # a key, so a local "server" is reached (without one LiteLLM stops before connecting: a different error)
+    env = {"OPENAI_API_KEY": "none", **os.environ, "VALUESIM_HOME": str(home), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     return subprocess.run([*VALUESIM, *args], env=env, capture_output=True, text=True, timeout=600, **kw)
 
 
