@@ -106,3 +106,32 @@ def test_ml_settings(bench: Benchmark) -> None:
     answers = logreg.predict_batch(inputs(selected))
     assert all(a in i["options"] for a, i in zip(answers, selected, strict=True))
     assert answers == [logreg(**i).answer for i in inputs(selected)]
+
+
+def test_an_item_with_more_codes_than_hgb_takes_keeps_the_most_frequent() -> None:
+    """The whole WVS-7's per-country items (Q223 parties, Q290 ethnic groups) have ~500 codes over 66 countries;
+    HistGradientBoosting takes at most 255 categories per feature (it failed on the synthetic whole WVS-7)."""
+    column = np.concatenate([np.arange(600.0), np.repeat([7.0, 500.0], 3), [np.nan]])
+    kept = ml.Features.categories(column)
+    assert len(kept) == ml.MAX_CATEGORIES and np.all(np.diff(kept) > 0)
+    assert {7.0, 500.0} <= set(kept)  # the frequent codes stay; of the single ones, the lowest (stable order)
+    assert np.array_equal(ml.Features.categories(np.array([3.0, 1.0, np.nan, 3.0])), [1.0, 3.0])
+
+
+def test_hgb_fits_features_of_an_item_with_hundreds_of_codes(bench: Benchmark) -> None:
+    """What the fit does, on 1,200 training rows whose nominal item has 400 codes: before the cap, sklearn refused
+    the feature ('expected to have a cardinality <= 255')."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    train = bench.respondents("train").sample(1200, replace=True, random_state=0).reset_index(drop=True)
+    code = next(q.code for q in bench.catalog if not q.open and not q.ordinal and q.code in train)
+    train[code] = np.arange(len(train)) % 400 + 1000
+    features = ml.Features(train, bench.catalog)
+    persons = [
+        (row["country"], {c: row[c] for c in features.codes if not np.isnan(row[c])}) for _, row in train.iterrows()
+    ]
+    x = features.for_hgb(persons)
+    assert np.nanmax(x[:, features.column[code]]) == ml.MAX_CATEGORIES - 1
+    target = np.arange(len(train)) % 3
+    model = HistGradientBoostingClassifier(max_iter=2, categorical_features=features.hgb_categorical).fit(x, target)
+    assert model.predict(x).shape == (len(train),)

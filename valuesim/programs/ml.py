@@ -63,6 +63,7 @@ Fit = tuple[Any, np.ndarray | None]
 Training = tuple[np.ndarray, dict[str, list[tuple[int, int]]], dict[str, np.ndarray]]
 
 HISTORIES = (0, 58, 116, 174, 232)
+MAX_CATEGORIES = 254  # HistGradientBoostingClassifier: categories per feature < max_bins (255)
 MODELS = ("hgb", "logreg")
 _FITS: dict[tuple, dict] = {}  # (fingerprint, protocol, settings) -> {question: fitted model or None}
 
@@ -80,11 +81,21 @@ class Features:
         self.countries = sorted(train["country"].dropna().unique())
         values = train[self.closed].to_numpy(dtype="float64", na_value=np.nan)
         # each closed item's answer codes seen in training: categories (hgb) and one-hot columns (logreg)
-        self.universe = [np.unique(values[:, j][~np.isnan(values[:, j])]) for j in range(len(self.closed))]
+        self.universe = [self.categories(values[:, j]) for j in range(len(self.closed))]
         numeric = train[self.numeric].to_numpy(dtype="float64", na_value=np.nan)
         self.center = np.nanmean(numeric, axis=0) if len(self.numeric) else np.zeros(0)
         self.spread = np.nan_to_num(np.nanstd(numeric, axis=0), nan=1.0) + 1e-9 if len(self.numeric) else np.zeros(0)
         self.center = np.nan_to_num(self.center)
+
+    @staticmethod
+    def categories(column: np.ndarray) -> np.ndarray:
+        """The answer codes of one item (sorted), at most MAX_CATEGORIES of them: the most frequent. Per-country
+        items of the whole WVS-7 (parties, Q223; ethnic groups, Q290) have ~500 codes over 66 countries, and
+        HistGradientBoosting takes at most 255 categories per feature; rarer codes count as unknown answers."""
+        codes, counts = np.unique(column[~np.isnan(column)], return_counts=True)
+        if len(codes) <= MAX_CATEGORIES:
+            return codes
+        return np.sort(codes[np.argsort(-counts, kind="stable")[:MAX_CATEGORIES]])
 
     def raw(self, persons: list[tuple[str, dict]]) -> np.ndarray:
         """(persons x codes) known answer codes, NaN where unknown."""
