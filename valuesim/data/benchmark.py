@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict, load_from_disk
 from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
@@ -273,7 +274,10 @@ class Benchmark:
         if protocol not in PROTOCOLS:
             raise ValueSimError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
         ds = load_from_disk(str(self.path / protocol))[split]
-        return ds.filter(lambda r: r["fold"] == fold)
+        # one vectorized comparison instead of Dataset.filter's Python call per row (30 s and a progress bar for
+        # the whole WVS-7's 291,620 rows); in memory, so nothing is written into the benchmark folder
+        folds = ds.data.column("fold").to_numpy()
+        return ds.select(np.flatnonzero(folds == fold), keep_in_memory=True)
 
     def sample(self, protocol: str, split: str, fold: int, persons: int | None = None, seed: int = 0) -> Dataset:
         """The rows of `persons` respondents, stratified by country: each country gets its share of the split
