@@ -146,9 +146,7 @@ def test_data_build_report_unknown(wvs_small: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "only 77.78% of the answered cells map" in stderr_of(result)
     assert "column 'Q1: Important in life: Family': 1 cells" in stderr_of(result)
     assert not (tmp_path / "bench").exists()
-    result = invoke(
-        "data", "build", "--wvs", wvs, "--out", tmp_path / "bench", "--report-unknown", "--force", "--json"
-    )
+    result = invoke("data", "build", "--wvs", wvs, "--out", tmp_path / "bench", "--report-unknown", "--force", "--json")
     assert result.exit_code == 0, stderr_of(result)
     manifest = last_json(result.stdout)
     assert sorted(u["value"] for u in manifest["unmapped"]) == ["Hugely important", "Kind of"]

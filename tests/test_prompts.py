@@ -216,3 +216,23 @@ def test_program_requests(name: str, synthetic_catalog: Catalog) -> None:
     assert engine.requests, "the program sent no request"
     text = "\n".join(request_text(i, n, r) for i, (n, r) in enumerate(engine.requests, start=1))
     check_snapshot(f"programs/{name}.txt", text)
+
+
+def test_served_model_schema_follows_each_questions_options() -> None:
+    """A model LiteLLM does not know, on a server (`openai/<name> --api-base`): JSON mode with the answer's schema.
+    The schema is cached per (signature, options); each call still gets its own options and its own dict."""
+    lm = dspy.LM("openai/served-model", api_base="http://127.0.0.1:9/v1", max_tokens=200)
+    signature = SIGNATURES["cognitive"]
+
+    def response_format(options: dict[str, str]) -> dict:
+        kwargs: dict = {}
+        OptionsAdapter()._prepare_response_format(lm, kwargs, with_options(signature, options))
+        return kwargs["response_format"]
+
+    first = response_format(OPTIONS)
+    assert first["type"] == "json_object"
+    assert first["schema"]["properties"]["answer"]["enum"] == list(OPTIONS)
+    first["schema"]["properties"]["answer"]["enum"].append("99")  # a caller changing its copy changes no other call
+    assert response_format(OPTIONS)["schema"]["properties"]["answer"]["enum"] == list(OPTIONS)
+    assert response_format({"1": "Yes", "2": "No"})["schema"]["properties"]["answer"]["enum"] == ["1", "2"]
+    assert with_options(signature, OPTIONS) is with_options(signature, dict(OPTIONS))
