@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
 from valuesim.cli.options import (
     LM,
@@ -30,23 +31,29 @@ from valuesim.cli.options import (
 
 COMPILE_QUESTIONS = 5  # `valuesim compile`'s default --questions
 
-# Flags of evaluate / bench / compile that change how a run goes, not what it sends: accepted and ignored, so a
-# run's command line estimates unchanged (value: whether the flag takes one). Anything else unknown is an error.
-RUN_FLAGS = {
-    "--threads": True, "--timeout": True, "--run-dir": True, "--out": True, "--reference": True,
-    "--resamples": True, "--reflection-lm": True, "--no-cache": False, "--resume": False, "--keep-failed": False,
-}  # fmt: skip
 TAKES_RUN_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+RUN_COMMANDS = ("evaluate", "bench", "compile")
 
 
-def check_run_flags(args: list[str]) -> None:
-    """Fail on the first extra argument that is not one of RUN_FLAGS (typos stay errors)."""
-    rest = iter(args)
+def check_run_flags(ctx: typer.Context) -> None:
+    """Fail on the first extra argument that is not an option of evaluate, bench or compile (typos stay errors).
+    Those options change how a run goes, not what it sends (estimate's own options are parsed before this), so a
+    run's command line estimates unchanged; they are read from the commands themselves, so a new one is taken too."""
+    group = ctx.find_root().command
+    assert isinstance(group, TyperGroup)  # the valuesim app
+    commands = group.commands
+    takes_value = {
+        opt: not getattr(param, "is_flag", False)
+        for name in RUN_COMMANDS
+        for param in commands[name].params
+        for opt in param.opts
+    }
+    rest = iter(ctx.args)
     for arg in rest:
         name = arg.split("=", 1)[0]
-        if name not in RUN_FLAGS:
+        if name not in takes_value:
             fail(f"No such option for estimate: {arg} (see valuesim estimate --help)")
-        if RUN_FLAGS[name] and "=" not in arg:
+        if takes_value[name] and "=" not in arg:
             next(rest, None)
 
 
@@ -107,7 +114,7 @@ def estimate(
     from valuesim.estimate import estimate as estimate_run
     from valuesim.estimate_compile import estimate_compile
 
-    check_run_flags(ctx.args)
+    check_run_flags(ctx)
     names = [p.strip() for p in programs.split(",") if p.strip()]
     hist, fold_list = int_list("--history", history, 0, None), int_list("--folds", folds, 1, 5)
     if optimizer and (len(names) != 1 or len(hist) != 1 or len(fold_list) != 1):
