@@ -8,7 +8,6 @@ Browse it with `valuesim ui` (MLflow's UI on this store, wherever it is run from
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from valuesim import config
+from valuesim import config, files
 
 if TYPE_CHECKING:
     import dspy
@@ -184,8 +183,8 @@ def drop_pending_models(experiment_id: str) -> int:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.exists() else None
+    """A state file a run left, or None when there is none (a damaged one is a one-line error naming it)."""
+    return files.read_json(path) if path.exists() else None
 
 
-def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=1, default=str))
+write_json = files.write_json

@@ -18,6 +18,7 @@ chunk of persons at a time and written as they go (valuesim.data.rows), so the w
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -32,10 +33,11 @@ from typing import Any
 import dspy
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, load_from_disk
 from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
-from valuesim import config
+from valuesim import config, files
 from valuesim.data.catalog import Catalog
 from valuesim.data.ingest import IngestReport, fingerprint, read_wvs_dir
 from valuesim.data.rows import fold_lists, write_rows
@@ -47,6 +49,9 @@ SPLITS = {"train": 0.6, "dev": 0.2, "test": 0.2}
 DEFAULT_DIR = Path("data/benchmark")
 
 
+# What a build writes into its folder, and the lock a running build holds in its temporary folder
+BENCHMARK_ENTRIES = {"manifest.json", "catalog.json", "respondents", *PROTOCOLS}
+BUILDING_LOCK = ".building.lock"
 MIN_MAPPED_SHARE = 0.99  # below this share of answered cells mapped, a build is refused unless forced
 
 
@@ -66,7 +71,8 @@ def build(
     benchmark built from other inputs, and to write one in which under 99% of the answered cells mapped.
     """
     t0 = time.perf_counter()
-    wvs_dir, out = Path(wvs_dir), Path(out)
+    wvs_dir, out = Path(wvs_dir), Path(out).resolve()  # resolved: `--out .` is the folder it names, not ''
+    check_out(out)  # before the minutes of reading: a folder we may not write into is refused at once
     catalog = Catalog.from_wvs(wvs_dir)
     folds = read_folds(wvs_dir / "protocol", catalog)
     cache = config.cache_dir() / "wvs"
@@ -82,16 +88,12 @@ def build(
     table["split"] = assign_splits(table, seed)
     inputs = inputs_fingerprint(table.drop(columns="split"), folds, seed)
     fp = f"{hashlib.sha256((inputs + code_version()).encode()).hexdigest()[:12]}-s{seed}"
-    previous = out / "manifest.json"
-    if previous.exists() and not force:  # the same inputs with newer code is a rebuild, not another benchmark
-        old = json.loads(previous.read_text())
-        if old.get("inputs") != inputs:
-            raise ValueSimError(
-                f"{out} holds another benchmark (built from {old.get('wvs_dir')}, seed {old.get('seed')}, "
-                f"fingerprint {old.get('fingerprint')}); choose another --out or replace it with --force"
-            )
+    check_out(out, inputs, force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_builds(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-building-", dir=out.parent))
+    alive = open(tmp / BUILDING_LOCK, "w")  # held while this build runs: the next build sees it is not dead
+    fcntl.flock(alive, fcntl.LOCK_EX)
     # datasets' own bars (saving) are hidden with ours; never forced on (HF_DATASETS_DISABLE_PROGRESS_BARS wins)
     hide = not progress and is_progress_bar_enabled()
     if hide:
@@ -101,12 +103,12 @@ def build(
         Dataset.from_pandas(table, preserve_index=False).save_to_disk(str(tmp / "respondents"))
         (tmp / ".rows").mkdir()
         for protocol in PROTOCOLS:
-            files = {s: tmp / ".rows" / f"{protocol}-{s}.arrow" for s in SPLITS}
+            arrows = {s: tmp / ".rows" / f"{protocol}-{s}.arrow" for s in SPLITS}
             with bars(progress) as bar:
-                for s, path in files.items():
+                for s, path in arrows.items():
                     write_rows(table[table["split"] == s], catalog, protocol, folds, seed, path, bar)
             # Arrow files written chunk by chunk, saved in datasets' layout (a copy: its format stays its own)
-            DatasetDict({s: Dataset.from_file(str(f)) for s, f in files.items()}).save_to_disk(str(tmp / protocol))
+            DatasetDict({s: Dataset.from_file(str(f)) for s, f in arrows.items()}).save_to_disk(str(tmp / protocol))
         shutil.rmtree(tmp / ".rows")
         by_country = table.groupby("country")["split"].value_counts().unstack().fillna(0).astype(int)
         manifest = {
@@ -124,13 +126,69 @@ def build(
             "seconds": round(time.perf_counter() - t0, 1),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        (tmp / BUILDING_LOCK).unlink()  # not part of the benchmark; the lock itself is held until the end
         replace_dir(tmp, out)
     finally:
         if hide:
             enable_progress_bar()
         shutil.rmtree(tmp, ignore_errors=True)
+        alive.close()
     manifest["report"] = report
     return manifest
+
+
+def check_out(out: Path, inputs: str | None = None, force: bool = False) -> None:
+    """Refuse an --out we may not replace: a file, a folder that is neither empty nor a benchmark, a benchmark
+    holding files a build does not write, or (without `force`) a benchmark built from other `inputs`."""
+    if out.exists() and not out.is_dir():
+        raise ValueSimError(f"{out} is a file, not a folder; give --out a new or empty folder")
+    if not out.is_dir():
+        return
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return
+    if "manifest.json" not in entries:
+        raise ValueSimError(
+            f"{out} is not empty and holds no benchmark (no manifest.json); data build writes only into a new or "
+            "empty folder or over a benchmark it built, so choose another --out (--force does not change this)"
+        )
+    foreign = sorted(entries - BENCHMARK_ENTRIES)
+    if foreign:
+        raise ValueSimError(
+            f"{out} holds files a build did not write ({', '.join(foreign[:5])}); a rebuild would delete them, so "
+            "move them out or choose another --out"
+        )
+    if inputs is None or force:
+        return
+    old = files.read_json(out / "manifest.json", what="benchmark manifest")
+    if not isinstance(old, dict):
+        raise ValueSimError(f"{out / 'manifest.json'}: not a benchmark manifest; choose another --out")
+    if old.get("inputs") != inputs:  # the same inputs with newer code is a rebuild, not another benchmark
+        raise ValueSimError(
+            f"{out} holds another benchmark (built from {old.get('wvs_dir')}, seed {old.get('seed')}, "
+            f"fingerprint {old.get('fingerprint')}); choose another --out or replace it with --force"
+        )
+
+
+def remove_dead_builds(out: Path) -> list[Path]:
+    """Delete the building folders beside `out` that no running build holds (left by killed builds), and the
+    folders a replace moved aside but could not delete. Returns what was removed."""
+    removed = []
+    for tmp in out.parent.glob(f".{out.name}-building-*"):
+        try:
+            with open(tmp / BUILDING_LOCK) as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a build is writing it right now
+            continue
+        except OSError:  # no lock file: a build of an older version, or one that is about to finish
+            if not tmp.exists() or time.time() - tmp.stat().st_mtime < 3600:
+                continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    for old in out.parent.glob(f".{out.name}-old-*"):
+        shutil.rmtree(old, ignore_errors=True)
+        removed.append(old)
+    return removed
 
 
 def replace_dir(new: Path, target: Path) -> None:
@@ -259,8 +317,11 @@ class Benchmark:
             raise NotFoundError(
                 f"{self.path}: no built benchmark here; run `valuesim data build --wvs <WVS-7 folder>` first"
             )
-        self.manifest = json.loads((self.path / "manifest.json").read_text())
+        self.manifest = files.read_json(self.path / "manifest.json", what="benchmark manifest")
+        if not isinstance(self.manifest, dict) or "fingerprint" not in self.manifest:
+            raise ValueSimError(f"{self.path / 'manifest.json'}: not a benchmark manifest; build it again")
         self.catalog = Catalog.load(self.path / "catalog.json")
+        self._profile_size: dict[int, int] = {}  # fold -> its number of profile questions
 
     @property
     def fingerprint(self) -> str:
@@ -278,6 +339,19 @@ class Benchmark:
         # the whole WVS-7's 291,620 rows); in memory, so nothing is written into the benchmark folder
         folds = ds.data.column("fold").to_numpy()
         return ds.select(np.flatnonzero(folds == fold), keep_in_memory=True)
+
+    def check_history(self, fold: int, history: int) -> None:
+        """Refuse a history size larger than the fold's profile questions (232 in the paper's folds): it would run
+        as the whole profile and be recorded under a size that was never used. The same limit for both protocols
+        (`values` keeps only the value questions of those, so its profiles are shorter)."""
+        if fold not in self._profile_size:  # every profile question of the fold, answered by someone in train
+            profiles = self.rows("reference", "train", fold).with_format("arrow")["profile"]
+            self._profile_size[fold] = len(pc.unique(pc.list_flatten(profiles).combine_chunks().field("q")))
+        if history > self._profile_size[fold]:
+            raise ValueSimError(
+                f"--history {history}: fold {fold} has {self._profile_size[fold]} profile questions; "
+                f"use a history of at most {self._profile_size[fold]}"
+            )
 
     def sample(self, protocol: str, split: str, fold: int, persons: int | None = None, seed: int = 0) -> Dataset:
         """The rows of `persons` respondents, stratified by country: each country gets its share of the split
@@ -321,6 +395,7 @@ class Benchmark:
         """One example per (person, held-out question), inputs rendered for the programs.
 
         `persons` draws a country-stratified sample (see `sample`); None takes every person of the split."""
+        self.check_history(fold, history)
         rows = self.sample(protocol, split, fold, persons, seed)
         out = []
         for row in rows:
@@ -343,6 +418,7 @@ def items(
 ) -> list[dict]:
     """The same selection as `Benchmark.examples`, as plain dicts without rendered statements (what programs that
     need no LM read: person_id, country, known codes, question_code, options), plus the gold answer and metadata."""
+    bench.check_history(fold, history)
     out = []
     for row in bench.sample(protocol, split, fold, persons, seed):
         known = {i["q"]: i["a"] for i in [*row["demographics"], *row["profile"][:history]]}

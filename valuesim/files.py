@@ -1,0 +1,112 @@
+"""Reading and writing the project's own files safely.
+
+Every file ValueSim writes that a later run reads back (manifests, run.json, bench.json, compile.json, saved
+programs, reports) goes through `write_atomic`: written beside the target, flushed to disk, then renamed over it, so
+a full disk or a kill leaves the old file or the new one, never a truncated or 0-byte file.
+
+Every JSON file a user hands us (person files) or that a run left behind (run.json, valuesim.json, bench.json) is
+read with `read_json`: at most `MAX_JSON_BYTES`, strict UTF-8, nested at most `MAX_DEPTH` deep, and any problem is
+one `ValueSimError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from valuesim.errors import ValueSimError
+
+MAX_JSON_BYTES = 10_000_000  # a person file or a run's state is kilobytes; 10 MB is far past any real one
+MAX_DEPTH = 32  # person files nest 2 deep, saved programs about 8
+QUOTE_CHARS = 200  # how much of a bad value an error line shows
+
+
+class FileFormatError(ValueSimError):
+    """A file that is too big, not UTF-8, not JSON, or nested too deeply; the message names the file."""
+
+
+def quoted(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """repr(value), cut to about `limit` characters, for error lines (a 5 MB field is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write `data` to `path` beside it, fsync, rename over it; on failure the old file stays and no temp remains."""
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:  # a failed write() names no file: name the one the user will look for
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """`obj` as indented JSON, atomically (see write_atomic)."""
+    write_atomic(path, json.dumps(obj, indent=1, default=str) + "\n")
+
+
+def read_text(path: str | Path, limit: int = MAX_JSON_BYTES, what: str = "file") -> str:
+    """A small text file as strict UTF-8 (a leading BOM is dropped), refused when it is not a regular file or is
+    larger than `limit` bytes. Reads at most limit + 1 bytes, so /dev/zero or a huge file cannot exhaust memory."""
+    path = Path(path)
+    if path.is_dir():
+        raise FileFormatError(f"{path}: is a folder, expected a {what}")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise FileFormatError(f"{path}: not found") from None
+    except OSError as e:
+        raise FileFormatError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if len(raw) > limit:
+        raise FileFormatError(f"{path}: larger than {limit:,} bytes; not a {what}")
+    try:
+        return raw.decode("utf-8-sig")  # a BOM (Windows editors) is not an error
+    except UnicodeDecodeError as e:
+        raise FileFormatError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+
+
+def read_json(path: str | Path, limit: int = MAX_JSON_BYTES, what: str = "JSON file") -> Any:
+    """A JSON file through read_text's checks, parsed, nested at most MAX_DEPTH deep."""
+    text = read_text(path, limit, what)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FileFormatError(f"{path}: not valid JSON ({e}); {_hint(text)}") from None
+    except RecursionError:
+        raise FileFormatError(f"{path}: nested deeper than {MAX_DEPTH} levels") from None
+    if depth(data) > MAX_DEPTH:
+        raise FileFormatError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def _hint(text: str) -> str:
+    return "the file is empty (a write that did not finish?)" if not text.strip() else "fix or remove it"
+
+
+def depth(obj: Any) -> int:
+    """How deeply lists and objects nest in `obj` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(obj, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            level += 1
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((child, level) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
