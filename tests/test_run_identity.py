@@ -105,8 +105,8 @@ def test_bench_rerun_marks_children_of_a_dead_process_killed(bench_small: Path, 
 @pytest.mark.parametrize(
     "setting, message",
     [
-        ("k=abc", "--set k='abc': program 'knn' expects int (like 25)"),
-        ("k=2.5", "expects int"),
+        ("k=abc", "--set k='abc': input should be a valid integer (program 'knn')"),
+        ("k=2.5", "input should be a valid integer"),
         ("kk=3", "--set kk: program 'knn' takes k"),
     ],
 )

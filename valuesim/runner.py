@@ -10,18 +10,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import json
 import os
 import random
 import time
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dspy
+import pydantic
 
-from valuesim import config, tracking
+from valuesim import config, files, tracking
 from valuesim.data.benchmark import Benchmark
 from valuesim.data.benchmark import items as benchmark_items
 from valuesim.errors import ValueSimError
@@ -63,11 +64,10 @@ def configure_lm(model: str, api_base: str | None = None, cache: bool = True, ti
 
     Remote calls time out after `timeout` seconds and are retried 3 times (LiteLLM's exponential backoff, which
     honours a server's Retry-After); an item whose call still fails is recorded as failed with the reason."""
-    from valuesim.lm import build_lm, engine_of, is_embedded, lm_info
+    from valuesim.lm import engine_of, lm_info
     from valuesim.programs.options import OptionsAdapter
 
-    remote: dict[str, Any] = {} if is_embedded(model) else {"timeout": timeout}
-    lm = build_lm(model, api_base=api_base, num_retries=3, cache=cache, **remote)
+    lm = run_lm(model, api_base, cache, timeout)
     engine = engine_of(lm)
     if engine is None:
         preflight(lm, api_base)
@@ -75,6 +75,14 @@ def configure_lm(model: str, api_base: str | None = None, cache: bool = True, ti
         check_engine_once(engine.model_path)
     dspy.configure(lm=lm, adapter=OptionsAdapter())
     return lm_info(lm)
+
+
+def run_lm(model: str, api_base: str | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT) -> dspy.LM:
+    """The LM a run calls, built but neither checked nor configured (its `lm_info` is part of the run's identity)."""
+    from valuesim.lm import build_lm, is_embedded
+
+    remote: dict[str, Any] = {} if is_embedded(model) else {"timeout": timeout}
+    return build_lm(model, api_base=api_base, num_retries=3, cache=cache, **remote)
 
 
 @functools.cache
@@ -101,23 +109,38 @@ def preflight(lm: dspy.LM, api_base: str | None) -> None:
 
 
 def check_settings(name: str, settings: dict) -> None:
-    """Each --set key must be a parameter of the program and its value of the parameter's type, checked before
-    the run (a wrong type used to fail every prediction)."""
-    params = {
-        # the class's own __init__ (its settings); inspect.signature(class) would read dspy's metaclass __call__
-        n: p for n, p in inspect.signature(PROGRAMS[name].__init__).parameters.items()  # type: ignore[misc]
-        if p.default is not inspect.Parameter.empty
-    }  # fmt: skip
-    for key, value in settings.items():
-        if key not in params:
-            raise ValueSimError(f"--set {key}: program {name!r} takes {', '.join(sorted(params)) or 'no settings'}")
-        default = params[key].default
-        kind = type(default)
-        ok = default is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
-            raise ValueSimError(f"--set {key}={value!r}: program {name!r} expects {kind.__name__} (like {default!r})")
+    """Each --set key must be a setting of the program (a parameter of its __init__ with a default) and its value
+    of the declared type and range (`Annotated[int, Field(ge=1)]`), checked before any work: a bad value used to
+    fail every prediction or stop deep inside the program."""
+    model = settings_model(PROGRAMS[name])  # type: ignore[arg-type]  # classes are hashable
+    try:
+        model.model_validate(settings)
+    except pydantic.ValidationError as e:
+        error = e.errors()[0]
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        if error["type"] == "extra_forbidden":
+            raise ValueSimError(
+                f"--set {key}: program {name!r} takes {', '.join(sorted(model.model_fields)) or 'no settings'}"
+            ) from None
+        value = files.quoted(settings.get(key), 60)
+        raise ValueSimError(f"--set {key}={value}: {error['msg'].lower()} (program {name!r})") from None
+
+
+@functools.cache
+def settings_model(program: Any) -> type[pydantic.BaseModel]:
+    """A pydantic model of a program's settings, read from its __init__: each parameter with a default, its type
+    hint (with any Field range) and default, except those `from_benchmark` passes itself (`wired`). Strict: no
+    text for numbers, no true/false for numbers."""
+    init = program.__init__  # the class's own; inspect.signature(class) would read dspy's metaclass __call__
+    hints = typing.get_type_hints(init, include_extras=True)
+    fields: dict[str, Any] = {
+        n: (hints.get(n, Any), p.default)
+        for n, p in inspect.signature(init).parameters.items()
+        if p.default is not inspect.Parameter.empty and n not in getattr(program, "wired", ())
+    }
+    config = pydantic.ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True)
+    model: type[pydantic.BaseModel] = pydantic.create_model(f"{program.__name__}Settings", __config__=config, **fields)
+    return model
 
 
 def build_program(spec: str, bench: Benchmark, settings: dict | None = None) -> tuple[dspy.Module, str, dict]:
@@ -256,6 +279,41 @@ def run_evaluate(
     return result, params
 
 
+def read_finished(setup: Setup, bench: Benchmark, run_dir: Path, items: list[dict] | None = None) -> EvalResult | None:
+    """The result `run_evaluate` gives for a finished run, read back from its folder without predicting, calling
+    an LM or logging to MLflow (a bench rerun reuses its finished cells so). None when the folder lacks a
+    prediction of the selection, or holds a failed one `run_evaluate` would retry; a folder of another run is
+    refused as `run_evaluate` refuses it."""
+    from valuesim.evaluate import example_key, open_store
+    from valuesim.lm import lm_info
+    from valuesim.metrics import breakdown
+    from valuesim.results import cost_summary, only_keys, predictions_table_of, score
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "predictions.sqlite").exists():
+        return None
+    name = setup.program if setup.program in PROGRAMS else build_program(setup.program, bench, setup.settings)[1]
+    lm = {} if name in STATISTICAL else lm_info(run_lm(setup.lm, setup.api_base, setup.cache, setup.timeout))
+    selection = (setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions, setup.seed)
+    examples: list[Any]
+    if name in STATISTICAL:
+        examples = items if items is not None else benchmark_items(bench, *selection)
+        meta = [(f"{i['person_id']}|{i['question_code']}", i["country"], i["category"], i["ordinal"],
+                 list(i["options"])) for i in examples]  # fmt: skip
+    else:
+        examples = bench.examples(*selection)
+        meta = [(example_key(ex), ex.country, ex.category, ex.ordinal, list(ex.options)) for ex in examples]
+    keys = {m[0] for m in meta}
+    with claim(run_dir, identity_of(setup, bench, name, lm)), open_store(run_dir) as store:
+        stored = only_keys(store.frame(), keys)
+    if not keys or len(stored) < len(keys) or (setup.retry_failed and (stored["status"] == "failed").any()):
+        return None
+    preds = predictions_table_of(stored, meta)
+    metrics = score(preds, setup.resamples, setup.seed) | cost_summary(stored)
+    metrics |= country_floor(preds, country_majorities(bench, examples))
+    return EvalResult(preds, metrics, breakdown(preds, "country"), breakdown(preds, "category"))
+
+
 def run_compile(
     setup: Setup,
     bench: Benchmark,
@@ -278,6 +336,7 @@ def run_compile(
     if setup.program not in PROGRAMS or setup.program in STATISTICAL:
         raise ValueSimError(f"compile takes an LM program name, not {setup.program!r}")
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup, "compile"))
+    check_settings(setup.program, setup.settings)
     program = PROGRAMS[setup.program].from_benchmark(bench, **setup.settings)
     q = setup.questions
     # Three disjoint sets of persons: the optimizer learns demos on `trainset`, selects among candidates on `valset`
@@ -357,5 +416,5 @@ def run_compile(
         "model_uri": model_uri,
     }
     # what the compile printed, for scripts (scripts/main-job names the MLflow run from it)
-    (run_dir / "compile.json").write_text(json.dumps(summary, indent=1, default=str))
+    files.write_json(run_dir / "compile.json", summary)
     return summary

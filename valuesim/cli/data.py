@@ -42,13 +42,16 @@ def data_build(
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Replace a benchmark built from other inputs; build even if under 99% of answers map"
+            "--force",
+            help="Replace a benchmark built from other inputs (never a folder that is not a benchmark); "
+            "build even if under 99% of answers map",
         ),
     ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Build the benchmark from WVS-7 respondent files.
 
+    --out must be a new or empty folder or a benchmark built before; anything else is refused and left as it is.
     The build is atomic: it is written beside --out and moved into place only when complete. --seed fixes the
     person split and the profile orders.
 
@@ -95,6 +98,7 @@ def data_person(
     """
     with handled():
         bench = open_benchmark(data)
+        bench.check_history(fold, history)
         for split in ("train", "dev", "test"):
             rows = bench.rows(protocol, split, fold).filter(lambda r: r["person_id"] == person_id)
             if len(rows):

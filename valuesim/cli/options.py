@@ -3,7 +3,9 @@ place where errors, warnings and stdout are handled."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -109,6 +111,34 @@ def handled(as_json: bool = False) -> Iterator[None]:
                 yield
         except ValueSimError as e:
             fail(str(e))
+        except Exception as e:
+            line = environment_error(e)
+            if line is None:
+                raise  # a bug: keep the traceback
+            fail(line)
+
+
+# OS errors a user fixes in their environment (a full disk, a read-only or foreign folder), not bugs
+FILESYSTEM_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.EISDIR,
+    errno.ENAMETOOLONG, errno.ENOENT,
+}  # fmt: skip
+
+
+def environment_error(error: BaseException) -> str | None:
+    """One line for an error of the environment rather than of ValueSim: a filesystem error (named by its path) or
+    a database error of MLflow's store, found anywhere in the exception's chain; None for anything else."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in FILESYSTEM_ERRNOS:
+            where = " -> ".join(str(f) for f in (seen.filename, seen.filename2) if f is not None) or "a file"
+            return f"{where}: {seen.strerror or os.strerror(seen.errno or 0)}"
+        library = type(seen).__module__.split(".")[0]
+        if type(seen).__name__ == "OperationalError" and library in ("sqlite3", "sqlalchemy"):
+            detail = str(getattr(seen, "orig", None) or seen).strip().splitlines()[0][:200]
+            return f"MLflow's store {config.tracking_uri()} cannot be written: {detail}"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def open_benchmark(data: Path | None) -> Benchmark:

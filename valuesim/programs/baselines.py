@@ -8,7 +8,7 @@ import dspy
 
 from valuesim.programs.options import with_options
 from valuesim.programs.prompts import BACKSTORY, LoggedPrompts
-from valuesim.programs.valuesim import StoryTeller
+from valuesim.programs.valuesim import BackstoryWords, StoryTeller
 from valuesim.signatures import AnswerFromBackstory, AnswerFromDemographics, AnswerFromProfile
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ class _Direct(LoggedPrompts, dspy.Module):
 class Backstory(_Direct):
     """The same backstory as ValueSim, then one direct answer: ValueSim without the CAPS views."""
 
-    def __init__(self, backstory_words: int = 120) -> None:
+    def __init__(self, backstory_words: BackstoryWords = 120) -> None:
         super().__init__()
         self.story = StoryTeller(backstory_words)
         self.answer = dspy.Predict(AnswerFromBackstory)

@@ -5,9 +5,11 @@ the interface all the statistical programs share and the majority baselines it b
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from valuesim.data.catalog import Catalog, Question
 from valuesim.programs.statistical import Item, _Fitted, group_persons, option_codes
@@ -25,7 +27,7 @@ class KNN(_Fitted):
 
     BLOCK = 512  # persons per similarity matrix: 512 x 4,000 float64 = 16 MB
 
-    def __init__(self, train: pd.DataFrame, catalog: Catalog, k: int = 25):
+    def __init__(self, train: pd.DataFrame, catalog: Catalog, k: Annotated[int, Field(ge=1)] = 25):
         super().__init__(train, catalog)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")

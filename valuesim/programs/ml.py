@@ -44,11 +44,12 @@ import functools
 import warnings
 import zlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from valuesim.data.catalog import NUMERIC_ITEMS, Catalog
@@ -163,19 +164,21 @@ def load_rows(bench: Benchmark, protocol: str, fold: int) -> list[dict[str, Any]
 class TrainedModel(_Fitted):
     """A classifier per held-out question on training respondents (see the module docstring)."""
 
+    wired = ("folds", "cache_key")  # passed by from_benchmark, not settings a user gives
+
     def __init__(
         self,
         train: pd.DataFrame,
         catalog: Catalog,
         folds: Mapping[int, list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]] | None = None,
-        model: str = "hgb",
-        max_iter: int = 20,
-        copies: int = 2,
-        top: int = 40,
-        threads: int = 1,
-        c: float = 0.003,
-        learning_rate: float = 0.15,
-        leaves: int = 8,
+        model: Literal["hgb", "logreg"] = "hgb",
+        max_iter: Annotated[int, Field(ge=1)] = 20,
+        copies: Annotated[int, Field(ge=1)] = 2,
+        top: Annotated[int, Field(ge=1)] = 40,
+        threads: Annotated[int, Field(ge=1)] = 1,
+        c: Annotated[float, Field(gt=0)] = 0.003,
+        learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.15,
+        leaves: Annotated[int, Field(ge=2)] = 8,
         histories: str = ",".join(map(str, HISTORIES)),
         protocol: str = "values",
         cache_key: tuple | None = None,

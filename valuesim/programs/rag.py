@@ -20,10 +20,11 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from functools import cache, lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import dspy
 import numpy as np
+from pydantic import Field
 
 from valuesim.errors import ValueSimError
 from valuesim.programs.options import with_options
@@ -194,11 +195,11 @@ class Rag(LoggedPrompts, dspy.Module):
 
     def __init__(
         self,
-        k: int = 3,
-        threshold: float = 0.3,
+        k: Annotated[int, Field(ge=1)] = 3,
+        threshold: Annotated[float, Field(ge=-1, le=1)] = 0.3,  # a cosine
         embedder: str | Callable[[list[str]], Any] | dspy.Embedder = DEFAULT_EMBEDDER,
-        min_hits: int | None = 1,
-        cache_size: int = 64,  # persons; ~0.35 MB each with MiniLM (232 x 384 floats)
+        min_hits: Annotated[int, Field(ge=0)] | None = 1,
+        cache_size: Annotated[int, Field(ge=1)] = 64,  # persons; ~0.35 MB each with MiniLM (232 x 384 floats)
     ):
         super().__init__()
         self.k, self.threshold, self.min_hits = int(k), float(threshold), min_hits

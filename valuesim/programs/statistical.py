@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import dspy
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from valuesim.data.catalog import Catalog
 
@@ -213,7 +214,7 @@ class DemographicCell(_Fitted):
 
     reads = ("Q260", "Q262", "Q275")
 
-    def __init__(self, train: pd.DataFrame, catalog: Catalog, min_cell: int = 10):
+    def __init__(self, train: pd.DataFrame, catalog: Catalog, min_cell: Annotated[int, Field(ge=1)] = 10):
         super().__init__(train, catalog)
         self.min_cell = min_cell
         train = self.train

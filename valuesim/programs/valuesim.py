@@ -6,9 +6,10 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import dspy
+from pydantic import Field
 
 from valuesim.programs.options import with_options
 from valuesim.programs.prompts import BACKSTORY, LoggedPrompts, view_placeholders
@@ -80,14 +81,16 @@ class StoryTeller(dspy.Module):
         return self.cache.get_or_make(demographics, profile, make) if self.reuse else make()
 
 
+BackstoryWords = Annotated[int, Field(ge=10, le=2000)]  # the word budget the backstory writer is given
+
 VIEWS = ("cognitive", "affective", "behavioral")
 
 
 class ValueSim(LoggedPrompts, dspy.Module):
     def __init__(
         self,
-        backstory_words: int = 120,
-        analysis_tokens: int = 48,
+        backstory_words: BackstoryWords = 120,
+        analysis_tokens: Annotated[int, Field(ge=16, le=4096)] = 48,  # below ~16 the JSON answer is cut off
         parallel: bool = False,
         reuse_backstory: bool = True,
     ):
