@@ -12,12 +12,14 @@ from typing import Any
 
 import pandas as pd
 
-from valuesim import tracking
+from valuesim import files, tracking
 from valuesim.data.benchmark import Benchmark
 from valuesim.data.benchmark import items as benchmark_items
+from valuesim.errors import ValueSimError
 from valuesim.evaluate import EvalResult
 from valuesim.programs import PROGRAMS, STATISTICAL
-from valuesim.runner import Setup, params_of, run_evaluate, sample_params
+from valuesim.run_folder import _locked
+from valuesim.runner import Setup, params_of, read_finished, run_evaluate, sample_params
 from valuesim.stats import paired_difference
 
 RESULT_COLUMNS = ["accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "invalid", "failed", "n"]
@@ -46,13 +48,40 @@ def run_bench(
 ) -> dict[str, Any]:
     """Every program x fold x history on the same persons and questions; tables, plot and one MLflow parent run.
 
-    Each cell keeps its predictions in out_dir/<fold>-<history>-<program>/, so rerunning with the same out_dir
-    resumes: finished cells are re-read from their stores, unfinished ones continue where they stopped.
+    Each cell keeps its predictions in out_dir/f<fold>-h<history>-<program>/, so rerunning with the same out_dir
+    resumes: finished cells are read back from their stores and keep their MLflow child runs (bench.json records
+    each finished cell's child run), unfinished ones continue where they stopped in a new child run. The bench
+    holds a lock on out_dir while it runs: a second bench on the same folder stops at once.
     """
+    check_reference(reference, programs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(out_dir):
+        return _run_bench(setup, bench, programs, histories, folds, out_dir, progress, on_done, reference)
+
+
+def check_reference(reference: str | None, programs: list[str]) -> None:
+    """--reference must be one of the bench's programs (it is compared with the others on the same items)."""
+    if reference is not None and reference not in programs:
+        shown = files.quoted(reference, 80)
+        raise ValueSimError(f"--reference {shown} is not a program of this bench; use one of {', '.join(programs)}")
+
+
+def _run_bench(
+    setup: Setup,
+    bench: Benchmark,
+    programs: list[str],
+    histories: list[int],
+    folds: list[int],
+    out_dir: Path,
+    progress: bool,
+    on_done: Callable[[dict[str, Any]], None] | None,
+    reference: str | None,
+) -> dict[str, Any]:
     state_file = out_dir / "bench.json"
-    state = tracking.read_json(state_file) or {}
+    state = files.read_json(state_file) if state_file.exists() else {}
+    if not isinstance(state, dict):
+        raise ValueSimError(f"{state_file}: not a bench state (a JSON object); use another --out")
     mlflow = tracking.setup_tracking("valuesim-bench")
     params = {
         "programs": ",".join(programs),
@@ -82,7 +111,9 @@ def run_bench(
         if "parent_run_id" not in state:
             mlflow.log_params(params)
             state["parent_run_id"] = parent.info.run_id
-            tracking.write_json(state_file, state)
+            files.write_json(state_file, state)
+        cells: dict[str, str] = state.setdefault("cells", {})  # "f<fold>-h<history>-<program>" -> its child run
+        logged = finished_children(parent.info.run_id)
         for fold in folds:
             for history in histories:
                 for program in programs:
@@ -91,20 +122,36 @@ def run_bench(
                     items = items_of(fold, history) if program in STATISTICAL else None
                     reads = getattr(PROGRAMS.get(program), "reads", None)
                     inputs = None if items is None or reads is None else (fold, program, inputs_seen(items, reads))
+                    key = f"f{fold}-h{history}-{program}"
+                    kept = cells.get(key) in logged  # finished in an earlier bench, its child run still there
+                    run_id: str | None = None
                     if inputs in seen_inputs:  # same inputs as at an earlier history: the same predictions
-                        result = log_same_predictions(cell, bench, *seen_inputs[inputs])
+                        result = seen_inputs[inputs][1]
+                        if not kept:
+                            run_id = log_same_predictions(cell, bench, *seen_inputs[inputs])
                     else:
-                        result, _ = run_evaluate(
-                            cell,
-                            bench,
-                            out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}",
-                            experiment="valuesim-bench",
-                            progress=progress,
-                            nested=True,
-                            items=items,
-                        )
+                        run_dir = out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}"
+                        found = read_finished(cell, bench, run_dir, items) if kept else None
+                        if found is None:
+                            result, cell_params = run_evaluate(
+                                cell,
+                                bench,
+                                run_dir,
+                                experiment="valuesim-bench",
+                                progress=progress,
+                                nested=True,
+                                items=items,
+                            )
+                            run_id = cell_params["mlflow_run_id"]
+                        else:
+                            result = found
                         if inputs is not None:
                             seen_inputs[inputs] = (history, result)
+                    if run_id is not None:  # computed (or logged) anew: record its child run
+                        if kept:  # its predictions were gone or had failures to retry: the old run says so
+                            mark_superseded(cells[key], run_id)
+                        cells[key] = run_id
+                        files.write_json(state_file, state)
                     row = {
                         "program": program,
                         "fold": fold,
@@ -121,8 +168,11 @@ def run_bench(
         table = table.merge(
             paired_table(preds, reference, setup.resamples, setup.seed), on=["program", "fold", "history"], how="left"
         )
-        mlflow.log_param("reference", reference)
-        files = write_bench_outputs(table, out_dir)
+        if "reference" not in parent.data.params:
+            mlflow.log_param("reference", reference)
+        # the latest comparison: a rerun may compare with another program, and MLflow keeps a parameter's first value
+        mlflow.set_tag("reference", str(reference))
+        outputs = write_bench_outputs(table, out_dir)
         mlflow.log_artifacts(str(out_dir / "report"), artifact_path="report")
         # one curve per program, drawn by MLflow's own charts: accuracy at step = history size (mean over folds)
         for (program, history), acc in table.groupby(["program", "history"], sort=False)["accuracy"].mean().items():
@@ -130,7 +180,7 @@ def run_bench(
             mlflow.log_metric(f"accuracy_{name}", float(acc), step=int(history))
     return {
         "table": table,
-        "files": files,
+        "files": outputs,
         "mlflow_run_id": state["parent_run_id"],
         "out_dir": str(out_dir),
         "persons": {k: params[k] for k in ("n_persons", "persons_by_country")},
@@ -146,14 +196,38 @@ def inputs_seen(items: list[dict], reads: tuple[str, ...]) -> tuple:
     )
 
 
-def log_same_predictions(cell: Setup, bench: Benchmark, history: int, result: EvalResult) -> EvalResult:
+def log_same_predictions(cell: Setup, bench: Benchmark, history: int, result: EvalResult) -> str:
     """A bench cell whose program saw exactly the inputs it saw at `history` (the country majority at any history
-    size): its child run logs that result again and says where the predictions come from."""
+    size): its child run logs that result again and says where the predictions come from. Returns its run id."""
     params = params_of(cell, bench, cell.program, {}) | {"predictions_from_history": history}
     params |= sample_params(zip(result.predictions["person_id"], result.predictions["country"], strict=True))
-    with tracking.run("valuesim-bench", f"f{cell.fold}-h{cell.history}-{cell.program}", params, nested=True):
+    with tracking.run("valuesim-bench", f"f{cell.fold}-h{cell.history}-{cell.program}", params, nested=True) as run:
         tracking.log_result(result, with_cost=False)
-    return result
+        return str(run.info.run_id)
+
+
+def finished_children(parent_run_id: str) -> set[str]:
+    """The ids of the parent's child runs that finished and were not deleted."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'"
+    ids: set[str] = set()
+    token = None
+    while True:
+        page = client.search_runs([experiment], query, max_results=1000, page_token=token)
+        ids |= {r.info.run_id for r in page}
+        token = page.token
+        if not token:
+            return ids
+
+
+def mark_superseded(old_run_id: str, new_run_id: str) -> None:
+    """Tag a cell's earlier child run with the run that logs the cell now (it is kept, not deleted)."""
+    import mlflow
+
+    mlflow.MlflowClient().set_tag(old_run_id, "valuesim.superseded_by", new_run_id)
 
 
 def best_statistical(table: pd.DataFrame) -> str | None:
