@@ -270,3 +270,11 @@ def test_any_set_pairs_give_settings_or_one_error(program: str, pairs: list[str]
         return
     model = settings_model(PROGRAMS[program])
     assert set(parsed) <= set(model.model_fields)  # accepted: only the program's own settings
+
+
+def test_bench_refuses_a_history_above_the_profile_before_any_cell(tmp_path: Path, bench_small: Path) -> None:
+    out = tmp_path / "bench"
+    r = invoke("bench", "--programs", "country", "--history", "0,99999", "--persons", "2", "--questions", "1",
+               "--data", bench_small, "--out", out)  # fmt: skip
+    one_line_error(r, "--history 99999")
+    assert not out.exists()  # no cell of history 0 ran first

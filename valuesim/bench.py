@@ -4,6 +4,7 @@ tables with CIs and paired differences, the accuracy-by-history plot, one MLflow
 from __future__ import annotations
 
 import functools
+import io
 import re
 import time
 from collections.abc import Callable
@@ -54,6 +55,9 @@ def run_bench(
     holds a lock on out_dir while it runs: a second bench on the same folder stops at once.
     """
     check_reference(reference, programs)
+    for fold in folds:
+        for history in histories:
+            bench.check_history(fold, history)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _locked(out_dir):
@@ -305,10 +309,10 @@ def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
     cost = table[keys + [c for c in COST_COLUMNS if c in table]].round(2)
     if "usd_total" in cost:  # small runs cost fractions of a cent
         cost["usd_total"] = table["usd_total"].astype(float).round(6)
-    results.to_csv(report / "results.csv", index=False)
-    cost.to_csv(report / "cost.csv", index=False)
-    (report / "results.md").write_text(results_markdown(table) + "\n")
-    (report / "cost.md").write_text(cost.to_markdown(index=False) + "\n")
+    files.write_atomic(report / "results.csv", results.to_csv(index=False))
+    files.write_atomic(report / "cost.csv", cost.to_csv(index=False))
+    files.write_atomic(report / "results.md", results_markdown(table) + "\n")
+    files.write_atomic(report / "cost.md", cost.to_markdown(index=False) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for program, g in table.groupby("program", sort=False):
         g = g.groupby("history")[["accuracy", "accuracy_ci_low", "accuracy_ci_high"]].mean()
@@ -320,7 +324,9 @@ def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(report / "accuracy_by_history.png", dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    files.write_atomic(report / "accuracy_by_history.png", png.getvalue())
     plt.close(fig)
     return {
         name: str(report / name)
