@@ -16,7 +16,7 @@ import typer
 # offline (and on clusters without network) and the "Failed to fetch remote model cost map" lines go away.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from valuesim.cli import bench, estimate, run  # noqa: E402
+from valuesim.cli import bench, estimate, run, ui  # noqa: E402
 from valuesim.cli.data import data_app  # noqa: E402
 from valuesim.cli.options import fail, handled, parse_settings  # noqa: E402
 
@@ -30,7 +30,7 @@ app.command()(run.evaluate)
 app.command("compile")(run.compile_cmd)
 app.command()(run.simulate)
 app.command()(bench.bench)
-app.command()(bench.ui)
+app.command()(ui.ui)
 app.command(context_settings=estimate.TAKES_RUN_FLAGS)(estimate.estimate)
 
 __all__ = ["app", "fail", "handled", "parse_settings"]

@@ -1,9 +1,7 @@
-"""`valuesim bench` (programs x history sizes on the same persons) and `valuesim ui` (MLflow's UI)."""
+"""`valuesim bench`: programs x history sizes on the same persons."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,10 +32,6 @@ from valuesim.cli.options import (
     open_benchmark,
     out,
 )
-
-# MLflow 3.17's UI opens experiments on its GenAI pages unless the "Model training" toggle is on (remembered by the
-# browser); this link turns it on, so each experiment opens on its runs table.
-RUNS_PAGE = "#/experiments?workflowType=machine_learning"
 
 
 def bench(
@@ -77,12 +71,14 @@ def bench(
     Example:
         valuesim bench --lm gemma --persons 5 --questions 10 --history 0,58,116,174,232
     """
-    from valuesim.bench import run_bench
+    from valuesim.bench import check_reference, run_bench
 
     hist, fold_list = int_list("--history", history, 0, None), int_list("--folds", folds, 1, 5)
     names = [p.strip() for p in programs.split(",") if p.strip()]
     if not names:
         fail("--programs needs at least one program name, e.g. --programs knn,valuesim")
+    with handled(as_json):  # before any work: the reference is compared with the others, so it must run
+        check_reference(reference, names)
     setup = make_setup(
         settings,
         protocol=protocol,
@@ -119,26 +115,3 @@ def bench(
     if any(r.get("lm_calls_per_pred") for r in summary["table"].to_dict("records")):
         out.print(Path(summary["files"]["cost.md"]).read_text())
     console.print(f"Report in {summary['out_dir']}/report; MLflow parent run {summary['mlflow_run_id']}")
-
-
-def ui(
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on")] = 5000,
-    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 to reach it from other machines)")] = "127.0.0.1",
-) -> None:
-    """Open MLflow's UI on this project's runs (mlruns/ under VALUESIM_HOME, or MLFLOW_TRACKING_URI).
-
-    Open the printed link: it switches MLflow's "Model training" view on, so each experiment opens on its runs
-    table. Add the columns accuracy, accuracy_ci_low, accuracy_ci_high and n from "Columns" to compare runs.
-
-    Example:
-        valuesim ui --port 5000
-    """
-    import subprocess
-
-    from valuesim.tracking import setup_tracking, tracking_uri
-
-    setup_tracking()  # creates the store (and its schema) if no run was logged yet
-    console.print(f"MLflow UI for {tracking_uri()}: open http://{host}:{port}/{RUNS_PAGE} (Ctrl-C to stop)")
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # no network: LiteLLM's bundled price table
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", host]
-    raise typer.Exit(subprocess.call([*cmd, "--port", str(port)], env=env))
