@@ -5,7 +5,7 @@
 
 Each cell is what the runner does for one program and history: select the items (valuesim.data.benchmark.items),
 build the program from the training respondents, predict in batches, store every prediction in a fresh run
-folder, compute the metrics with bootstrap CIs (valuesim.evaluate.evaluate_batch). Prints one row per cell
+folder, compute the metrics with bootstrap CIs (valuesim.run.predict.evaluate_batch). Prints one row per cell
 (program, history, n, accuracy, random floor, seconds) and the total wall time. Nothing is logged to MLflow.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from valuesim.data.benchmark import Benchmark, items
-from valuesim.evaluate import evaluate_batch
 from valuesim.programs import PROGRAMS, STATISTICAL
+from valuesim.run.predict import evaluate_batch
 
 
 def main() -> None:

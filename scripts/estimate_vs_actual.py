@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from valuesim.estimate import dollars, price
-from valuesim.lm_check import free_port, start_server
+from valuesim.estimate.runs import dollars, price
+from valuesim.lm.check import free_port, start_server
 
 VALUESIM = str(Path(sys.executable).with_name("valuesim"))
 

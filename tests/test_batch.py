@@ -1,4 +1,4 @@
-"""Programs that need no LM run in batches (valuesim.evaluate.evaluate_batch); the batch path and the per-item path
+"""Programs that need no LM run in batches (valuesim.run.predict.evaluate_batch); the batch path and the per-item path
 (`forward` through `evaluate`, what `simulate` and dspy use) give the same answers, store rows and metrics."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from valuesim.data.benchmark import Benchmark, items
-from valuesim.evaluate import BATCH_INPUTS, RunStopped, evaluate, evaluate_batch
 from valuesim.programs import PROGRAMS, STATISTICAL
-from valuesim.store import RunStore
+from valuesim.run.predict import BATCH_INPUTS, RunStopped, evaluate, evaluate_batch
+from valuesim.run.store import RunStore
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from valuesim.bench import run_bench
 from valuesim.cli import app
 from valuesim.data.benchmark import Benchmark
 from valuesim.errors import ValueSimError
-from valuesim.runner import Setup
+from valuesim.run.bench import run_bench
+from valuesim.run.runner import Setup
 from valuesim.tracking import setup_tracking
 
 # statistical programs (majority and country read no profile: predicted once, reused at history 58) and one LM

@@ -9,9 +9,9 @@ import mlflow
 import pandas as pd
 import pytest
 
-from valuesim.bench import run_bench
 from valuesim.data.benchmark import Benchmark
-from valuesim.runner import Setup, run_evaluate
+from valuesim.run.bench import run_bench
+from valuesim.run.runner import Setup, run_evaluate
 
 PROGRAMS = ["random", "majority", "country", "cell", "knn"]
 

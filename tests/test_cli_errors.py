@@ -71,7 +71,7 @@ def test_bugs_keep_their_traceback(bench_small: Path, monkeypatch: pytest.Monkey
     def broken(*args, **kwargs):
         raise KeyError("internal bookkeeping")
 
-    monkeypatch.setattr("valuesim.runner.run_evaluate", broken)
+    monkeypatch.setattr("valuesim.run.runner.run_evaluate", broken)
     r = invoke("evaluate", "--data", bench_small, "--program", "majority")
     assert r.exit_code == 1
     assert isinstance(r.exception, KeyError)  # propagated, so the user sees the traceback

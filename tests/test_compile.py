@@ -261,7 +261,7 @@ def test_missing_program_folder(tmp_path: Path) -> None:
 def compile_lm(bench, train_persons: int, dev_persons: int, questions: int) -> ScriptedLM:
     """Knows every selected person's answers but gives them only when the prompt has demos: an uncompiled program
     scores 0, a compiled one (or the teacher, which has labeled demos) 1."""
-    from valuesim.runner import Setup
+    from valuesim.run.runner import Setup
 
     setup = Setup()
     stories, gold = {}, {}

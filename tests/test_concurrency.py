@@ -15,10 +15,10 @@ import pytest
 from dspy.lm15 import Request, Response
 from helpers import make_ex, use
 
-from valuesim.evaluate import PersonQueue, evaluate
-from valuesim.lm_dummy import AsyncFirstOptionEngine, FirstOptionEngine
+from valuesim.lm.dummy import AsyncFirstOptionEngine, FirstOptionEngine
 from valuesim.programs import PROGRAMS
-from valuesim.store import RunStore
+from valuesim.run.predict import PersonQueue, evaluate
+from valuesim.run.store import RunStore
 
 DEADLOCK_GUARD = 60.0  # seconds a held call waits before failing: only reached when the harness is broken
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from valuesim.cli import app
-from valuesim.lm_dummy import DRY_RUN_TEXT, first_value
+from valuesim.lm.dummy import DRY_RUN_TEXT, first_value
 
 LM_PROGRAMS = ["demographics", "full-info", "backstory", "valuesim", "rag"]
 
@@ -44,7 +44,7 @@ def test_first_value_follows_the_schema() -> None:
 def test_every_lm_program_dry_runs(program: str, bench_small: Path) -> None:
     """Each program through the runner with --lm dummy: valid answers, each its question's first option."""
     from valuesim.data.benchmark import Benchmark
-    from valuesim.runner import build_program, configure_lm
+    from valuesim.run.runner import build_program, configure_lm
 
     bench = Benchmark(bench_small)
     prog, _, _ = build_program(program, bench)

@@ -1,6 +1,6 @@
 """The embedded engine dying mid-run (a segfault, as a CPU-incompatible llama.cpp build does) costs only the
 predictions in flight: the finished ones stay in the run store and --resume finishes the run without duplicates.
-And a build that cannot run on this CPU is a clear error before the run (valuesim.lm_check)."""
+And a build that cannot run on this CPU is a clear error before the run (valuesim.lm.check)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from test_lm import _smollm2_available
 from test_reliability import VALUESIM, cli, stored
 
-from valuesim.lm_check import EngineCheckError, check_engine
+from valuesim.lm.check import EngineCheckError, check_engine
 
 
 @pytest.mark.llm
@@ -50,7 +50,7 @@ def test_engine_check_names_the_file_and_the_reason(tmp_path: Path) -> None:
 
 def test_engine_check_reports_a_crash_by_its_signal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A child that dies by SIGILL/SIGSEGV (an AVX-512 or AMX instruction on a CPU without it) is named as such."""
-    import valuesim.lm_check as lm_check
+    import valuesim.lm.check as lm_check
 
     monkeypatch.setattr(lm_check, "_ONE_TOKEN", "import os, signal; os.kill(os.getpid(), signal.SIGILL)")
     with pytest.raises(EngineCheckError, match="died with SIGILL .*another CPU"):
@@ -58,7 +58,7 @@ def test_engine_check_reports_a_crash_by_its_signal(tmp_path: Path, monkeypatch:
 
 
 def test_engine_check_command_line() -> None:
-    """`python -m valuesim.lm_check FILE` exits 1 with one line for a file llama.cpp cannot run."""
-    done = subprocess.run([sys.executable, "-m", "valuesim.lm_check", "/nonexistent.gguf"], capture_output=True,
+    """`python -m valuesim.lm.check FILE` exits 1 with one line for a file llama.cpp cannot run."""
+    done = subprocess.run([sys.executable, "-m", "valuesim.lm.check", "/nonexistent.gguf"], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 1 and done.stderr.startswith("Error: llama.cpp cannot run /nonexistent.gguf")

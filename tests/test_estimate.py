@@ -1,4 +1,4 @@
-"""valuesim.estimate against what runs really send: the rendered prompts are the prompts a DummyLM receives, call
+"""valuesim.estimate.runs against what runs really send: the rendered prompts are the prompts a DummyLM receives, call
 counts are exact (bounds where outputs feed later prompts), prices are LiteLLM's; the dollars and cached tokens a
 run records (an OpenAI-shaped stub server); and, on a real llama.cpp server with SmolLM2, estimated prompt
 tokens within 10% of the server's own counts."""
@@ -18,13 +18,13 @@ from test_programs import tiny_catalog
 from typer.testing import CliRunner
 
 from valuesim.cli import app
-from valuesim.estimate import Counter, dollars, estimate, price, render
-from valuesim.estimate_compile import estimate_compile
-from valuesim.evaluate import evaluate
+from valuesim.estimate.compile import estimate_compile
+from valuesim.estimate.runs import Counter, dollars, estimate, price, render
 from valuesim.programs.baselines import Backstory, Demographics, FullInfo
 from valuesim.programs.valuesim import ValueSim
-from valuesim.results import cost_summary
-from valuesim.store import RunStore
+from valuesim.run.predict import evaluate
+from valuesim.run.store import RunStore
+from valuesim.score.results import cost_summary
 
 GPT = "openai/gpt-4o-mini"
 
@@ -261,7 +261,7 @@ def test_compile_estimate_bounds_the_optimizers_calls(optimizer: str, bench_smal
     """The calls DSPy's optimizer really makes (DummyLM, no cache) stay within the estimate's optimizer calls."""
     from valuesim.data.benchmark import Benchmark
     from valuesim.optimize.compile import compile_program
-    from valuesim.runner import split_by_person
+    from valuesim.run.runner import split_by_person
 
     bench = Benchmark(bench_small)
     est = estimate_compile(bench, "demographics", optimizer, 4, 2, GPT, history=20, questions=2)
@@ -301,7 +301,7 @@ def test_estimated_prompt_tokens_within_10_percent_of_the_servers(
     from test_served import free_port, start_server
 
     from valuesim.data.benchmark import Benchmark
-    from valuesim.runner import Setup, run_evaluate
+    from valuesim.run.runner import Setup, run_evaluate
 
     monkeypatch.setenv("OPENAI_API_KEY", "local")
     port = free_port()

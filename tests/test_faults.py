@@ -11,8 +11,8 @@ import dspy
 import pytest
 from helpers import make_ex
 
-from valuesim.evaluate import FAIL_FAST, RunStopped, evaluate
-from valuesim.store import RunStore
+from valuesim.run.predict import FAIL_FAST, RunStopped, evaluate
+from valuesim.run.store import RunStore
 
 
 class Flaky(dspy.Module):

@@ -90,11 +90,12 @@ def test_engine_is_shared_by_copies_and_saves_its_state(fake_gguf: Path) -> None
     assert copy.deepcopy(lm).engine is lm.engine  # program deepcopies must not clone the model handle
     assert lm.copy(temperature=0.7).engine is lm.engine
     state = lm.dump_state()
-    assert state["engine"]["class"] == "valuesim.engine:LlamaCppEngine"
+    assert state["engine"]["class"] == "valuesim.lm.engine:LlamaCppEngine"
     assert vlm.LlamaCppEngine.load_state(state["engine"]["state"]).dump_state() == lm.engine.dump_state()
-    # States saved while the engine lived in valuesim.lm still load.
-    old = {**state, "engine": {**state["engine"], "class": "valuesim.lm:LlamaCppEngine"}}
-    assert dspy.LM.load_state(old, allow_custom_lm_class=True).engine.dump_state() == lm.engine.dump_state()
+    # States saved while the engine lived in valuesim.lm, then in valuesim.engine, still load.
+    for where in ("valuesim.lm", "valuesim.engine"):
+        old = {**state, "engine": {**state["engine"], "class": f"{where}:LlamaCppEngine"}}
+        assert dspy.LM.load_state(old, allow_custom_lm_class=True).engine.dump_state() == lm.engine.dump_state()
 
 
 def test_engine_stats_reset() -> None:

@@ -1,4 +1,4 @@
-"""valuesim.metrics on small hand-computed prediction tables."""
+"""valuesim.score.metrics on small hand-computed prediction tables."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import kendalltau
 
-from valuesim.metrics import (
+from valuesim.score.metrics import (
     breakdown,
     distributions,
     population_by,

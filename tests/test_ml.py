@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from valuesim.data.benchmark import Benchmark, items
-from valuesim.evaluate import BATCH_INPUTS, evaluate_batch
-from valuesim.metrics import random_floor
 from valuesim.programs import PROGRAMS, ml
 from valuesim.programs.ml import TrainedModel
+from valuesim.run.predict import BATCH_INPUTS, evaluate_batch
+from valuesim.score.metrics import random_floor
 
 
 @pytest.fixture(scope="module")

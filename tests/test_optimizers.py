@@ -106,7 +106,7 @@ def test_gepa_reflection_lm_defaults_to_the_task_lm() -> None:
 def test_compile_command_with_gepa_and_a_separate_reflection_lm(bench_small, tmp_path) -> None:
     """The whole `valuesim compile` path with GEPA and --reflection-lm, on --lm dummy (no model)."""
     from valuesim.data.benchmark import Benchmark
-    from valuesim.runner import Setup, run_compile
+    from valuesim.run.runner import Setup, run_compile
 
     setup = Setup(program="demographics", lm="dummy", questions=2, history=0, resamples=50)
     out = run_compile(setup, Benchmark(bench_small), "gepa", 4, 2, tmp_path / "run", False, reflection_lm="dummy")

@@ -1,6 +1,6 @@
 """The LM programs (valuesim, backstory, full-info, demographics) on a scripted DummyLM: what each module receives,
 when the coordinator runs, the backstory cache, answers narrowed to the options, the rendered prompts; and the
-statistical programs through valuesim.evaluate (metrics, store, resume)."""
+statistical programs through valuesim.run.predict (metrics, store, resume)."""
 
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ from helpers import (
 )
 
 from valuesim.data.catalog import Catalog, Question
-from valuesim.evaluate import evaluate
 from valuesim.programs import PROGRAMS
 from valuesim.programs.baselines import Backstory, Demographics, FullInfo
 from valuesim.programs.knn import KNN
 from valuesim.programs.options import OptionsAdapter, with_options
 from valuesim.programs.statistical import CountryMajority, DemographicCell, GlobalMajority
 from valuesim.programs.valuesim import ValueSim
+from valuesim.run.predict import evaluate
 from valuesim.signatures import (
     Affective,
     AnswerFromBackstory,
@@ -313,7 +313,7 @@ def test_plain_json_adapter_would_break_the_prefix_cache(signature) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Statistical programs through valuesim.evaluate
+# Statistical programs through valuesim.run.predict
 
 
 def tiny_catalog() -> Catalog:

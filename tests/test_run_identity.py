@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from valuesim.cli import app
 from valuesim.errors import ValueSimError
-from valuesim.run_folder import claim
+from valuesim.run.folder import claim
 
 
 def invoke(*args):

@@ -155,7 +155,7 @@ def person_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> ScriptedLM:
-    """`valuesim.runner.configure_lm` (what the CLI calls) configures a ScriptedLM: views disagree (first, last,
+    """`valuesim.run.runner.configure_lm` (what the CLI calls) configures a ScriptedLM: views disagree (first, last,
     first option), the coordinator picks the second option."""
 
     def view(pick):
@@ -177,7 +177,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> ScriptedLM:
         use(lm)
         return {"model": f"dummy/{model}", "engine": "scripted"}
 
-    monkeypatch.setattr("valuesim.runner.configure_lm", configure_lm)
+    monkeypatch.setattr("valuesim.run.runner.configure_lm", configure_lm)
     lm.requested = requested
     return lm
 

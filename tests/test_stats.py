@@ -1,4 +1,4 @@
-"""valuesim.stats against cases whose answer is known: zero-width intervals for constant differences, nominal
+"""valuesim.score.stats against cases whose answer is known: zero-width intervals for constant differences, nominal
 coverage, uniform p-values under the null, wider intervals when a person's answers are correlated, the vectorized
 bootstrap equal to a plain loop over resamples, exact sign-flip p-values, reproducibility."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from valuesim.metrics import summarize
-from valuesim.stats import _resample_counts, bootstrap_ci, format_ci, paired_difference
+from valuesim.score.metrics import summarize
+from valuesim.score.stats import _resample_counts, bootstrap_ci, format_ci, paired_difference
 
 
 def table(correct: np.ndarray, n_options: int = 4) -> pd.DataFrame:

@@ -104,8 +104,8 @@ def test_folds_follow_the_protocol(folders) -> None:
 
 def test_answers_carry_signal(folders, tmp_path: Path) -> None:
     """Neighbours share answers (two latent traits): kNN beats the global majority, as on the real data."""
-    from valuesim.evaluate import evaluate
     from valuesim.programs import PROGRAMS
+    from valuesim.run.predict import evaluate
 
     build(folders["xlsx"], tmp_path / "bench")
     bench = Benchmark(tmp_path / "bench")

@@ -22,7 +22,7 @@ from valuesim.cli.options import parse_settings
 from valuesim.data.benchmark import BUILDING_LOCK, remove_dead_builds
 from valuesim.errors import ValueSimError
 from valuesim.programs import PROGRAMS
-from valuesim.runner import check_settings, settings_model
+from valuesim.run.runner import check_settings, settings_model
 
 
 def invoke(*args: object, cwd: Path | None = None):

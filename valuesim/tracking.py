@@ -21,7 +21,7 @@ from valuesim import config, files
 if TYPE_CHECKING:
     import dspy
 
-    from valuesim.evaluate import EvalResult
+    from valuesim.run.predict import EvalResult
 
 # MLflow 3's UI opens an experiment on its GenAI traces page unless the experiment says it holds model runs; this
 # tag (read by the UI, values in its ExperimentKind enum) makes the runs table the first page.

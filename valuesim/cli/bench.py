@@ -71,7 +71,7 @@ def bench(
     Example:
         valuesim bench --lm gemma --persons 5 --questions 10 --history 0,58,116,174,232
     """
-    from valuesim.bench import check_reference, run_bench
+    from valuesim.run.bench import check_reference, run_bench
 
     hist, fold_list = int_list("--history", history, 0, None), int_list("--folds", folds, 1, 5)
     names = [p.strip() for p in programs.split(",") if p.strip()]

@@ -110,9 +110,9 @@ def estimate(
         valuesim estimate --programs valuesim,full-info --lm openai/gpt-4o-mini --persons 100 --questions 10
         valuesim estimate --program valuesim --optimizer mipro --train 8 --dev 4 --lm openai/gpt-4o-mini
     """
-    from valuesim.estimate import compare
-    from valuesim.estimate import estimate as estimate_run
-    from valuesim.estimate_compile import estimate_compile
+    from valuesim.estimate.compile import estimate_compile
+    from valuesim.estimate.runs import compare
+    from valuesim.estimate.runs import estimate as estimate_run
 
     check_run_flags(ctx)
     names = [p.strip() for p in programs.split(",") if p.strip()]

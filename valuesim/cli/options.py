@@ -21,7 +21,7 @@ from valuesim.errors import ValueSimError
 
 if TYPE_CHECKING:
     from valuesim.data.benchmark import Benchmark
-    from valuesim.runner import Setup
+    from valuesim.run.runner import Setup
 
 console = Console(stderr=True, soft_wrap=True)  # tables and progress go to stderr so --json stdout stays clean
 out = Console(soft_wrap=True)
@@ -150,7 +150,7 @@ def open_benchmark(data: Path | None) -> Benchmark:
 
 def make_setup(settings: list[str] | None, **fields: Any) -> Setup:
     """The run's Setup from the command's options, with --set pairs parsed."""
-    from valuesim.runner import Setup
+    from valuesim.run.runner import Setup
 
     return Setup(settings=parse_settings(settings), **fields)
 

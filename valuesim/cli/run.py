@@ -67,7 +67,7 @@ def evaluate(
         valuesim evaluate --program valuesim --lm gemma --persons 5 --questions 10
         valuesim evaluate --program valuesim --lm dummy --persons 2 --questions 3   # dry run, no model
     """
-    from valuesim.runner import run_evaluate
+    from valuesim.run.runner import run_evaluate
 
     if resume and not run_dir:
         fail("--resume needs --run-dir, the folder of the run to continue")
@@ -106,7 +106,7 @@ def evaluate(
 
 def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
     """One row per metric; a metric with a CI shows it beside the value ("0.603 [0.597, 0.609]")."""
-    from valuesim.stats import format_ci
+    from valuesim.score.stats import format_ci
 
     t = Table(title=title)
     t.add_column("metric")
@@ -155,8 +155,8 @@ def compile_cmd(
     Example:
         valuesim compile --program valuesim --optimizer bootstrap --train 8 --dev 4 --lm gemma
     """
-    from valuesim.runner import run_compile
-    from valuesim.stats import format_ci
+    from valuesim.run.runner import run_compile
+    from valuesim.score.stats import format_ci
 
     setup = make_setup(
         settings,
@@ -218,7 +218,7 @@ def simulate(
     from valuesim.data.benchmark import make_example
     from valuesim.data.person import load_person
     from valuesim.programs import STATISTICAL
-    from valuesim.runner import build_program, configure_lm
+    from valuesim.run.runner import build_program, configure_lm
 
     with handled(as_json):
         bench = open_benchmark(data)

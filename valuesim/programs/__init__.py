@@ -39,5 +39,5 @@ PROGRAMS: dict[str, ProgramClass] = {
     "valuesim": ValueSim,
 }
 # Programs that need no LM (the name is historical: `ml` is a trained model): fitted on training respondents only,
-# run in batches (valuesim.evaluate.evaluate_batch), no LM configured.
+# run in batches (valuesim.run.predict.evaluate_batch), no LM configured.
 STATISTICAL = {"random", "majority", "country", "cell", "knn", "ml"}

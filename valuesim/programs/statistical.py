@@ -5,7 +5,7 @@ plumbing (`_Fitted`, answer tallies) and the random, majority and demographic-ce
 build on it.
 
 Every statistical program needs no LM and has one implementation, vectorized: `predict_batch(items)` answers many
-items at once (dicts with person_id, country, known, question_code, options: what valuesim.evaluate.evaluate_batch
+items at once (dicts with person_id, country, known, question_code, options: what valuesim.run.predict.evaluate_batch
 passes), and `forward` is `predict_batch` on one item, so the batch path and the per-item path (dspy, simulate)
 give the same answers. Ties are deterministic in both: a vote tie goes to the option that comes first in the
 question's option order (scale order), a neighbour tie to the training respondent that comes first in the table.
@@ -132,7 +132,7 @@ def memoized(
 
 class Random(_Fitted):
     """A uniformly random option per item, seeded by (seed, person, question): reproducible in any order or batch.
-    Its expected metrics are exact and reported as the random floor (valuesim.metrics.random_floor); this program
+    Its expected metrics are exact and reported as the random floor (valuesim.score.metrics.random_floor); this program
     exists to run the floor like any other program."""
 
     reads = ()

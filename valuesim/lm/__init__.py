@@ -1,7 +1,7 @@
 """The one place that builds language models.
 
 `build_lm("gemma")` / `build_lm("smollm2")` / `build_lm("path/to/model.gguf")` run a GGUF model in-process through
-llama.cpp (`LlamaCppEngine` in valuesim/engine.py, plugged into DSPy 3.4's engine hook); any other string is a
+llama.cpp (`LlamaCppEngine` in valuesim/lm/engine.py, plugged into DSPy 3.4's engine hook); any other string is a
 LiteLLM model string (`build_lm("openai/gpt-4o-mini")`, `build_lm("ollama_chat/qwen3",
 api_base="http://localhost:11434")`).
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from typing import Any
 import dspy
 
 from valuesim import config
-from valuesim.engine import (  # noqa: F401  (re-exported; LM states saved before the split name valuesim.lm:LlamaCppEngine)
+from valuesim.errors import ValueSimError
+from valuesim.lm import engine as _engine
+from valuesim.lm.engine import (  # noqa: F401  (re-exported; LM states saved before the split name valuesim.lm:LlamaCppEngine)
     DEFAULT_MAX_TOKENS,
     DEFAULT_N_CTX,
     DEFAULT_SEED,
@@ -30,7 +33,10 @@ from valuesim.engine import (  # noqa: F401  (re-exported; LM states saved befor
     LlamaCppEngine,
     bound_strings,
 )
-from valuesim.errors import ValueSimError
+
+# LM states saved while the engine was valuesim/engine.py name "valuesim.engine:LlamaCppEngine"; DSPy imports that
+# module name to load them
+sys.modules.setdefault("valuesim.engine", _engine)
 
 
 def valuesim_home() -> Path:
@@ -168,7 +174,7 @@ def build_lm(
     if api_base is not None:
         raise ValueSimError(f"api_base is for LiteLLM models; {model!r} runs in-process, so drop api_base.")
     if model == "dummy":  # --lm dummy: the first option, no model (a dry run of the harness)
-        from valuesim.lm_dummy import dummy_lm
+        from valuesim.lm.dummy import dummy_lm
 
         return dummy_lm(temperature, max_tokens)
     path = resolve_model(model)

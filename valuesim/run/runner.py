@@ -1,5 +1,5 @@
 """Wires the stages: benchmark -> program -> predictions -> metrics -> MLflow. The CLI calls these (and
-valuesim/bench.py, which runs many of them side by side).
+valuesim/run/bench.py, which runs many of them side by side).
 
 Every evaluate and compile is an MLflow run (experiments "valuesim-evaluate" and "valuesim-compile") and keeps
 its predictions in a run folder (runs/<name>/predictions.sqlite), so an interrupted run resumes.
@@ -26,13 +26,13 @@ from valuesim import config, files, tracking
 from valuesim.data.benchmark import Benchmark
 from valuesim.data.benchmark import items as benchmark_items
 from valuesim.errors import ValueSimError
-from valuesim.evaluate import EvalResult, evaluate, evaluate_batch
 from valuesim.programs import PROGRAMS, STATISTICAL
 from valuesim.programs.saved import load_program, resolve_uri, save_program
 from valuesim.programs.statistical import country_majorities
-from valuesim.results import country_floor
-from valuesim.run_folder import claim
-from valuesim.stats import paired_difference
+from valuesim.run.folder import claim
+from valuesim.run.predict import EvalResult, evaluate, evaluate_batch
+from valuesim.score.results import country_floor
+from valuesim.score.stats import paired_difference
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -87,7 +87,7 @@ def run_lm(model: str, api_base: str | None = None, cache: bool = True, timeout:
 
 @functools.cache
 def check_engine_once(path: Path) -> None:
-    from valuesim.lm_check import check_engine
+    from valuesim.lm.check import check_engine
 
     check_engine(path)
 
@@ -206,7 +206,7 @@ def params_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
 
 
 def identity_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
-    """What makes two runs the same run (see valuesim/run_folder.py): not threads, cache or where the LM is served."""
+    """What makes two runs the same run (see valuesim/run/folder.py): not threads, cache or where the LM is served."""
     from importlib.metadata import version
 
     return {
@@ -284,10 +284,10 @@ def read_finished(setup: Setup, bench: Benchmark, run_dir: Path, items: list[dic
     an LM or logging to MLflow (a bench rerun reuses its finished cells so). None when the folder lacks a
     prediction of the selection, or holds a failed one `run_evaluate` would retry; a folder of another run is
     refused as `run_evaluate` refuses it."""
-    from valuesim.evaluate import example_key, open_store
     from valuesim.lm import lm_info
-    from valuesim.metrics import breakdown
-    from valuesim.results import cost_summary, only_keys, predictions_table_of, score
+    from valuesim.run.predict import example_key, open_store
+    from valuesim.score.metrics import breakdown
+    from valuesim.score.results import cost_summary, only_keys, predictions_table_of, score
 
     run_dir = Path(run_dir)
     if not (run_dir / "predictions.sqlite").exists():

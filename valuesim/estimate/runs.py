@@ -257,7 +257,7 @@ def estimate(
     any LM call. Programs that need no LM cost nothing. Returns one JSON-able dict: per program x fold x history
     the calls, prompt tokens, completion bound and dollars, and their totals."""
     from valuesim.programs import STATISTICAL
-    from valuesim.runner import build_program
+    from valuesim.run.runner import build_program
 
     count = Counter(model, tokenize_url)
     p = price(model)
@@ -292,7 +292,7 @@ def recorded(store: Path) -> dict:
     when a call had no price). Opened read-only: comparing never changes a run."""
     import pandas as pd
 
-    from valuesim.results import dollars_of
+    from valuesim.score.results import dollars_of
 
     try:
         with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:

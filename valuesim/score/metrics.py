@@ -17,7 +17,7 @@ simulated population answer like the real population, even where individuals are
 Per-country items (Q223 parties, Q290 ethnic groups: option 1 is a different party in each country) are compared
 within each country, never pooled. Averages: mean over questions; a question split by country is first the
 mean over its countries weighted by their number of answers; undefined values (NaN) are left out.
-summarize reports them as wasserstein, jsd and kendall_tau. Uncertainty for all of these: valuesim/stats.py.
+summarize reports them as wasserstein, jsd and kendall_tau. Uncertainty for all of these: valuesim/score/stats.py.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from valuesim.data.catalog import COUNTRY_SPECIFIC
 def summarize(preds: pd.DataFrame) -> dict:
     """All headline metrics as one flat dict: n, invalid, accuracy, macro_accuracy, within_one, nmae (in [0, 1]),
     the population metrics wasserstein and jsd (in [0, 1], 0 = same distributions) and kendall_tau (in [-1, 1],
-    1 = options ranked alike), persons, questions. Their 95% intervals: valuesim.stats.bootstrap_ci."""
+    1 = options ranked alike), persons, questions. Their 95% intervals: valuesim.score.stats.bootstrap_ci."""
     if preds.empty:
         return {"n": 0, "invalid": 0}
     p = _derived(preds)

@@ -1,5 +1,5 @@
 """A run's stored predictions -> the predictions table, the metrics with their 95% CIs over persons, and what the
-predictions cost. Both paths of valuesim.evaluate (thread pool, batches) score through here, and the estimate's
+predictions cost. Both paths of valuesim.run.predict (thread pool, batches) score through here, and the estimate's
 comparison with a finished run reads its dollars (`dollars_of`).
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from valuesim.metrics import normalized_accuracy, random_floor, summarize
-from valuesim.stats import N_RESAMPLES, bootstrap_ci
+from valuesim.score.metrics import normalized_accuracy, random_floor, summarize
+from valuesim.score.stats import N_RESAMPLES, bootstrap_ci
 
 
 def only_keys(stored: pd.DataFrame, keys: set[str]) -> pd.DataFrame:

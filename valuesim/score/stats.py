@@ -5,14 +5,14 @@ reads well is read well on most items). Treating 63k answers as 63k independent 
 narrow. Every interval here therefore resamples *persons* with replacement and keeps all of a drawn person's rows
 (a cluster bootstrap); every test flips the sign of whole persons.
 
-API (predictions tables as in valuesim/metrics.py: person_id, question, ordinal, n_options, gold_pos, pred_pos):
+API (predictions tables as in valuesim/score/metrics.py: person_id, question, ordinal, n_options, gold_pos, pred_pos):
 
     bootstrap_ci(preds, metrics=METRICS, n_resamples=1000, seed=0, level=0.95) -> {"accuracy": (lo, hi), ...}
     paired_difference(a, b, metric="accuracy", n_resamples=1000, seed=0, level=0.95)
         -> {"difference", "ci_low", "ci_high", "p_value", "n_persons", "n_items"}
     format_ci(0.6031, 0.597, 0.6094) -> "0.603 [0.597, 0.609]"
 
-Metrics (METRICS), each the same statistic `valuesim.metrics.summarize` reports, recomputed in every resample:
+Metrics (METRICS), each the same statistic `valuesim.score.metrics.summarize` reports, recomputed in every resample:
     accuracy        correct answers / answered items (invalid predictions are wrong)
     macro_accuracy  mean over questions of each question's accuracy (questions drawn in the resample)
     within_one      correct or one scale step off on ordinal items; exact on nominal ones
@@ -34,7 +34,7 @@ Method and choices:
   as the observed one (two-sided; exact enumeration of all 2^persons patterns when that is at most n_resamples,
   otherwise n_resamples random patterns with the (1 + hits) / (1 + n_resamples) correction). No normality is
   assumed, and it stays valid for a handful of persons.
-- The population metrics (wasserstein, jsd, kendall_tau of valuesim.metrics) get no interval here: a resample
+- The population metrics (wasserstein, jsd, kendall_tau of valuesim.score.metrics) get no interval here: a resample
   repeats persons, so its answer histograms are noisier than the sample's and a distance between them is biased
   upward; on a 63k-row table the resampled Wasserstein distances lay entirely above the estimate (0.042-0.047 vs
   0.032). Asking for them is an error rather than a misleading interval.
@@ -47,7 +47,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from valuesim.metrics import POPULATION_METRICS, _item_scores
+from valuesim.score.metrics import POPULATION_METRICS, _item_scores
 
 METRICS = ("accuracy", "macro_accuracy", "within_one", "nmae")
 LEVEL = 0.95
@@ -66,7 +66,7 @@ def bootstrap_ci(
     """Percentile interval of each metric from a cluster bootstrap over persons (all of a person's rows together).
 
     Returns {metric: (low, high)}; metrics without items, and all metrics when there are fewer than 2 persons,
-    are left out. The point estimates are `valuesim.metrics.summarize(preds)`.
+    are left out. The point estimates are `valuesim.score.metrics.summarize(preds)`.
     """
     _check(metrics, n_resamples, level)
     if preds.empty:
