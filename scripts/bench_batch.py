@@ -20,14 +20,16 @@ from pathlib import Path
 import pandas as pd
 
 from valuesim.data.benchmark import Benchmark, items
-from valuesim.programs import PROGRAMS, STATISTICAL
+from valuesim.programs import PROGRAMS, needs_lm
 from valuesim.run.predict import evaluate_batch
+
+NO_LM = [name for name in PROGRAMS if not needs_lm(name)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="a built benchmark folder (valuesim data build --out)")
-    parser.add_argument("--programs", default=",".join(sorted(STATISTICAL, key=list(PROGRAMS).index)))
+    parser.add_argument("--programs", default=",".join(NO_LM))
     parser.add_argument("--history", default="0,58,116,174,232")
     parser.add_argument("--persons", type=int, default=None, help="country-stratified sample (default: all)")
     parser.add_argument("--questions", type=int, default=None, help="first M held-out questions per person")
@@ -41,9 +43,9 @@ def main() -> None:
 
     bench = Benchmark(args.data)
     programs = args.programs.split(",")
-    unknown = [p for p in programs if p not in STATISTICAL]
+    unknown = [p for p in programs if p not in NO_LM]
     if unknown:
-        parser.error(f"not a program that needs no LM: {', '.join(unknown)} (choose from {sorted(STATISTICAL)})")
+        parser.error(f"not a program that needs no LM: {', '.join(unknown)} (choose from {NO_LM})")
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-batch-"))
     rows, nan = [], float("nan")
     start = time.perf_counter()

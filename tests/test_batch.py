@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 from valuesim.data.benchmark import Benchmark, items
-from valuesim.programs import PROGRAMS, STATISTICAL
+from valuesim.programs import PROGRAMS, needs_lm
 from valuesim.run.predict import BATCH_INPUTS, RunStopped, evaluate, evaluate_batch
 from valuesim.run.store import RunStore
+
+NO_LM = [name for name in PROGRAMS if not needs_lm(name)]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def bench(bench_small: Path) -> Benchmark:
 @pytest.fixture(scope="module")
 def fitted(bench: Benchmark) -> dict:
     """Each program fitted once for the module (ml fits a model per question)."""
-    return {name: PROGRAMS[name].from_benchmark(bench) for name in sorted(STATISTICAL)}
+    return {name: PROGRAMS[name].from_benchmark(bench) for name in NO_LM}
 
 
 def stored_rows(run_dir: Path) -> list[tuple]:
@@ -34,7 +36,7 @@ def stored_rows(run_dir: Path) -> list[tuple]:
         ).fetchall()
 
 
-@pytest.mark.parametrize("name", sorted(STATISTICAL))
+@pytest.mark.parametrize("name", NO_LM)
 @pytest.mark.parametrize("history", [0, 58])
 def test_batch_and_per_item_paths_are_identical(
     bench: Benchmark, fitted: dict, name: str, history: int, tmp_path: Path
@@ -59,7 +61,7 @@ def test_batch_and_per_item_paths_are_identical(
     pd.testing.assert_frame_equal(batch.by_category, per_item.by_category)
 
 
-@pytest.mark.parametrize("name", sorted(STATISTICAL))
+@pytest.mark.parametrize("name", NO_LM)
 def test_one_item_alone_or_in_a_batch(bench: Benchmark, fitted: dict, name: str) -> None:
     """An item's answer does not depend on what else is in the batch (order, other persons)."""
     program = fitted[name]

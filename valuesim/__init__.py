@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from valuesim import config  # noqa: F401  (sets LiteLLM's environment before anything imports DSPy or LiteLLM)
+
 __all__ = ["load"]
 
 

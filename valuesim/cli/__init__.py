@@ -8,17 +8,11 @@ one of the modules, registered here.
 
 from __future__ import annotations
 
-import os
-
 import typer
 
-# LiteLLM fetches its price table from the internet at import unless told to use the copy it ships; prices then work
-# offline (and on clusters without network) and the "Failed to fetch remote model cost map" lines go away.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-from valuesim.cli import bench, estimate, run, ui  # noqa: E402
-from valuesim.cli.data import data_app  # noqa: E402
-from valuesim.cli.options import fail, handled, parse_settings  # noqa: E402
+from valuesim.cli import bench, estimate, run, ui
+from valuesim.cli.data import data_app
+from valuesim.cli.options import fail, handled, parse_settings
 
 app = typer.Typer(
     help="Simulate how one person answers value questions (WVS-7), with DSPy programs.",

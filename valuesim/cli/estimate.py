@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
+from valuesim import config
 from valuesim.cli.options import (
     LM,
     ApiBase,
@@ -72,7 +73,7 @@ def estimate(
     split: Split = "dev",
     protocol: Protocol = "values",
     data: Data = None,
-    lm: LM = "gemma",
+    lm: LM = config.DEFAULT_LM,
     api_base: ApiBase = None,
     optimizer: Annotated[
         Literal["bootstrap", "random-search", "mipro", "gepa"] | None,

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
+from valuesim import config
 from valuesim.cli.options import (
     LM,
     LM_PROGRAM_NAMES,
@@ -46,16 +47,16 @@ def evaluate(
     protocol: Protocol = "values",
     persons: Persons = None,
     questions: Questions = None,
-    lm: LM = "gemma",
+    lm: LM = config.DEFAULT_LM,
     api_base: ApiBase = None,
     threads: Threads = 1,
-    timeout: Timeout = 120.0,
+    timeout: Timeout = config.TIMEOUT,
     run_dir: RunDir = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir, skipping finished predictions")] = False,
     keep_failed: Annotated[
         bool, typer.Option("--keep-failed", help="On --resume, keep failed predictions instead of retrying them")
     ] = False,
-    resamples: Resamples = 1000,
+    resamples: Resamples = config.RESAMPLES,
     seed: Seed = 0,
     settings: Settings = None,
     as_json: AsJson = False,
@@ -133,17 +134,17 @@ def compile_cmd(
     fold: Fold = 1,
     history: History = 232,
     protocol: Protocol = "values",
-    lm: LM = "gemma",
+    lm: LM = config.DEFAULT_LM,
     reflection_lm: Annotated[
         str | None,
         typer.Option(help="LM that writes new instructions (GEPA's reflection, MIPROv2's proposer) [default: --lm]"),
     ] = None,
     api_base: ApiBase = None,
     threads: Threads = 1,
-    timeout: Timeout = 120.0,
+    timeout: Timeout = config.TIMEOUT,
     seed: Seed = 0,
     run_dir: RunDir = None,
-    resamples: Resamples = 1000,
+    resamples: Resamples = config.RESAMPLES,
     settings: Settings = None,
     as_json: AsJson = False,
 ) -> None:
@@ -203,9 +204,9 @@ def simulate(
     question: Annotated[str, typer.Option(help="Question code to answer, e.g. Q164")],
     program: Program = "valuesim",
     data: Data = None,
-    lm: LM = "gemma",
+    lm: LM = config.DEFAULT_LM,
     api_base: ApiBase = None,
-    timeout: Timeout = 120.0,
+    timeout: Timeout = config.TIMEOUT,
     as_json: AsJson = False,
 ) -> None:
     """Simulate one person's answer to one question: backstory, each module's view, the final answer.
@@ -217,7 +218,7 @@ def simulate(
     """
     from valuesim.data.benchmark import make_example
     from valuesim.data.person import load_person
-    from valuesim.programs import STATISTICAL
+    from valuesim.programs import needs_lm
     from valuesim.run.runner import build_program, configure_lm
 
     with handled(as_json):
@@ -230,7 +231,7 @@ def simulate(
         who = load_person(person, catalog)
         example = make_example(catalog, who, question)
         prog, name, _ = build_program(program, bench)
-        lm_info = {} if name in STATISTICAL else configure_lm(lm, api_base, timeout=timeout)
+        lm_info = configure_lm(lm, api_base, timeout=timeout) if needs_lm(name) else {}
         try:
             pred = prog(**example.inputs())
         except Exception as e:  # noqa: BLE001 - an LM fault (unparseable output, server error) is one line

@@ -97,7 +97,7 @@ def ui(
 
     check_port(host, port)
     setup_tracking()  # creates the store (and its schema) if no run was logged yet
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # no network: LiteLLM's bundled price table
+    env = dict(os.environ)  # with config's LITELLM_LOCAL_MODEL_COST_MAP: no network for LiteLLM's price table
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", host]
     cmd += ["--port", str(port)]
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import threading
 import typing
@@ -125,7 +124,6 @@ def render(program: dspy.Module, examples: Iterable[dspy.Example], max_tokens: i
 
 
 def _litellm() -> ModuleType:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the shipped price table, no download
     import litellm
 
     return litellm
@@ -256,7 +254,7 @@ def estimate(
     """What `evaluate` (one program, fold and history) or `bench` (all of them) would cost on `model`, before
     any LM call. Programs that need no LM cost nothing. Returns one JSON-able dict: per program x fold x history
     the calls, prompt tokens, completion bound and dollars, and their totals."""
-    from valuesim.programs import STATISTICAL
+    from valuesim.programs import needs_lm
     from valuesim.run.runner import build_program
 
     count = Counter(model, tokenize_url)
@@ -266,7 +264,7 @@ def estimate(
         for history in histories:
             examples = None
             for name in programs:
-                if name in STATISTICAL:
+                if not needs_lm(name):
                     rows.append({"program": name, "fold": fold, "history": history, "lm_calls": 0, "prompt_tokens": 0,
                                  "completion_tokens_max": 0, "usd_max": 0.0, "modules": {}})  # fmt: skip
                     continue

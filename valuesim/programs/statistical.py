@@ -73,6 +73,7 @@ class Tallies:
 
 
 class _Fitted(dspy.Module):
+    needs_lm = False  # fitted on training respondents; runs through the batch path (predict_batch)
     """Shared plumbing: the training table, majorities by country and overall, the per-item `forward`.
 
     `reads` names the known answers a program looks at (None: any of them), so a bench can see that two history

@@ -17,7 +17,7 @@ from valuesim import files, tracking
 from valuesim.data.benchmark import Benchmark
 from valuesim.data.benchmark import items as benchmark_items
 from valuesim.errors import ValueSimError
-from valuesim.programs import PROGRAMS, STATISTICAL
+from valuesim.programs import PROGRAMS, needs_lm
 from valuesim.run.folder import _locked
 from valuesim.run.predict import EvalResult
 from valuesim.run.runner import Setup, params_of, read_finished, run_evaluate, sample_params
@@ -96,7 +96,7 @@ def _run_bench(
         "protocol": setup.protocol,
         "split": setup.split,
         # the LM only when a program uses one: a bench of statistical programs ran no LM
-        "lm": setup.lm if any(p not in STATISTICAL for p in programs) else None,
+        "lm": setup.lm if any(needs_lm(p) for p in programs) else None,
         "dataset": bench.fingerprint,
     }
     params = {k: v for k, v in params.items() if v is not None}
@@ -123,7 +123,7 @@ def _run_bench(
                 for program in programs:
                     cell = Setup(**{**setup.__dict__, "program": program, "fold": fold, "history": history})
                     t0 = time.perf_counter()
-                    items = items_of(fold, history) if program in STATISTICAL else None
+                    items = items_of(fold, history) if not needs_lm(program) else None
                     reads = getattr(PROGRAMS.get(program), "reads", None)
                     inputs = None if items is None or reads is None else (fold, program, inputs_seen(items, reads))
                     key = f"f{fold}-h{history}-{program}"
@@ -236,7 +236,7 @@ def mark_superseded(old_run_id: str, new_run_id: str) -> None:
 
 def best_statistical(table: pd.DataFrame) -> str | None:
     """The statistical program with the highest mean accuracy in the bench (None when the bench has none)."""
-    stat = table[table["program"].isin(STATISTICAL)]
+    stat = table[~table["program"].map(needs_lm)]
     return None if stat.empty else str(stat.groupby("program")["accuracy"].mean().idxmax())
 
 

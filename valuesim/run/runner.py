@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import os
 import random
 import time
 import typing
@@ -26,15 +25,13 @@ from valuesim import config, files, tracking
 from valuesim.data.benchmark import Benchmark
 from valuesim.data.benchmark import items as benchmark_items
 from valuesim.errors import ValueSimError
-from valuesim.programs import PROGRAMS, STATISTICAL
+from valuesim.programs import PROGRAMS, needs_lm
 from valuesim.programs.saved import load_program, resolve_uri, save_program
 from valuesim.programs.statistical import country_majorities
 from valuesim.run.folder import claim
 from valuesim.run.predict import EvalResult, evaluate, evaluate_batch
 from valuesim.score.results import country_floor
 from valuesim.score.stats import paired_difference
-
-DEFAULT_TIMEOUT = 120.0
 
 
 @dataclass
@@ -48,18 +45,18 @@ class Setup:
     history: int = 232
     persons: int | None = None
     questions: int | None = None
-    lm: str = "gemma"
+    lm: str = config.DEFAULT_LM
     api_base: str | None = None
     threads: int = 1
     seed: int = 0
     cache: bool = True  # DSPy's LM cache; off to measure real cost
-    resamples: int = 1000  # bootstrap draws over persons for the 95% CIs (0: none)
+    resamples: int = config.RESAMPLES  # bootstrap draws over persons for the 95% CIs (0: none)
     retry_failed: bool = True  # a resumed run predicts failed items again
-    timeout: float = DEFAULT_TIMEOUT  # seconds per remote LM call before it is retried (then recorded as failed)
+    timeout: float = config.TIMEOUT  # seconds per remote LM call before it is retried (then recorded as failed)
     settings: dict = field(default_factory=dict)  # program settings (backstory_words, ...)
 
 
-def configure_lm(model: str, api_base: str | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT) -> dict:
+def configure_lm(model: str, api_base: str | None = None, cache: bool = True, timeout: float = config.TIMEOUT) -> dict:
     """Build the LM once and make it DSPy's default, with the options-constrained JSON adapter.
 
     Remote calls time out after `timeout` seconds and are retried 3 times (LiteLLM's exponential backoff, which
@@ -77,7 +74,7 @@ def configure_lm(model: str, api_base: str | None = None, cache: bool = True, ti
     return lm_info(lm)
 
 
-def run_lm(model: str, api_base: str | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT) -> dspy.LM:
+def run_lm(model: str, api_base: str | None = None, cache: bool = True, timeout: float = config.TIMEOUT) -> dspy.LM:
     """The LM a run calls, built but neither checked nor configured (its `lm_info` is part of the run's identity)."""
     from valuesim.lm import build_lm, is_embedded
 
@@ -246,10 +243,10 @@ def run_evaluate(
     `items`: the selection's `benchmark_items`, when the caller already has them (a bench shares them between
     the statistical programs of one history)."""
     program, name, _ = build_program(setup.program, bench, setup.settings)
-    lm = {} if name in STATISTICAL else configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout)
+    lm = configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout) if needs_lm(name) else {}
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup))
     selection = (setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions, setup.seed)
-    if name in STATISTICAL:  # no LM: plain items, predicted in batches
+    if not needs_lm(name):  # no LM: plain items, predicted in batches
         examples = items if items is not None else benchmark_items(bench, *selection)
         persons = [(i["person_id"], i["country"]) for i in examples]
     else:
@@ -260,10 +257,10 @@ def run_evaluate(
     params = params_of(setup, bench, name, lm) | {"run_dir": str(run_dir)} | sample_params(persons)
     identity = identity_of(setup, bench, name, lm)
     with claim(run_dir, identity), tracking.run(experiment, run_dir.name, params, nested=nested) as active:
-        if name in STATISTICAL:
+        if not needs_lm(name):
             # persons per stored batch: a killed run loses at most one batch (seconds of work), and each batch
-            # costs ml a fixed ~30 ms per question in sklearn (VALUESIM_BATCH_PERSONS, default 2048)
-            per_batch = int(os.environ.get("VALUESIM_BATCH_PERSONS", "2048"))
+            # costs ml a fixed ~30 ms per question in sklearn
+            per_batch = config.BATCH_PERSONS
             result = evaluate_batch(program, examples, bench.catalog, run_dir,
                                     setup.resamples, setup.seed, per_batch, setup.retry_failed, progress)  # fmt: skip
         else:
@@ -272,8 +269,8 @@ def run_evaluate(
                 setup.retry_failed,
             )  # fmt: skip
         result.metrics |= country_floor(result.predictions, country_majorities(bench, examples))
-        tracking.log_result(result, with_cost=name not in STATISTICAL)
-        if name not in STATISTICAL:
+        tracking.log_result(result, with_cost=needs_lm(name))
+        if needs_lm(name):
             tracking.log_prompts(program, examples[0])
         params["mlflow_run_id"] = active.info.run_id
     return result, params
@@ -293,10 +290,10 @@ def read_finished(setup: Setup, bench: Benchmark, run_dir: Path, items: list[dic
     if not (run_dir / "predictions.sqlite").exists():
         return None
     name = setup.program if setup.program in PROGRAMS else build_program(setup.program, bench, setup.settings)[1]
-    lm = {} if name in STATISTICAL else lm_info(run_lm(setup.lm, setup.api_base, setup.cache, setup.timeout))
+    lm = lm_info(run_lm(setup.lm, setup.api_base, setup.cache, setup.timeout)) if needs_lm(name) else {}
     selection = (setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions, setup.seed)
     examples: list[Any]
-    if name in STATISTICAL:
+    if not needs_lm(name):
         examples = items if items is not None else benchmark_items(bench, *selection)
         meta = [(f"{i['person_id']}|{i['question_code']}", i["country"], i["category"], i["ordinal"],
                  list(i["options"])) for i in examples]  # fmt: skip
@@ -333,7 +330,7 @@ def run_compile(
 
     from valuesim.optimize.compile import compile_program
 
-    if setup.program not in PROGRAMS or setup.program in STATISTICAL:
+    if setup.program not in PROGRAMS or not needs_lm(setup.program):
         raise ValueSimError(f"compile takes an LM program name, not {setup.program!r}")
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup, "compile"))
     check_settings(setup.program, setup.settings)

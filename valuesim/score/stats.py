@@ -47,11 +47,12 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from valuesim import config
 from valuesim.score.metrics import POPULATION_METRICS, _item_scores
 
 METRICS = ("accuracy", "macro_accuracy", "within_one", "nmae")
 LEVEL = 0.95
-N_RESAMPLES = 1000
+N_RESAMPLES = config.RESAMPLES
 # resample count matrices are built in blocks of at most this many cells (memory stays small for huge tables)
 _BLOCK_CELLS = 4_000_000
 
