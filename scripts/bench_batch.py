@@ -57,7 +57,7 @@ def main() -> None:
             t0 = time.perf_counter()
             program = PROGRAMS[name].from_benchmark(bench)
             result = evaluate_batch(
-                program, selected, bench.catalog, out / f"f{args.fold}-h{history}-{name}", resamples=args.resamples
+                program, selected, out / f"f{args.fold}-h{history}-{name}", resamples=args.resamples
             )
             m = result.metrics
             rows.append(

@@ -31,8 +31,8 @@ def make_runs(home: Path) -> None:
     os.environ["VALUESIM_HOME"] = str(home)
     from helpers import ScriptedLM, use  # the tests' scripted DummyLM
 
-    from valuesim import bench as bench_runs
-    from valuesim import runner
+    from valuesim.run import bench as bench_runs
+    from valuesim.run import runner
     from valuesim.data.benchmark import Benchmark, build
     from valuesim.data.synthetic import write_synthetic_wvs
 

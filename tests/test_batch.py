@@ -46,9 +46,9 @@ def test_batch_and_per_item_paths_are_identical(
     History 0 is the tie-heavy case (kNN similarities then depend on demographics and country only)."""
     program = fitted[name]
     selection = ("values", "dev", 1, history, 12, 10)
-    batch = evaluate_batch(program, items(bench, *selection), bench.catalog, tmp_path / "batch", resamples=50)
+    batch = evaluate_batch(program, items(bench, *selection), tmp_path / "batch", resamples=50)
     examples = bench.examples(*selection)
-    per_item = evaluate(program, examples, bench.catalog, tmp_path / "item", progress=False, resamples=50)
+    per_item = evaluate(program, examples, tmp_path / "item", progress=False, resamples=50)
     assert len(batch.predictions) == len(examples) > 50
     answers = dict(zip(batch.predictions["key"], batch.predictions["answer"], strict=True))
     assert answers == dict(zip(per_item.predictions["key"], per_item.predictions["answer"], strict=True))
@@ -79,7 +79,7 @@ def test_batch_programs_never_see_the_gold_answer(bench: Benchmark, tmp_path: Pa
             seen.extend(inputs)
             return super().predict_batch(inputs)
 
-    evaluate_batch(Spy.from_benchmark(bench), items(bench, "values", "dev", 1, 0, 3, 4), bench.catalog, tmp_path)
+    evaluate_batch(Spy.from_benchmark(bench), items(bench, "values", "dev", 1, 0, 3, 4), tmp_path)
     assert seen and all(set(i) == set(BATCH_INPUTS) for i in seen)
 
 
@@ -93,9 +93,9 @@ def test_batches_of_persons_one_transaction_each_and_resume(bench: Benchmark, tm
 
     program = Counting.from_benchmark(bench)
     selected = items(bench, "values", "dev", 1, 58, 7, 5)
-    first = evaluate_batch(program, selected[:20], bench.catalog, tmp_path, resamples=0, batch_persons=2)
+    first = evaluate_batch(program, selected[:20], tmp_path, resamples=0, batch_persons=2)
     assert [len(c) for c in calls] == [2, 2]  # 20 items = 4 persons of 5 questions, 2 persons per call
-    again = evaluate_batch(program, selected, bench.catalog, tmp_path, resamples=0, batch_persons=2)
+    again = evaluate_batch(program, selected, tmp_path, resamples=0, batch_persons=2)
     assert len(calls) == 4  # only the 3 persons not stored yet: 2 + 1
     assert again.metrics["n"] == len(selected) and first.metrics["n"] == 20
     store = RunStore(tmp_path)
@@ -109,6 +109,6 @@ def test_a_failing_program_stops_with_its_items_stored_as_failed(bench: Benchmar
             raise RuntimeError("boom")
 
     with pytest.raises(RunStopped, match="boom"):
-        evaluate_batch(Broken.from_benchmark(bench), items(bench, "values", "dev", 1, 0, 3, 4), bench.catalog, tmp_path)
+        evaluate_batch(Broken.from_benchmark(bench), items(bench, "values", "dev", 1, 0, 3, 4), tmp_path)
     rows = stored_rows(tmp_path)
     assert rows and {r[5] for r in rows} == {"failed"} and "RuntimeError: boom" in rows[0][6]

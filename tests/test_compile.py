@@ -289,7 +289,7 @@ def compile_run(bench_small: Path, tmp_path_factory: pytest.TempPathFactory):
     """One `run_compile` of ValueSim with bootstrap on the small benchmark, in its own VALUESIM_HOME."""
     import mlflow.dspy.save
 
-    from valuesim import runner
+    from valuesim.run import runner
     from valuesim.data.benchmark import Benchmark
 
     home = tmp_path_factory.mktemp("compile-home")

@@ -79,7 +79,7 @@ def examples(persons: int, questions: int) -> list[dspy.Example]:
 
 def test_threads_keep_n_calls_in_flight(catalog, tmp_path: Path) -> None:
     _, engine = gated_lm(gate=8)
-    result = evaluate(PROGRAMS["demographics"](), examples(16, 3), catalog, tmp_path, threads=8, progress=False,
+    result = evaluate(PROGRAMS["demographics"](), examples(16, 3), tmp_path, threads=8, progress=False,
                       resamples=0)  # fmt: skip
     assert engine.max_in_flight == 8  # reached, and never more than --threads
     assert result.metrics["n"] == 48 and result.metrics["failed"] == 0 and engine.calls == 48
@@ -90,7 +90,7 @@ def test_one_backstory_per_person_and_persons_do_not_wait_for_each_other(catalog
     persons' backstories; no backstory is written twice (handing a person's 3 questions to 3 threads at once
     used to write it 3 times)."""
     _, engine = gated_lm(gate=4)
-    result = evaluate(PROGRAMS["valuesim"](), examples(4, 3), catalog, tmp_path, threads=4, progress=False,
+    result = evaluate(PROGRAMS["valuesim"](), examples(4, 3), tmp_path, threads=4, progress=False,
                       resamples=0)  # fmt: skip
     assert result.metrics["n"] == 12 and result.metrics["failed"] == 0
     assert sorted(engine.at_opening) == [f"backstory:PERSON-{p}" for p in range(4)]
@@ -126,7 +126,7 @@ def test_person_queue_hands_out_every_item_once_first_items_first() -> None:
 def test_fewer_persons_than_threads_still_finish(catalog, tmp_path: Path, threads: int) -> None:
     """One person, several threads: the first item runs alone, then the rest together (no deadlock, no loss)."""
     _, engine = gated_lm(gate=1)
-    result = evaluate(PROGRAMS["valuesim"](), examples(1, 4), catalog, tmp_path, threads=threads, progress=False,
+    result = evaluate(PROGRAMS["valuesim"](), examples(1, 4), tmp_path, threads=threads, progress=False,
                       resamples=0)  # fmt: skip
     assert result.metrics["n"] == 4 and result.metrics["failed"] == 0
     assert engine.backstories == ["PERSON-0"] and engine.max_in_flight <= threads

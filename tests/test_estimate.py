@@ -14,7 +14,6 @@ from pathlib import Path
 import dspy
 import pytest
 from helpers import IMPORTANCE, YES_NO, ScriptedLM, make_ex, use, views_reply
-from test_programs import tiny_catalog
 from typer.testing import CliRunner
 
 from valuesim.cli import app
@@ -162,7 +161,7 @@ def test_a_run_records_dollars_and_cached_tokens(stub: str, tmp_path: Path) -> N
     per_call = dollars(price(GPT), 1000, 10, 768)
     use(build_lm(GPT, api_base=stub, cache=True))
     examples = [make_ex("Q1", person_id="a"), make_ex("Q2", person_id="b")]
-    result = evaluate(Demographics(), examples, tiny_catalog(), tmp_path / "run", progress=False, resamples=0)
+    result = evaluate(Demographics(), examples, tmp_path / "run", progress=False, resamples=0)
     with sqlite3.connect(tmp_path / "run" / "predictions.sqlite") as db:
         rows = db.execute("SELECT lm_calls, prompt_tokens, cached_tokens, cost_usd FROM predictions").fetchall()
     assert [r[:3] for r in rows] == [(1, 1000, 768)] * 2
@@ -172,14 +171,14 @@ def test_a_run_records_dollars_and_cached_tokens(stub: str, tmp_path: Path) -> N
     assert m["usd_per_1000_preds"] == pytest.approx(1000 * per_call)
 
     sent = Stub.requests
-    again = evaluate(Demographics(), examples, tiny_catalog(), tmp_path / "again", progress=False, resamples=0)
+    again = evaluate(Demographics(), examples, tmp_path / "again", progress=False, resamples=0)
     assert Stub.requests == sent  # DSPy's LM cache answered: nothing billed
     assert again.metrics["usd_total"] == 0 and again.metrics["prompt_tokens_per_pred"] == 0
 
 
 def test_unpriced_calls_and_older_stores_have_no_dollars(tmp_path: Path) -> None:
     scripted()  # DummyLM responses carry no price
-    result = evaluate(FullInfo(), [make_ex("Q1")], tiny_catalog(), tmp_path / "run", progress=False, resamples=0)
+    result = evaluate(FullInfo(), [make_ex("Q1")], tmp_path / "run", progress=False, resamples=0)
     assert result.metrics["usd_total"] is None and result.metrics["lm_calls_per_pred"] == 1
 
     old = tmp_path / "old"

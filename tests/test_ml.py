@@ -26,7 +26,7 @@ def inputs(selected: list[dict]) -> list[dict]:
 
 def test_random_floor_is_the_mean_of_one_over_options(bench: Benchmark, tmp_path: Path) -> None:
     selected = items(bench, "values", "dev", 1, 58, 20, None)
-    result = evaluate_batch(PROGRAMS["random"].from_benchmark(bench), selected, bench.catalog, tmp_path, resamples=0)
+    result = evaluate_batch(PROGRAMS["random"].from_benchmark(bench), selected, tmp_path, resamples=0)
     scored = [i for i in selected if i["answer"] in i["options"]]  # gold answers on the scale
     expected = np.mean([1 / len(i["options"]) for i in scored])
     assert result.metrics["random_accuracy"] == pytest.approx(expected, rel=1e-12)

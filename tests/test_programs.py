@@ -385,7 +385,7 @@ def test_statistical_program_through_evaluate(cls, tmp_path: Path) -> None:
     examples = tiny_examples()
     run_dir = tmp_path / "run"
 
-    result = evaluate(program, examples, catalog, run_dir, progress=False)
+    result = evaluate(program, examples, run_dir, progress=False)
     assert program.calls == len(examples)
     m = result.metrics
     assert m["n"] == 4 and m["persons"] == 2 and m["questions"] == 2 and m["failed"] == 0 and m["invalid"] == 0
@@ -404,19 +404,19 @@ def test_statistical_program_through_evaluate(cls, tmp_path: Path) -> None:
     assert [r[0] for r in rows] == ["jp|Q1", "jp|Q2", "us|Q1", "us|Q2"]
     assert {r[1] for r in rows} == {"ok"}
 
-    again = evaluate(program, examples, catalog, run_dir, progress=False)
+    again = evaluate(program, examples, run_dir, progress=False)
     assert program.calls == len(examples)  # resumed: nothing predicted twice
     assert again.metrics == m
 
     more = [*examples, make_ex("Q1", "1", person_id="jp2", country="JPN", known={"Q260": 2}, options=IMPORTANCE)]
-    evaluate(program, more, catalog, run_dir, progress=False)
+    evaluate(program, more, run_dir, progress=False)
     assert program.calls == len(examples) + 1  # only the new example
 
 
 def test_evaluate_records_an_invalid_lm_answer_as_failed(tmp_path: Path) -> None:
     use(ScriptedLM({"from_profile": {"answer": "9"}}))
     examples = [make_ex("Q1", "1", person_id="x")]
-    result = evaluate(FullInfo(), examples, tiny_catalog(), tmp_path / "run", progress=False)
+    result = evaluate(FullInfo(), examples, tmp_path / "run", progress=False)
     row = result.predictions.iloc[0]
     assert row["status"] == "failed" and row["answer"] is None and "AdapterParseError" in row["error"]
     assert result.metrics["accuracy"] == 0.0 and result.metrics["failed"] == 1

@@ -113,7 +113,7 @@ def test_answers_carry_signal(folders, tmp_path: Path) -> None:
     acc = {}
     for name in ("majority", "knn"):
         program = PROGRAMS[name].from_benchmark(bench)
-        acc[name] = evaluate(program, examples, bench.catalog, tmp_path / name, progress=False).metrics["accuracy"]
+        acc[name] = evaluate(program, examples, tmp_path / name, progress=False).metrics["accuracy"]
     assert acc["knn"] > acc["majority"] + 0.03, acc
 
 

@@ -68,6 +68,77 @@ def setup_tracking(experiment: str | None = None) -> ModuleType:
     return mlflow
 
 
+@contextmanager
+def parent_run(experiment: str, name: str, run_id: str | None = None) -> Iterator[Any]:
+    """The bench's parent run: a new one, or the run `run_id` resumed (its children are the bench's cells)."""
+    mlflow = setup_tracking(experiment)
+    with mlflow.start_run(run_id=run_id, run_name=name) as active:
+        yield active
+
+
+def log_params(params: dict[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_params({k: str(v)[:500] for k, v in params.items() if v is not None})
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
+def log_folder(folder: Path, artifact_path: str) -> None:
+    """Every file under `folder`, as artifacts of the active run under `artifact_path`."""
+    import mlflow
+
+    mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+
+
+def finished_children(parent_run_id: str) -> set[str]:
+    """The ids of the parent's child runs that finished and were not deleted."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'"
+    ids: set[str] = set()
+    token = None
+    while True:
+        page = client.search_runs([experiment], query, max_results=1000, page_token=token)
+        ids |= {r.info.run_id for r in page}
+        token = page.token
+        if not token:
+            return ids
+
+
+def mark_superseded(old_run_id: str, new_run_id: str) -> None:
+    """Tag a cell's earlier child run with the run that logs the cell now (it is kept, not deleted)."""
+    import mlflow
+
+    mlflow.MlflowClient().set_tag(old_run_id, "valuesim.superseded_by", new_run_id)
+
+
+def log_metrics(metrics: dict, step: int | None = None) -> None:
+    """Numeric metrics of the active run (see clean_metrics)."""
+    import mlflow
+
+    mlflow.log_metrics(clean_metrics(metrics), step=step)
+
+
+@contextmanager
+def compile_autolog(experiment: str) -> Iterator[None]:
+    """DSPy autolog records the optimizer's program states while the block runs; off again afterwards (a failed
+    compile must not leave it on for the rest of the process), and the empty models it leaves PENDING deleted."""
+    mlflow = setup_tracking(experiment)
+    mlflow.dspy.autolog(log_compiles=True, log_evals=False, log_traces_from_compile=False)
+    try:
+        yield
+    finally:
+        mlflow.dspy.autolog(disable=True)
+        drop_pending_models(mlflow.get_experiment_by_name(experiment).experiment_id)
+
+
 def clean_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
     """Numeric metrics only, NaN dropped (MLflow rejects neither, but NaN charts are useless)."""
     out = {}
@@ -84,7 +155,7 @@ def run(
 ) -> Iterator[Any]:
     mlflow = setup_tracking(experiment)
     with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active:
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items() if v is not None})
+        log_params(params)
         yield active
 
 
@@ -131,9 +202,7 @@ def log_prompts(program: dspy.Module, example: dspy.Example) -> None:
 
 
 def log_program_folder(folder: Path) -> None:
-    import mlflow
-
-    mlflow.log_artifacts(str(folder), artifact_path="program")
+    log_folder(folder, "program")
 
 
 def log_dspy_model(program: dspy.Module) -> str | None:
@@ -147,6 +216,30 @@ def log_dspy_model(program: dspy.Module) -> str | None:
     except Exception as e:  # noqa: BLE001 - record why, keep the run
         mlflow.set_tag("dspy_flavor_error", f"{type(e).__name__}: {e}"[:500])
         return None
+
+
+def use_store() -> ModuleType:
+    """MLflow pointed at the project's store (valuesim.config.tracking_uri), where runs:/ and models:/ are found."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def download(uri: str) -> Path:
+    """A run's artifact (`runs:/<run_id>/<path>`) as a local path."""
+    return Path(use_store().artifacts.download_artifacts(artifact_uri=uri))
+
+
+def model_source_run(uri: str) -> str | None:
+    """The run that logged a `models:/` model (name/version, name@alias or a logged model's id), by MLflow's own
+    URI resolution; None for a model no run logged."""
+    return use_store().models.get_model_info(uri).run_id
+
+
+def load_dspy_model(uri: str) -> dspy.Module:
+    """A model logged with MLflow's dspy flavor, unpickled (runs code from the file: only for your own models)."""
+    return use_store().dspy.load_model(uri)
 
 
 def end_orphans(parent_run_id: str) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dspy
 
-from valuesim import config
+from valuesim import tracking
 from valuesim.errors import ValueSimError
 from valuesim.programs import PROGRAMS
 
@@ -72,55 +72,33 @@ def check_fields(program: dspy.Module, state: dict, state_file: Path) -> None:
             )
 
 
-def use_store() -> None:
-    """Point MLflow at the project's store (valuesim.config.tracking_uri), where runs:/ and models:/ are found."""
-    import mlflow
-
-    mlflow.set_tracking_uri(config.tracking_uri())
-
-
 def resolve_uri(uri: str) -> Path:
     """The local folder of a saved program: a folder as is; `runs:/<run_id>[/<path>]` downloads the run's `program/`
     (or <path>); `models:/<name>/<version>`, `models:/<name>@<alias>` and `models:/<model_id>` find the run that
-    logged the model and download its `program/`. Never unpickles: every form ends in DSPy's JSON state."""
+    logged the model (MLflow resolves the URI) and download its `program/`. Never unpickles: every form ends in
+    DSPy's JSON state."""
     if uri.startswith("models:/"):
-        return resolve_uri(f"runs:/{_source_run(uri)}")
+        try:
+            run_id = tracking.model_source_run(uri)
+        except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for an unknown model
+            raise ProgramLoadError(f"{uri}: no such model in the MLflow store ({first_line(e)})") from None
+        if not run_id:
+            raise ProgramLoadError(f"{uri}: the model was not logged by a run, so it has no saved program folder")
+        return resolve_uri(f"runs:/{run_id}")
     if uri.startswith("runs:/"):
-        import mlflow
-
-        use_store()
         run_id, _, sub = uri[len("runs:/") :].partition("/")
         try:
-            return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=sub or "program"))
+            return tracking.download(f"runs:/{run_id}/{sub or 'program'}")
         except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing run/artifact
-            raise ProgramLoadError(f"{uri}: cannot be downloaded from the MLflow store ({e})") from None
+            raise ProgramLoadError(f"{uri}: cannot be downloaded from the MLflow store ({first_line(e)})") from None
     path = Path(uri)
     if not path.exists():
         raise ProgramLoadError(f"{uri}: no such program (give a program name, a saved folder, runs:/ or models:/)")
     return path
 
 
-def _source_run(uri: str) -> str:
-    """The run id that logged a `models:/` model (registered name + version or alias, or a logged-model id)."""
-    import mlflow
-
-    use_store()
-    client = mlflow.MlflowClient()
-    ref = uri[len("models:/") :].strip("/")
-    try:
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            run_id = client.get_model_version_by_alias(name, alias).run_id
-        elif "/" in ref:
-            name, version = ref.split("/", 1)
-            run_id = client.get_model_version(name, version).run_id
-        else:
-            run_id = client.get_logged_model(ref).source_run_id
-    except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for an unknown model
-        raise ProgramLoadError(f"{uri}: no such model in the MLflow store ({str(e).splitlines()[0][:200]})") from None
-    if not run_id:
-        raise ProgramLoadError(f"{uri}: the model was not logged by a run, so it has no saved program folder")
-    return run_id
+def first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def load(uri: str, allow_pickle: bool = False) -> dspy.Module:
@@ -137,10 +115,7 @@ def load(uri: str, allow_pickle: bool = False) -> dspy.Module:
 
 def load_pickled(uri: str) -> dspy.Module:
     """A model logged with MLflow's dspy flavor, unpickled (runs code from the file: load only your own models)."""
-    import mlflow
-
-    use_store()
     try:
-        return mlflow.dspy.load_model(uri)
+        return tracking.load_dspy_model(uri)
     except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing or unreadable model
         raise ProgramLoadError(f"{uri}: cannot be loaded from the MLflow model registry ({e})") from None

@@ -3,6 +3,7 @@ tables with CIs and paired differences, the accuracy-by-history plot, one MLflow
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import re
@@ -86,7 +87,6 @@ def _run_bench(
     state = files.read_json(state_file) if state_file.exists() else {}
     if not isinstance(state, dict):
         raise ValueSimError(f"{state_file}: not a bench state (a JSON object); use another --out")
-    mlflow = tracking.setup_tracking("valuesim-bench")
     params = {
         "programs": ",".join(programs),
         "histories": ",".join(map(str, histories)),
@@ -100,28 +100,26 @@ def _run_bench(
         "dataset": bench.fingerprint,
     }
     params = {k: v for k, v in params.items() if v is not None}
-    sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)
+    sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)  # the same in every cell
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
     rows, preds = [], {}
-    items_of = functools.cache(  # one selection per fold and history, shared by the statistical programs
-        lambda fold, history: benchmark_items(
-            bench, setup.protocol, setup.split, fold, history, setup.persons, setup.questions, setup.seed
-        )
+    items_of = functools.cache(  # one selection per fold and history, shared by the programs without an LM
+        lambda fold, history: benchmark_items(bench, **setup.selection(fold=fold, history=history))
     )
     seen_inputs: dict = {}  # (fold, program, what it reads) -> (history, result) of the first history that had them
     if "parent_run_id" in state:  # a rerun: children of the earlier process that died mid-run are marked KILLED
         tracking.end_orphans(state["parent_run_id"])
-    with mlflow.start_run(run_id=state.get("parent_run_id"), run_name=out_dir.name) as parent:
+    with tracking.parent_run("valuesim-bench", out_dir.name, state.get("parent_run_id")) as parent:
         if "parent_run_id" not in state:
-            mlflow.log_params(params)
+            tracking.log_params(params)
             state["parent_run_id"] = parent.info.run_id
             files.write_json(state_file, state)
         cells: dict[str, str] = state.setdefault("cells", {})  # "f<fold>-h<history>-<program>" -> its child run
-        logged = finished_children(parent.info.run_id)
+        logged = tracking.finished_children(parent.info.run_id)
         for fold in folds:
             for history in histories:
                 for program in programs:
-                    cell = Setup(**{**setup.__dict__, "program": program, "fold": fold, "history": history})
+                    cell = dataclasses.replace(setup, program=program, fold=fold, history=history)
                     t0 = time.perf_counter()
                     items = items_of(fold, history) if not needs_lm(program) else None
                     reads = getattr(PROGRAMS.get(program), "reads", None)
@@ -153,7 +151,7 @@ def _run_bench(
                             seen_inputs[inputs] = (history, result)
                     if run_id is not None:  # computed (or logged) anew: record its child run
                         if kept:  # its predictions were gone or had failures to retry: the old run says so
-                            mark_superseded(cells[key], run_id)
+                            tracking.mark_superseded(cells[key], run_id)
                         cells[key] = run_id
                         files.write_json(state_file, state)
                     row = {
@@ -173,15 +171,15 @@ def _run_bench(
             paired_table(preds, reference, setup.resamples, setup.seed), on=["program", "fold", "history"], how="left"
         )
         if "reference" not in parent.data.params:
-            mlflow.log_param("reference", reference)
+            tracking.log_params({"reference": reference})
         # the latest comparison: a rerun may compare with another program, and MLflow keeps a parameter's first value
-        mlflow.set_tag("reference", str(reference))
+        tracking.set_tags({"reference": str(reference)})
         outputs = write_bench_outputs(table, out_dir)
-        mlflow.log_artifacts(str(out_dir / "report"), artifact_path="report")
+        tracking.log_folder(out_dir / "report", "report")
         # one curve per program, drawn by MLflow's own charts: accuracy at step = history size (mean over folds)
         for (program, history), acc in table.groupby(["program", "history"], sort=False)["accuracy"].mean().items():
             name = re.sub(r"[^\w\-. /]", "_", program)  # compiled programs are named runs:/<id>
-            mlflow.log_metric(f"accuracy_{name}", float(acc), step=int(history))
+            tracking.log_metrics({f"accuracy_{name}": float(acc)}, step=int(history))
     return {
         "table": table,
         "files": outputs,
@@ -208,30 +206,6 @@ def log_same_predictions(cell: Setup, bench: Benchmark, history: int, result: Ev
     with tracking.run("valuesim-bench", f"f{cell.fold}-h{cell.history}-{cell.program}", params, nested=True) as run:
         tracking.log_result(result, with_cost=False)
         return str(run.info.run_id)
-
-
-def finished_children(parent_run_id: str) -> set[str]:
-    """The ids of the parent's child runs that finished and were not deleted."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    experiment = client.get_run(parent_run_id).info.experiment_id
-    query = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'"
-    ids: set[str] = set()
-    token = None
-    while True:
-        page = client.search_runs([experiment], query, max_results=1000, page_token=token)
-        ids |= {r.info.run_id for r in page}
-        token = page.token
-        if not token:
-            return ids
-
-
-def mark_superseded(old_run_id: str, new_run_id: str) -> None:
-    """Tag a cell's earlier child run with the run that logs the cell now (it is kept, not deleted)."""
-    import mlflow
-
-    mlflow.MlflowClient().set_tag(old_run_id, "valuesim.superseded_by", new_run_id)
 
 
 def best_statistical(table: pd.DataFrame) -> str | None:

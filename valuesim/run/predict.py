@@ -31,7 +31,6 @@ from typing import Any
 import dspy
 import pandas as pd
 
-from valuesim.data.catalog import Catalog
 from valuesim.errors import ValueSimError
 from valuesim.progress import bars
 from valuesim.run.store import RunStore
@@ -47,8 +46,45 @@ class RunStopped(ValueSimError):
     """A run stopped early; the predictions stored so far are kept and --resume continues."""
 
 
-def example_key(ex: dspy.Example) -> str:
+def example_key(ex: dspy.Example | dict) -> str:
+    """A prediction's key in the store: person and question (a dspy.Example, or an item dict of the batch path)."""
+    if isinstance(ex, dict):
+        return f"{ex['person_id']}|{ex['question_code']}"
     return f"{ex.person_id}|{ex.question_code}"
+
+
+def meta_of(examples: list) -> list[tuple]:
+    """(key, country, category, ordinal, option codes) per example or item, what scoring joins to stored rows."""
+    get = (lambda ex, k: ex[k]) if examples and isinstance(examples[0], dict) else getattr
+    return [(example_key(ex), get(ex, "country"), get(ex, "category"), get(ex, "ordinal"), list(get(ex, "options")))
+            for ex in examples]  # fmt: skip
+
+
+def result_of(stored: pd.DataFrame, examples: list, resamples: int, seed: int) -> EvalResult:
+    """Score the stored rows of these examples: predictions table, metrics with CIs and cost, breakdowns."""
+    meta = meta_of(examples)
+    stored = only_keys(stored, {m[0] for m in meta})
+    preds = predictions_table_of(stored, meta)
+    return EvalResult(
+        predictions=preds,
+        metrics=score(preds, resamples, seed) | cost_summary(stored),
+        by_country=breakdown(preds, "country"),
+        by_category=breakdown(preds, "category"),
+    )
+
+
+def read_stored(
+    examples: list, run_dir: str | Path, retry_failed: bool, resamples: int, seed: int
+) -> EvalResult | None:
+    """The result of a finished run read back from its store without predicting; None when a prediction of these
+    examples is missing, or failed and would be retried."""
+    if not (Path(run_dir) / "predictions.sqlite").exists():
+        return None
+    with open_store(run_dir) as store:
+        stored = only_keys(store.frame(), {example_key(ex) for ex in examples})
+    if not examples or len(stored) < len(examples) or (retry_failed and (stored["status"] == "failed").any()):
+        return None
+    return result_of(stored, examples, resamples, seed)
 
 
 class CallLog:
@@ -133,7 +169,6 @@ def open_store(run_dir: str | Path) -> Iterator[RunStore]:
 def evaluate(
     program: dspy.Module,
     examples: list[dspy.Example],
-    catalog: Catalog,
     run_dir: str | Path,
     threads: int = 1,
     progress: bool = True,
@@ -149,20 +184,12 @@ def evaluate(
         if todo:
             predict_all(program, todo, store, threads, progress)
         stored = store.frame()
-    stored = only_keys(stored, {example_key(ex) for ex in examples})
-    preds = predictions_table(stored, examples, catalog)
-    return EvalResult(
-        predictions=preds,
-        metrics=score(preds, resamples, seed) | cost_summary(stored),
-        by_country=breakdown(preds, "country"),
-        by_category=breakdown(preds, "category"),
-    )
+    return result_of(stored, examples, resamples, seed)
 
 
 def evaluate_batch(
     program: dspy.Module,
     items: list[dict],
-    catalog: Catalog,
     run_dir: str | Path,
     resamples: int = N_RESAMPLES,
     seed: int = 0,
@@ -177,7 +204,7 @@ def evaluate_batch(
     keeps its finished batches and a rerun on the same `run_dir` predicts only what is missing. The program sees
     only BATCH_INPUTS, never the gold answer. Store rows, predictions table and metrics are those `evaluate`
     writes and computes for the same items (seconds: the batch's time shared among its items)."""
-    keys = [f"{item['person_id']}|{item['question_code']}" for item in items]
+    keys = [example_key(item) for item in items]
     with open_store(run_dir) as store:
         done = store.done(include_failed=not retry_failed)
         todo = [n for n, key in enumerate(keys) if key not in done]
@@ -207,17 +234,7 @@ def evaluate_batch(
             print(f"{sum(failures.values())} of {len(todo)} predictions failed; most often: "
                   f"{failures.most_common(1)[0][0]}", file=sys.stderr)  # fmt: skip
         stored = store.frame()
-    stored = only_keys(stored, set(keys))
-    meta = [
-        (key, i["country"], i["category"], i["ordinal"], list(i["options"])) for key, i in zip(keys, items, strict=True)
-    ]
-    preds = predictions_table_of(stored, meta)
-    return EvalResult(
-        predictions=preds,
-        metrics=score(preds, resamples, seed) | cost_summary(stored),
-        by_country=breakdown(preds, "country"),
-        by_category=breakdown(preds, "category"),
-    )
+    return result_of(stored, items, resamples, seed)
 
 
 def person_batches(items: list[dict], todo: list[int], batch_persons: int) -> list[list[int]]:
@@ -351,9 +368,3 @@ def predict_all(program: dspy.Module, todo: list[dspy.Example], store: RunStore,
     if failures:
         print(f"{sum(failures.values())} of {finished} predictions failed; most often: "
               f"{failures.most_common(1)[0][0]}", file=sys.stderr)  # fmt: skip
-
-
-def predictions_table(stored: pd.DataFrame, examples: list[dspy.Example], catalog: Catalog) -> pd.DataFrame:
-    """Stored rows joined with example metadata; answers as scale positions for the metrics."""
-    meta = [(example_key(ex), ex.country, ex.category, ex.ordinal, list(ex.options)) for ex in examples]
-    return predictions_table_of(stored, meta)

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import random
 import time
-import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dspy
-import pydantic
 
 from valuesim import config, files, tracking
 from valuesim.data.benchmark import Benchmark
@@ -27,9 +24,10 @@ from valuesim.data.benchmark import items as benchmark_items
 from valuesim.errors import ValueSimError
 from valuesim.programs import PROGRAMS, needs_lm
 from valuesim.programs.saved import load_program, resolve_uri, save_program
+from valuesim.programs.settings import check_settings
 from valuesim.programs.statistical import country_majorities
 from valuesim.run.folder import claim
-from valuesim.run.predict import EvalResult, evaluate, evaluate_batch
+from valuesim.run.predict import EvalResult, evaluate, evaluate_batch, read_stored
 from valuesim.score.results import country_floor
 from valuesim.score.stats import paired_difference
 
@@ -55,23 +53,37 @@ class Setup:
     timeout: float = config.TIMEOUT  # seconds per remote LM call before it is retried (then recorded as failed)
     settings: dict = field(default_factory=dict)  # program settings (backstory_words, ...)
 
+    def selection(self, **changes: Any) -> dict[str, Any]:
+        """Which persons and questions the run sees, as `Benchmark.examples` and `benchmark.items` take them."""
+        keys = ("protocol", "split", "fold", "history", "persons", "questions", "seed")
+        return {k: getattr(self, k) for k in keys} | changes
+
 
 def configure_lm(model: str, api_base: str | None = None, cache: bool = True, timeout: float = config.TIMEOUT) -> dict:
     """Build the LM once and make it DSPy's default, with the options-constrained JSON adapter.
 
     Remote calls time out after `timeout` seconds and are retried 3 times (LiteLLM's exponential backoff, which
     honours a server's Retry-After); an item whose call still fails is recorded as failed with the reason."""
-    from valuesim.lm import engine_of, lm_info
+    from valuesim.lm import lm_info
     from valuesim.programs.options import OptionsAdapter
+
+    lm = checked_lm(model, api_base, cache, timeout)
+    dspy.configure(lm=lm, adapter=OptionsAdapter())
+    return lm_info(lm)
+
+
+def checked_lm(model: str, api_base: str | None = None, cache: bool = True, timeout: float = config.TIMEOUT) -> dspy.LM:
+    """`run_lm`, then checked before a long run: a served model answers one tiny call, an embedded one loads and
+    generates a token (a broken model file or a llama.cpp build for another CPU: one clear error, not N failures)."""
+    from valuesim.lm import engine_of
 
     lm = run_lm(model, api_base, cache, timeout)
     engine = engine_of(lm)
     if engine is None:
         preflight(lm, api_base)
-    else:  # a broken model file or a llama.cpp build for another CPU: one clear error, not N failed items
+    else:
         check_engine_once(engine.model_path)
-    dspy.configure(lm=lm, adapter=OptionsAdapter())
-    return lm_info(lm)
+    return lm
 
 
 def run_lm(model: str, api_base: str | None = None, cache: bool = True, timeout: float = config.TIMEOUT) -> dspy.LM:
@@ -103,41 +115,6 @@ def preflight(lm: dspy.LM, api_base: str | None) -> None:
                 f"any value: export {provider}_API_KEY=none). {reason}"
             ) from None
         raise ValueSimError(f"LM {lm.model}{where} is not reachable: {reason}") from None
-
-
-def check_settings(name: str, settings: dict) -> None:
-    """Each --set key must be a setting of the program (a parameter of its __init__ with a default) and its value
-    of the declared type and range (`Annotated[int, Field(ge=1)]`), checked before any work: a bad value used to
-    fail every prediction or stop deep inside the program."""
-    model = settings_model(PROGRAMS[name])  # type: ignore[arg-type]  # classes are hashable
-    try:
-        model.model_validate(settings)
-    except pydantic.ValidationError as e:
-        error = e.errors()[0]
-        key = str(error["loc"][0]) if error["loc"] else "?"
-        if error["type"] == "extra_forbidden":
-            raise ValueSimError(
-                f"--set {key}: program {name!r} takes {', '.join(sorted(model.model_fields)) or 'no settings'}"
-            ) from None
-        value = files.quoted(settings.get(key), 60)
-        raise ValueSimError(f"--set {key}={value}: {error['msg'].lower()} (program {name!r})") from None
-
-
-@functools.cache
-def settings_model(program: Any) -> type[pydantic.BaseModel]:
-    """A pydantic model of a program's settings, read from its __init__: each parameter with a default, its type
-    hint (with any Field range) and default, except those `from_benchmark` passes itself (`wired`). Strict: no
-    text for numbers, no true/false for numbers."""
-    init = program.__init__  # the class's own; inspect.signature(class) would read dspy's metaclass __call__
-    hints = typing.get_type_hints(init, include_extras=True)
-    fields: dict[str, Any] = {
-        n: (hints.get(n, Any), p.default)
-        for n, p in inspect.signature(init).parameters.items()
-        if p.default is not inspect.Parameter.empty and n not in getattr(program, "wired", ())
-    }
-    config = pydantic.ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True)
-    model: type[pydantic.BaseModel] = pydantic.create_model(f"{program.__name__}Settings", __config__=config, **fields)
-    return model
 
 
 def build_program(spec: str, bench: Benchmark, settings: dict | None = None) -> tuple[dspy.Module, str, dict]:
@@ -229,6 +206,43 @@ def program_fingerprint(spec: str) -> str:
     return hashlib.sha256((folder / "program.json").read_bytes()).hexdigest()[:16]
 
 
+@dataclass
+class Prepared:
+    """One program on one selection, resolved once: what `run_evaluate` predicts and `read_finished` reads back."""
+
+    program: dspy.Module
+    name: str  # the program's name (a compiled program's too)
+    lm: dict  # the LM's lm_info; {} for a program that needs none
+    examples: list  # dspy.Examples, or plain item dicts for programs without an LM (the batch path)
+
+    @property
+    def persons(self) -> list[tuple[str, str]]:
+        return [(ex["person_id"], ex["country"]) if isinstance(ex, dict) else (ex.person_id, ex.country)
+                for ex in self.examples]  # fmt: skip
+
+
+def prepare(setup: Setup, bench: Benchmark, items: list[dict] | None = None, configure: bool = True) -> Prepared:
+    """Build the program, set up its LM (configured as DSPy's default, or only described when `configure` is
+    False), and select its examples. `items`: the selection's `benchmark_items`, when the caller has them."""
+    program, name, _ = build_program(setup.program, bench, setup.settings)
+    lm: dict = {}
+    if needs_lm(name):
+        lm = configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout) if configure else describe_lm(setup)
+        examples: list = bench.examples(**setup.selection())
+    else:  # no LM: plain items, predicted in batches
+        examples = items if items is not None else benchmark_items(bench, **setup.selection())
+    if not examples:
+        raise ValueSimError("no examples selected (check --split, --fold, --persons)")
+    return Prepared(program, name, lm, examples)
+
+
+def describe_lm(setup: Setup) -> dict:
+    """The run's LM as its identity records it, without loading or calling it."""
+    from valuesim.lm import lm_info
+
+    return lm_info(run_lm(setup.lm, setup.api_base, setup.cache, setup.timeout))
+
+
 def run_evaluate(
     setup: Setup,
     bench: Benchmark,
@@ -241,37 +255,22 @@ def run_evaluate(
     """Evaluate one program on one selection, log it as an MLflow run. Returns (result, params).
 
     `items`: the selection's `benchmark_items`, when the caller already has them (a bench shares them between
-    the statistical programs of one history)."""
-    program, name, _ = build_program(setup.program, bench, setup.settings)
-    lm = configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout) if needs_lm(name) else {}
+    the programs without an LM of one history)."""
+    run = prepare(setup, bench, items)
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup))
-    selection = (setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions, setup.seed)
-    if not needs_lm(name):  # no LM: plain items, predicted in batches
-        examples = items if items is not None else benchmark_items(bench, *selection)
-        persons = [(i["person_id"], i["country"]) for i in examples]
-    else:
-        examples = bench.examples(*selection)
-        persons = who(examples)
-    if not examples:
-        raise ValueSimError("no examples selected (check --split, --fold, --persons)")
-    params = params_of(setup, bench, name, lm) | {"run_dir": str(run_dir)} | sample_params(persons)
-    identity = identity_of(setup, bench, name, lm)
-    with claim(run_dir, identity), tracking.run(experiment, run_dir.name, params, nested=nested) as active:
-        if not needs_lm(name):
-            # persons per stored batch: a killed run loses at most one batch (seconds of work), and each batch
-            # costs ml a fixed ~30 ms per question in sklearn
-            per_batch = config.BATCH_PERSONS
-            result = evaluate_batch(program, examples, bench.catalog, run_dir,
-                                    setup.resamples, setup.seed, per_batch, setup.retry_failed, progress)  # fmt: skip
-        else:
-            result = evaluate(
-                program, examples, bench.catalog, run_dir, setup.threads, progress, setup.resamples, setup.seed,
-                setup.retry_failed,
-            )  # fmt: skip
-        result.metrics |= country_floor(result.predictions, country_majorities(bench, examples))
-        tracking.log_result(result, with_cost=needs_lm(name))
-        if needs_lm(name):
-            tracking.log_prompts(program, examples[0])
+    params = params_of(setup, bench, run.name, run.lm) | {"run_dir": str(run_dir)} | sample_params(run.persons)
+    with claim(run_dir, identity_of(setup, bench, run.name, run.lm)), \
+            tracking.run(experiment, run_dir.name, params, nested=nested) as active:  # fmt: skip
+        if needs_lm(run.name):
+            result = evaluate(run.program, run.examples, run_dir, setup.threads, progress, setup.resamples, setup.seed,
+                              setup.retry_failed)  # fmt: skip
+        else:  # persons per stored batch: a killed run loses at most one batch (seconds of work)
+            result = evaluate_batch(run.program, run.examples, run_dir, setup.resamples, setup.seed,
+                                    config.BATCH_PERSONS, setup.retry_failed, progress)  # fmt: skip
+        result.metrics |= country_floor(result.predictions, country_majorities(bench, run.examples))
+        tracking.log_result(result, with_cost=needs_lm(run.name))
+        if needs_lm(run.name):
+            tracking.log_prompts(run.program, run.examples[0])
         params["mlflow_run_id"] = active.info.run_id
     return result, params
 
@@ -281,34 +280,14 @@ def read_finished(setup: Setup, bench: Benchmark, run_dir: Path, items: list[dic
     an LM or logging to MLflow (a bench rerun reuses its finished cells so). None when the folder lacks a
     prediction of the selection, or holds a failed one `run_evaluate` would retry; a folder of another run is
     refused as `run_evaluate` refuses it."""
-    from valuesim.lm import lm_info
-    from valuesim.run.predict import example_key, open_store
-    from valuesim.score.metrics import breakdown
-    from valuesim.score.results import cost_summary, only_keys, predictions_table_of, score
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "predictions.sqlite").exists():
+    if not (Path(run_dir) / "predictions.sqlite").exists():
         return None
-    name = setup.program if setup.program in PROGRAMS else build_program(setup.program, bench, setup.settings)[1]
-    lm = lm_info(run_lm(setup.lm, setup.api_base, setup.cache, setup.timeout)) if needs_lm(name) else {}
-    selection = (setup.protocol, setup.split, setup.fold, setup.history, setup.persons, setup.questions, setup.seed)
-    examples: list[Any]
-    if not needs_lm(name):
-        examples = items if items is not None else benchmark_items(bench, *selection)
-        meta = [(f"{i['person_id']}|{i['question_code']}", i["country"], i["category"], i["ordinal"],
-                 list(i["options"])) for i in examples]  # fmt: skip
-    else:
-        examples = bench.examples(*selection)
-        meta = [(example_key(ex), ex.country, ex.category, ex.ordinal, list(ex.options)) for ex in examples]
-    keys = {m[0] for m in meta}
-    with claim(run_dir, identity_of(setup, bench, name, lm)), open_store(run_dir) as store:
-        stored = only_keys(store.frame(), keys)
-    if not keys or len(stored) < len(keys) or (setup.retry_failed and (stored["status"] == "failed").any()):
-        return None
-    preds = predictions_table_of(stored, meta)
-    metrics = score(preds, setup.resamples, setup.seed) | cost_summary(stored)
-    metrics |= country_floor(preds, country_majorities(bench, examples))
-    return EvalResult(preds, metrics, breakdown(preds, "country"), breakdown(preds, "category"))
+    run = prepare(setup, bench, items, configure=False)
+    with claim(Path(run_dir), identity_of(setup, bench, run.name, run.lm)):
+        result = read_stored(run.examples, run_dir, setup.retry_failed, setup.resamples, setup.seed)
+    if result is not None:
+        result.metrics |= country_floor(result.predictions, country_majorities(bench, run.examples))
+    return result
 
 
 def run_compile(
@@ -326,8 +305,6 @@ def run_compile(
     `reflection_lm` (an LM name as for --lm) writes the instructions MIPROv2 and GEPA propose; default the task LM.
     Returns a summary with the before/after metrics, the saved program folder and the MLflow run id.
     """
-    import mlflow
-
     from valuesim.optimize.compile import compile_program
 
     if setup.program not in PROGRAMS or not needs_lm(setup.program):
@@ -335,24 +312,21 @@ def run_compile(
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup, "compile"))
     check_settings(setup.program, setup.settings)
     program = PROGRAMS[setup.program].from_benchmark(bench, **setup.settings)
-    q = setup.questions
     # Three disjoint sets of persons: the optimizer learns demos on `trainset`, selects among candidates on `valset`
     # (both from the train split), and before/after are measured on dev persons it never saw.
     if train_persons < 2:
         raise ValueSimError("compile needs --train 2 or more: training persons are split into train and validation")
-    examples = bench.examples(setup.protocol, "train", setup.fold, setup.history, train_persons, q, seed=setup.seed)
+    examples = bench.examples(**setup.selection(split="train", persons=train_persons))
     trainset, valset = split_by_person(examples, val_share=0.25, seed=setup.seed)
-    devset = bench.examples(setup.protocol, "dev", setup.fold, setup.history, dev_persons, q, seed=setup.seed)
+    devset = bench.examples(**setup.selection(split="dev", persons=dev_persons))
     if not trainset or not valset or not devset:
         raise ValueSimError(
             f"compile needs train, validation and dev examples; selected {len(trainset)}, {len(valset)}, {len(devset)}"
         )
-    lm = configure_lm(setup.lm, setup.api_base, timeout=setup.timeout)
+    lm = configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout)
     proposer = None
-    if reflection_lm:
-        from valuesim.lm import build_lm
-
-        proposer = build_lm(reflection_lm, num_retries=3, cache=setup.cache)
+    if reflection_lm:  # built and checked like the task LM: the run's timeout, retries, --api-base and preflight
+        proposer = checked_lm(reflection_lm, setup.api_base, setup.cache, setup.timeout)
     params = params_of(setup, bench, setup.program, lm) | {
         "optimizer": optimizer,
         "reflection_lm": reflection_lm or setup.lm,
@@ -366,9 +340,7 @@ def run_compile(
         **sample_params(who(valset), "val_"),
         **sample_params(who(devset), "dev_"),
     }
-    setup_mlflow = tracking.setup_tracking("valuesim-compile")
-    setup_mlflow.dspy.autolog(log_compiles=True, log_evals=False, log_traces_from_compile=False)
-    try:
+    with tracking.compile_autolog("valuesim-compile"):
         identity = identity_of(setup, bench, setup.program, lm) | {
             "optimizer": optimizer,
             "reflection_lm": reflection_lm or setup.lm,
@@ -376,27 +348,24 @@ def run_compile(
             "dev_persons": dev_persons,
         }
         with claim(run_dir, identity), tracking.run("valuesim-compile", run_dir.name, params) as active:
-            before = evaluate(program, devset, bench.catalog, run_dir / "before", setup.threads, progress,
+            before = evaluate(program, devset, run_dir / "before", setup.threads, progress,
                               setup.resamples, setup.seed)  # fmt: skip
             tracking.log_result(before, prefix="before_")
             t0 = time.perf_counter()
             compiled = compile_program(
                 program, optimizer, trainset, valset, seed=setup.seed, threads=setup.threads, proposer_lm=proposer
             )
-            mlflow.log_metric("compile_seconds", time.perf_counter() - t0)
-            after = evaluate(compiled, devset, bench.catalog, run_dir / "after", setup.threads, progress,
+            tracking.log_metrics({"compile_seconds": time.perf_counter() - t0})
+            after = evaluate(compiled, devset, run_dir / "after", setup.threads, progress,
                              setup.resamples, setup.seed)  # fmt: skip
             tracking.log_result(after, prefix="after_")
             gain = paired_difference(after.predictions, before.predictions, "accuracy", max(setup.resamples, 200))
-            mlflow.log_metrics({f"gain_{k}": v for k, v in gain.items() if k != "n_items"})
+            tracking.log_metrics({f"gain_{k}": v for k, v in gain.items() if k != "n_items"})
             folder = save_program(compiled, setup.program, run_dir / "program", setup.settings, lm)
             tracking.log_program_folder(folder)
             tracking.log_prompts(compiled, devset[0])
             model_uri = tracking.log_dspy_model(compiled)
             run_id = active.info.run_id
-    finally:  # a failed compile must not leave DSPy autologging on for the rest of the process
-        setup_mlflow.dspy.autolog(disable=True)
-        tracking.drop_pending_models(setup_mlflow.get_experiment_by_name("valuesim-compile").experiment_id)
     summary = {
         "params": params,
         "before": before.metrics,
