@@ -31,10 +31,11 @@ def make_runs(home: Path) -> None:
     os.environ["VALUESIM_HOME"] = str(home)
     from helpers import ScriptedLM, use  # the tests' scripted DummyLM
 
+    from valuesim.data.benchmark import Benchmark
+    from valuesim.data.build import build
+    from valuesim.data.synthetic import write_synthetic_wvs
     from valuesim.run import bench as bench_runs
     from valuesim.run import runner
-    from valuesim.data.benchmark import Benchmark, build
-    from valuesim.data.synthetic import write_synthetic_wvs
 
     wvs = write_synthetic_wvs(home / "wvs", per_country=30)
     build(wvs, home / "data" / "benchmark")

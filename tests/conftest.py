@@ -112,7 +112,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bench_small(wvs_small: Path, builds: Path) -> Path:
     """`build()` of wvs_small (seed 0); returns the benchmark folder."""
-    from valuesim.data.benchmark import build
+    from valuesim.data.build import build
 
     out = builds / "bench_small"
     with warnings.catch_warnings():

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from datasets import load_from_disk
 
-from valuesim.data.benchmark import PROTOCOLS, SPLITS, Benchmark, assign_splits, read_folds
+from valuesim.data.benchmark import PROTOCOLS, SPLITS, Benchmark
+from valuesim.data.build import assign_splits, read_folds
 from valuesim.data.catalog import OPEN_ITEMS
 
 N_PER_COUNTRY = 40

@@ -19,7 +19,8 @@ from rich.console import Console
 
 from valuesim import config
 from valuesim.data import raw, rows
-from valuesim.data.benchmark import PROTOCOLS, SPLITS, Benchmark, build, person_fold, read_folds
+from valuesim.data.benchmark import PROTOCOLS, SPLITS, Benchmark, person_fold
+from valuesim.data.build import build, read_folds
 from valuesim.data.catalog import Catalog
 from valuesim.data.ingest import read_wvs_dir
 from valuesim.data.raw import WVSFormatError

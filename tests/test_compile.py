@@ -289,8 +289,8 @@ def compile_run(bench_small: Path, tmp_path_factory: pytest.TempPathFactory):
     """One `run_compile` of ValueSim with bootstrap on the small benchmark, in its own VALUESIM_HOME."""
     import mlflow.dspy.save
 
-    from valuesim.run import runner
     from valuesim.data.benchmark import Benchmark
+    from valuesim.run import runner
 
     home = tmp_path_factory.mktemp("compile-home")
     bench = Benchmark(bench_small)

@@ -15,7 +15,8 @@ import pytest
 
 from valuesim.data import statements
 from valuesim.data.aliases import ALIASES
-from valuesim.data.benchmark import Benchmark, build, read_folds
+from valuesim.data.benchmark import Benchmark
+from valuesim.data.build import build, read_folds
 from valuesim.data.catalog import COUNTRY_SPECIFIC, Catalog
 from valuesim.data.ingest import read_wvs_dir
 from valuesim.data.synthetic import CSV_NAME, main, write_synthetic_wvs

@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 
 from valuesim.cli import app
 from valuesim.cli.options import parse_settings
-from valuesim.data.benchmark import BUILDING_LOCK, remove_dead_builds
+from valuesim.data.build import BUILDING_LOCK, remove_dead_builds
 from valuesim.errors import ValueSimError
 from valuesim.programs import PROGRAMS
-from valuesim.run.runner import check_settings, settings_model
+from valuesim.programs.settings import check_settings, settings_model
 
 
 def invoke(*args: object, cwd: Path | None = None):

@@ -58,7 +58,7 @@ def data_build(
     Example:
         valuesim data build --wvs ../shared/data/wvs7
     """
-    from valuesim.data.benchmark import build
+    from valuesim.data.build import build
 
     with handled(as_json):
         manifest = build(
