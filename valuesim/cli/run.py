@@ -218,8 +218,7 @@ def simulate(
     """
     from valuesim.data.benchmark import make_example
     from valuesim.data.person import load_person
-    from valuesim.programs import needs_lm
-    from valuesim.run.runner import build_program, configure_lm
+    from valuesim.run.runner import Setup, ready_program
 
     with handled(as_json):
         bench = open_benchmark(data)
@@ -230,8 +229,7 @@ def simulate(
             fail(f"{question} ({catalog[question].label}) is a free-number item and cannot be asked")
         who = load_person(person, catalog)
         example = make_example(catalog, who, question)
-        prog, name, _ = build_program(program, bench)
-        lm_info = configure_lm(lm, api_base, timeout=timeout) if needs_lm(name) else {}
+        prog, _, lm_info = ready_program(Setup(program=program, lm=lm, api_base=api_base, timeout=timeout), bench)
         try:
             pred = prog(**example.inputs())
         except Exception as e:  # noqa: BLE001 - an LM fault (unparseable output, server error) is one line

@@ -224,16 +224,24 @@ class Prepared:
 def prepare(setup: Setup, bench: Benchmark, items: list[dict] | None = None, configure: bool = True) -> Prepared:
     """Build the program, set up its LM (configured as DSPy's default, or only described when `configure` is
     False), and select its examples. `items`: the selection's `benchmark_items`, when the caller has them."""
-    program, name, _ = build_program(setup.program, bench, setup.settings)
-    lm: dict = {}
+    program, name, lm = ready_program(setup, bench, configure)
     if needs_lm(name):
-        lm = configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout) if configure else describe_lm(setup)
         examples: list = bench.examples(**setup.selection())
     else:  # no LM: plain items, predicted in batches
         examples = items if items is not None else benchmark_items(bench, **setup.selection())
     if not examples:
         raise ValueSimError("no examples selected (check --split, --fold, --persons)")
     return Prepared(program, name, lm, examples)
+
+
+def ready_program(setup: Setup, bench: Benchmark, configure: bool = True) -> tuple[dspy.Module, str, dict]:
+    """The run's program and, when it needs one, its LM configured as DSPy's default with the run's adapter (or
+    only described when `configure` is False). Returns (program, its name, lm_info or {})."""
+    program, name, _ = build_program(setup.program, bench, setup.settings)
+    if not needs_lm(name):
+        return program, name, {}
+    lm = configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout) if configure else describe_lm(setup)
+    return program, name, lm
 
 
 def describe_lm(setup: Setup) -> dict:
