@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from valuesim.estimate.runs import dollars, price
-from valuesim.lm.check import free_port, start_server
+from valuesim.testing.servers import free_port, start_server
 
 VALUESIM = str(Path(sys.executable).with_name("valuesim"))
 

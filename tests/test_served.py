@@ -17,7 +17,7 @@ from test_lm import _smollm2_available
 from typer.testing import CliRunner
 
 from valuesim.cli import app
-from valuesim.lm.check import free_port, start_server
+from valuesim.testing.servers import free_port, start_server
 
 pytestmark = [
     pytest.mark.llm,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from valuesim.lm.check import free_port
+from valuesim.testing.servers import free_port
 
 VALUESIM = Path(sys.executable).parent / "valuesim"
 START_TIMEOUT = 90.0  # seconds MLflow's server may take to answer

