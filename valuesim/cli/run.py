@@ -215,20 +215,13 @@ def simulate(
     Example:
         valuesim simulate --program runs:/<run_id> --person person.json --question Q164
     """
-    from valuesim.data.benchmark import make_example
-    from valuesim.data.person import load_person
+    from valuesim.data.person import ask
     from valuesim.programs import STATISTICAL
     from valuesim.run.runner import build_program, configure_lm
 
     with handled(as_json):
         bench = open_benchmark(data)
-        catalog = bench.catalog
-        if question not in catalog:
-            fail(f"unknown question code {question!r} (expected Q1-Q290)")
-        if catalog[question].open:
-            fail(f"{question} ({catalog[question].label}) is a free-number item and cannot be asked")
-        who = load_person(person, catalog)
-        example = make_example(catalog, who, question)
+        example = ask(person, question, bench.catalog)
         prog, name, _ = build_program(program, bench)
         lm_info = {} if name in STATISTICAL else configure_lm(lm, api_base, timeout=timeout)
         try:

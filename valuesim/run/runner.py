@@ -64,8 +64,19 @@ def configure_lm(model: str, api_base: str | None = None, cache: bool = True, ti
 
     Remote calls time out after `timeout` seconds and are retried 3 times (LiteLLM's exponential backoff, which
     honours a server's Retry-After); an item whose call still fails is recorded as failed with the reason."""
-    from valuesim.lm import engine_of, lm_info
+    from valuesim.lm import lm_info
     from valuesim.programs.options import OptionsAdapter
+
+    lm = checked_lm(model, api_base, cache, timeout)
+    dspy.configure(lm=lm, adapter=OptionsAdapter())
+    return lm_info(lm)
+
+
+def checked_lm(
+    model: str, api_base: str | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT
+) -> dspy.LM:
+    """The LM a run calls (`run_lm`), checked: one tiny call to a remote model, one token from an embedded one."""
+    from valuesim.lm import engine_of
 
     lm = run_lm(model, api_base, cache, timeout)
     engine = engine_of(lm)
@@ -73,8 +84,7 @@ def configure_lm(model: str, api_base: str | None = None, cache: bool = True, ti
         preflight(lm, api_base)
     else:  # a broken model file or a llama.cpp build for another CPU: one clear error, not N failed items
         check_engine_once(engine.model_path)
-    dspy.configure(lm=lm, adapter=OptionsAdapter())
-    return lm_info(lm)
+    return lm
 
 
 def run_lm(model: str, api_base: str | None = None, cache: bool = True, timeout: float = DEFAULT_TIMEOUT) -> dspy.LM:
