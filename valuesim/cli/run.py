@@ -216,19 +216,12 @@ def simulate(
     Example:
         valuesim simulate --program runs:/<run_id> --person person.json --question Q164
     """
-    from valuesim.data.benchmark import make_example
-    from valuesim.data.person import load_person
+    from valuesim.data.person import ask
     from valuesim.run.runner import Setup, ready_program
 
     with handled(as_json):
         bench = open_benchmark(data)
-        catalog = bench.catalog
-        if question not in catalog:
-            fail(f"unknown question code {question!r} (expected Q1-Q290)")
-        if catalog[question].open:
-            fail(f"{question} ({catalog[question].label}) is a free-number item and cannot be asked")
-        who = load_person(person, catalog)
-        example = make_example(catalog, who, question)
+        example = ask(person, question, bench.catalog)
         prog, _, lm_info = ready_program(Setup(program=program, lm=lm, api_base=api_base, timeout=timeout), bench)
         try:
             pred = prog(**example.inputs())

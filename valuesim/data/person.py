@@ -17,7 +17,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from valuesim.data.benchmark import make_person
+import dspy
+
+from valuesim.data.benchmark import make_example, make_person
 from valuesim.data.catalog import NUMERIC_ITEMS, Catalog
 from valuesim.data.labels import normalize
 from valuesim.errors import ValueSimError
@@ -36,6 +38,17 @@ def load_person(path: str | Path, catalog: Catalog) -> dict:
     except json.JSONDecodeError as e:
         raise PersonFileError(f"{path}: not valid JSON ({e})") from None
     return parse_person(data, catalog, str(path))
+
+
+def ask(person: str | Path | dict, question: str, catalog: Catalog) -> dspy.Example:
+    """`person` (a person file, or its JSON as a dict) asked `question`: the example whose `inputs()` a program
+    takes. An unknown question code or a free-number item is a one-line error, checked before the person."""
+    if question not in catalog:
+        raise ValueSimError(f"unknown question code {question!r} (expected Q1-Q290)")
+    if catalog[question].open:
+        raise ValueSimError(f"{question} ({catalog[question].label}) is a free-number item and cannot be asked")
+    who = parse_person(person, catalog) if isinstance(person, dict) else load_person(person, catalog)
+    return make_example(catalog, who, question)
 
 
 def parse_person(data: Any, catalog: Catalog, source: str = "person") -> dict[str, Any]:

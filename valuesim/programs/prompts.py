@@ -22,8 +22,27 @@ def view_placeholders(views: tuple[str, ...]) -> dict[str, str]:
 
 
 class LoggedPrompts:
+    """Mixin for LM programs: `prompts(example)` gives {predictor name: its rendered messages}.
+
+    A program can also carry its own DSPy adapter (DSPy 3.4 has none per module, only `dspy.configure` and
+    `dspy.context`): with `program.adapter` set, each call runs inside `dspy.context(adapter=program.adapter)`,
+    which reaches its predictors and dspy.Parallel's threads. `valuesim.load` sets it to the OptionsAdapter every
+    run uses; runs leave it None and configure the adapter globally (runner.configure_lm)."""
+
     needs_lm = True  # every program with prompts calls an LM
-    """Mixin for LM programs: `prompts(example)` gives {predictor name: its rendered messages}."""
+    adapter: dspy.Adapter | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dspy.Prediction:
+        if self.adapter is None:
+            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+        with dspy.context(adapter=self.adapter):
+            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+
+    async def acall(self, *args: Any, **kwargs: Any) -> dspy.Prediction:
+        if self.adapter is None:
+            return await super().acall(*args, **kwargs)  # type: ignore[misc]
+        with dspy.context(adapter=self.adapter):
+            return await super().acall(*args, **kwargs)  # type: ignore[misc]
 
     def prompt_inputs(self, example: dspy.Example) -> dict[str, Any]:
         """Every input any predictor of this program receives for `example` (override to add the program's own)."""
