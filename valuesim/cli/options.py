@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 import typer
 from rich.console import Console
 
-from valuesim import config
+from valuesim import config, files
 from valuesim.errors import ValueSimError
 
 if TYPE_CHECKING:
@@ -183,12 +183,12 @@ def int_list(flag: str, text: str, low: int, high: int | None) -> list[int]:
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=1, default=_jsonable) + "\n")
+    """`obj` on stdout as one strict JSON object (undefined values, such as the reference row's vs_reference in a
+    bench, are null: JavaScript, Go and jq refuse Python's NaN)."""
+    sys.stdout.write(files.strict_json(obj, default=_jsonable) + "\n")
 
 
 def _jsonable(o: Any) -> Any:
-    if hasattr(o, "to_dict"):
-        return o.to_dict(orient="records") if hasattr(o, "columns") else o.to_dict()
-    if hasattr(o, "__dict__"):
-        return o.__dict__
-    return str(o)
+    if not hasattr(o, "to_dict") and not hasattr(o, "dtype") and hasattr(o, "__dict__"):
+        return o.__dict__  # result objects print as their fields
+    return files.jsonable(o)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from valuesim import files
 from valuesim.data import statements
 from valuesim.errors import NotFoundError, UnknownKeyError, ValueSimError
 
@@ -203,7 +204,7 @@ class Catalog:
             "country_phrases": self.country_phrases,
             "questions": [asdict(q) for q in self],
         }
-        Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1))
+        Path(path).write_text(files.strict_json(data, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | Path) -> Catalog:

@@ -9,7 +9,6 @@ spelling, so the labelled files can carry the release's. Per-country items (part
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import pycountry
 
+from valuesim import files
 from valuesim.data import statements as st
 from valuesim.data.aliases import ALIASES
 from valuesim.data.catalog import COUNTRY_SPECIFIC, OPEN_ITEMS, SECTIONS
@@ -167,13 +167,13 @@ def write_metadata(
             }
     out.mkdir(parents=True, exist_ok=True)
     for name, data in (("codebook.json", codebook), ("questions.json", wording), ("question_metadata.json", meta)):
-        (out / name).write_text(json.dumps(data, ensure_ascii=False, indent=1))
+        (out / name).write_text(files.strict_json(data, ensure_ascii=False))
     order = np.random.default_rng(seed).permutation(len(CODES))  # every question held out in exactly one fold
     (out / "protocol").mkdir(exist_ok=True)
     for fold in range(1, 6):
         test = {CODES[i] for i in order[(fold - 1) * 58 : fold * 58]}
         train, held_out = [c for c in CODES if c not in test], [c for c in CODES if c in test]
         (out / "protocol" / f"fold_{fold}.json").write_text(
-            json.dumps({"fold": fold, "train_set": train, "test_set": held_out})
+            files.strict_json({"fold": fold, "train_set": train, "test_set": held_out}, indent=None)
         )
     return codebook
