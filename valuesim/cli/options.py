@@ -29,8 +29,11 @@ out = Console(soft_wrap=True)
 PROGRAM_NAMES = "random, majority, country, cell, knn, ml, demographics, rag, full-info, backstory, valuesim"
 LM_PROGRAM_NAMES = "valuesim, backstory, full-info, rag, demographics"
 
+# Help texts are rich markup (typer's default): a literal "[default: ...]" is written \\[ or rich takes it for a
+# style tag and drops it from --help.
+
 # Data selection
-Data = Annotated[Path | None, typer.Option(help="Built benchmark [default: data/benchmark]")]
+Data = Annotated[Path | None, typer.Option(help="Built benchmark \\[default: data/benchmark]")]
 Split = Annotated[Literal["train", "dev", "test"], typer.Option(help="Respondent split")]
 Fold = Annotated[int, typer.Option(min=1, max=5, help="Question fold 1-5")]
 History = Annotated[int, typer.Option(min=0, help="Number of known profile answers (0, 58, 116, 174, 232 or any)")]
@@ -75,7 +78,7 @@ Settings = Annotated[
 ]
 
 # Runs and output
-RunDir = Annotated[Path | None, typer.Option(help="Folder keeping this run's predictions [default: runs/<name>]")]
+RunDir = Annotated[Path | None, typer.Option(help="Folder keeping this run's predictions \\[default: runs/<name>]")]
 Resamples = Annotated[
     int, typer.Option(min=0, help="Bootstrap draws over persons for the 95% confidence intervals (0: none)")
 ]
