@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from valuesim.data.catalog import COUNTRY_SPECIFIC, NUMERIC_ITEMS, Catalog, Question
-from valuesim.data.labels import LabelMapper, _question_choices, normalize
+from valuesim.data.labels import AmbiguousLabelError, LabelMapper, _question_choices, normalize
 from valuesim.data.raw import WVSFormatError, _check_columns, _count_rows, _read_chunks
 
 if TYPE_CHECKING:
@@ -165,9 +165,8 @@ def to_codes(
         for c, rows in groups:
             part = col.iloc[rows]
             if labelled:
-                part_codes, part_known = _map_labels(
-                    part, q, _question_choices(question, c), path, columns[q], report, collect_unknown
-                )
+                mapper = LabelMapper(q, _question_choices(question, c), question.cut)
+                part_codes, part_known = _map_labels(part, mapper, path, columns[q], report, collect_unknown)
             else:
                 part_codes, part_known = _map_codes(part, q, question, c, path, report, collect_unknown)
             codes[rows], known[rows] = part_codes, part_known
@@ -179,7 +178,7 @@ def _whose_options(values: list[str], catalog: Catalog, exclude: str) -> str | N
     """The question whose labels map at least 80% of `values`: a shifted header puts a column's answers under its
     neighbour's name. Only called for columns with unmapped labels."""
     shares = {
-        q.code: sum(LabelMapper(q.code, _question_choices(q))(v)[0] for v in values) / len(values)
+        q.code: sum(_recognised(LabelMapper(q.code, _question_choices(q), q.cut), v) for v in values) / len(values)
         for q in catalog
         if q.code != exclude and not q.open
     }
@@ -187,20 +186,23 @@ def _whose_options(values: list[str], catalog: Catalog, exclude: str) -> str | N
     return best if shares[best] >= 0.8 else None
 
 
+def _recognised(mapper: LabelMapper, value: str) -> bool:
+    try:
+        return mapper(value)[0]
+    except AmbiguousLabelError:
+        return True  # one of this question's options, which one does not matter here
+
+
 def _map_labels(
-    col: pd.Series,
-    q: str,
-    choices: dict[str, str],
-    path: Path,
-    column: str,
-    report: IngestReport,
-    collect_unknown: bool,
+    col: pd.Series, mapper: LabelMapper, path: Path, column: str, report: IngestReport, collect_unknown: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(codes, known) of a column of labels; each distinct label is looked up once."""
-    mapper = LabelMapper(q, choices)
     keys, labels = pd.factorize(col, use_na_sentinel=True)  # labels in order of first appearance
     counts = np.bincount(keys[keys >= 0], minlength=len(labels))
-    found = [mapper(v) for v in labels]
+    try:
+        found = [mapper(v) for v in labels]
+    except AmbiguousLabelError as e:
+        raise WVSFormatError(f"{path}: column {column!r}: {e}") from None
     is_known = np.array([k for k, _ in found], dtype=bool)
     is_code = np.array([k and c is not None for k, c in found], dtype=bool)
     label_codes = np.array([c if k and c is not None else 0 for k, c in found], dtype=np.int64)

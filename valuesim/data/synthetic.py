@@ -35,7 +35,7 @@ import pycountry
 from valuesim.data import statements as st
 from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES
 from valuesim.data.catalog import COUNTRY_SPECIFIC
-from valuesim.data.synthetic_codebook import CODES, _capital, _iso, _numeric, write_metadata
+from valuesim.data.synthetic_codebook import CODES, _capital, _iso, _numeric, whole_labels, write_metadata
 from valuesim.data.xlsx import write_xlsx
 
 DEFAULT_COUNTRIES = ("USA", "JPN", "COL", "BGD")
@@ -126,8 +126,12 @@ def _bins(score: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
 # Labelled exports
 
 
-def labelled(frame: pd.DataFrame, codebook: dict, seed: int) -> pd.DataFrame:
-    """A labelled export of `frame`: `CODE: label` headers, answer labels as text with release-style variants."""
+def labelled(
+    frame: pd.DataFrame, codebook: dict, seed: int, whole: dict[str, dict[int, str]] | None = None
+) -> pd.DataFrame:
+    """A labelled export of `frame`: `CODE: label` headers, answer labels as text with release-style variants.
+    `whole`: per-country item -> code -> the whole label where the codebook's is cut (synthetic_codebook.whole_labels);
+    the files carry the whole label, as real exports do."""
     rng = np.random.default_rng(seed + 1)
     n = len(frame)
     release = np.isin(frame["version"].to_numpy(), RELEASES[1])  # the newer release spells more labels its way
@@ -139,7 +143,7 @@ def labelled(frame: pd.DataFrame, codebook: dict, seed: int) -> pd.DataFrame:
     )
     out[f"H_URBRURAL: {codebook['H_URBRURAL']['question']}"] = frame["H_URBRURAL"].map({1: "Urban", 2: "Rural"})
     for code in CODES:
-        choices = {int(c): label for c, label in codebook[code]["choices"].items()}
+        choices = {int(c): label for c, label in codebook[code]["choices"].items()} | (whole or {}).get(code, {})
         values = frame[code].to_numpy()
         r = rng.random(n)
         # the option's label; free numbers (age, year of birth) are the number itself
@@ -199,7 +203,7 @@ def write_synthetic_wvs(
         frame[in_csv].to_csv(out / CSV_NAME, index=False)
     if xlsx:
         (out / "countries").mkdir(exist_ok=True)
-        files = labelled(frame[~in_csv].reset_index(drop=True), codebook, seed)
+        files = labelled(frame[~in_csv].reset_index(drop=True), codebook, seed, whole_labels(alpha3))
         alpha_column = f"B_COUNTRY_ALPHA: {codebook['B_COUNTRY_ALPHA']['question']}"
         for k, a in enumerate(alpha3):
             if a in as_csv:
