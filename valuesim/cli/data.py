@@ -31,7 +31,7 @@ def data_build(
     wvs: Annotated[
         Path,
         typer.Option(
-            help="WVS-7 folder: countries/*.xlsx (or the cross-national CSV), codebook.json, "
+            help="WVS-7 folder: countries/*.xlsx (or the cross-national .csv, .sav or .dta), codebook.json, "
             "questions.json, question_metadata.json, protocol/fold_*.json",
         ),
     ],
@@ -81,6 +81,8 @@ def data_build(
     )
     for u in report.unmapped:
         console.print(f"  unmapped: {u.file} column {u.column!r}: {u.value!r} ({u.count} rows)")
+    for line in report.label_conflicts:
+        console.print(f"  value label: {line}", highlight=False)
     console.print(f"Wrote {out_dir or config.data_dir()} (fingerprint {manifest['fingerprint']})")
 
 

@@ -48,6 +48,7 @@ class IngestReport:
     missing: int = 0
     unmapped: list[Unmapped] = field(default_factory=list)
     looks_like: dict[str, str] = field(default_factory=dict)  # "file|column" -> question whose options it holds
+    label_conflicts: list[str] = field(default_factory=list)  # .sav/.dta value labels disagreeing with the codebook
 
     @property
     def mapped_share(self) -> float:
@@ -65,13 +66,12 @@ def read_wvs_dir(
 ) -> tuple[pd.DataFrame, IngestReport]:
     """All respondent files under `wvs_dir` (`countries/*.xlsx`, `*.csv`) as one table of codes."""
     wvs_dir = Path(wvs_dir)
-    files = sorted(
-        p
-        for p in [*wvs_dir.glob("*.csv"), *wvs_dir.glob("countries/*.xlsx"), *wvs_dir.glob("countries/*.csv")]
-        if not p.name.startswith(".")
-    )
+    patterns = ["*.csv", "*.sav", "*.dta", *(f"countries/*.{ext}" for ext in ("xlsx", "csv", "sav", "dta"))]
+    files = sorted(p for pattern in patterns for p in wvs_dir.glob(pattern) if not p.name.startswith("."))
     if not files:
-        raise WVSFormatError(f"{wvs_dir}: no respondent files (expected countries/*.xlsx or a WVS-7 *.csv)")
+        raise WVSFormatError(
+            f"{wvs_dir}: no respondent files (expected countries/*.xlsx, or a WVS-7 .csv, .sav or .dta file)"
+        )
     return read_files(files, catalog, cache_dir=cache_dir, collect_unknown=collect_unknown, progress=progress)
 
 
@@ -86,6 +86,8 @@ def read_files(
     report = IngestReport()
     frames = []
     for path in map(Path, files):
+        if path.suffix.lower() in (".sav", ".dta"):
+            _check_value_labels(path, catalog, report, collect_unknown)
         task = progress.add_task(f"reading {path.name}", total=_count_rows(path)) if progress else None
         rows = 0
         for raw in _read_chunks(path, catalog, cache_dir):
@@ -107,6 +109,18 @@ def read_files(
         raise WVSFormatError(f"duplicate respondent ids across files: {table.loc[dup, 'person_id'].head(3).tolist()}")
     report.respondents = len(table)
     return table, report
+
+
+def _check_value_labels(path: Path, catalog: Catalog, report: IngestReport, collect_unknown: bool) -> None:
+    """A .sav/.dta carries its own value labels: one that names another option than the codebook's for its code is
+    an error (or, with collect_unknown, listed in the report), since the codes are then of another codebook."""
+    from valuesim.data.stat_files import label_conflicts
+
+    conflicts = label_conflicts(path, catalog)
+    if conflicts and not collect_unknown:
+        more = f" (and {len(conflicts) - 1} more; --report-unknown lists all)" if len(conflicts) > 1 else ""
+        raise WVSFormatError(f"{conflicts[0]}{more}")
+    report.label_conflicts += conflicts
 
 
 def _merged(unmapped: list[Unmapped]) -> list[Unmapped]:

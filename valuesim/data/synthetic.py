@@ -7,6 +7,8 @@ scale benchmarks run on a folder this module writes instead:
     protocol/fold_{1..5}.json                                5 folds over Q1-Q290, 232 profile / 58 held out
     countries/<ALPHA3>.xlsx                                  labelled exports (`xlsx=True`)
     WVS_Cross-National_Wave_7_csv_v6_0.csv                   the numeric cross-national layout (`csv=True`)
+    WVS_Cross-National_Wave_7_{sav,dta}_v6_0.{sav,dta}      the same as SPSS or Stata (`cross_national="sav"`),
+                                                             with value labels and the missing codes declared
 
 Option labels come from the project's own statement tables (valuesim/data/statements.toml), so every answer renders
 as a statement; nothing is taken from the WVS files. Answers follow a latent-trait model (three person traits
@@ -182,13 +184,15 @@ def write_synthetic_wvs(
     seed: int = 0,
     xlsx: bool = True,
     csv: bool = False,
+    cross_national: str = "csv",
 ) -> Path:
     """Write a synthetic WVS-7 folder (see the module docstring) and return its path.
 
     `countries`: how many (the default four, then ISO order) or ISO alpha-3 codes. `xlsx` writes one labelled
     file per country, `csv` the numeric cross-national file; with both, the labelled files hold the first half of
     the countries and the CSV the rest (a folder must not hold a respondent twice: the reader rejects duplicate
-    ids). Several seconds for 4 x 100 labelled; the full WVS-7 size as CSV takes about a minute."""
+    ids). `cross_national`: that file's format, csv, sav (SPSS) or dta (Stata). Several seconds for 4 x 100
+    labelled; the full WVS-7 size as CSV takes about a minute."""
     if not (xlsx or csv):
         raise ValueError("nothing to write: xlsx=True and/or csv=True")
     out = Path(out)
@@ -199,8 +203,13 @@ def write_synthetic_wvs(
     frame = respondents(codebook, alpha3, per_country, seed)
     as_csv = set(alpha3[(len(alpha3) + 1) // 2 :] if xlsx else alpha3) if csv else set()
     in_csv = frame["B_COUNTRY_ALPHA"].isin(as_csv).to_numpy()
-    if in_csv.any():
+    if in_csv.any() and cross_national == "csv":
         frame[in_csv].to_csv(out / CSV_NAME, index=False)
+    elif in_csv.any():
+        from valuesim.data.stat_files import write_stat_file
+
+        name = CSV_NAME.replace("csv", cross_national)  # WVS_Cross-National_Wave_7_sav_v6_0.sav, as released
+        write_stat_file(frame[in_csv].reset_index(drop=True), codebook, out / name)
     if xlsx:
         (out / "countries").mkdir(exist_ok=True)
         files = labelled(frame[~in_csv].reset_index(drop=True), codebook, seed, whole_labels(alpha3))
