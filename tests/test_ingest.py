@@ -437,9 +437,12 @@ def test_xlsx_without_wvs_sheet(catalog, tmp_path: Path) -> None:
 
 
 def test_unsupported_suffix_and_missing_file(catalog, tmp_path: Path) -> None:
-    path = tmp_path / "data.sav"
-    path.write_bytes(b"$FL2")
+    path = tmp_path / "data.rds"  # R's format: the .sav of the same release is read instead
+    path.write_bytes(b"X\n")
     assert_one_line_error(path, catalog, "unsupported file type")
+    broken = tmp_path / "data.sav"  # read since .sav files are; a damaged one is one line naming it
+    broken.write_bytes(b"$FL2")
+    assert_one_line_error(broken, catalog, "cannot be read as sav")
     assert_one_line_error(tmp_path / "absent.csv", catalog, "not found")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,33 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    """`obj` as indented JSON, atomically (see write_atomic)."""
-    write_atomic(path, json.dumps(obj, indent=1, default=str) + "\n")
+def write_json(path: str | Path, obj: Any, **dumps: Any) -> None:
+    """`obj` as indented strict JSON (see strict_json), atomically (see write_atomic)."""
+    write_atomic(path, strict_json(obj, **dumps) + "\n")
+
+
+def strict_json(obj: Any, default: Callable[[Any], Any] | None = None, indent: int | None = 1, **dumps: Any) -> str:
+    """`obj` as strict JSON (RFC 8259), which JavaScript's JSON.parse, Go and jq read: NaN and +/-Infinity (Python
+    floats, numpy floats, pandas' NaN cells) become null, since Python's json would write the non-standard tokens
+    NaN/Infinity. `default` converts what json cannot (DataFrames, numpy scalars, paths; see `jsonable`); the
+    undefined values are replaced after that conversion, so a DataFrame's NaN cells become null too."""
+    loose = json.dumps(obj, default=default or jsonable, allow_nan=True)
+    # one round trip: json writes NaN/Infinity wherever they sit (any nesting, any float subclass), and parse_constant
+    # sees exactly those tokens, so nothing is missed and every other value comes back unchanged
+    clean = json.loads(loose, parse_constant=lambda _token: None)
+    return json.dumps(clean, indent=indent, allow_nan=False, **dumps)
+
+
+def jsonable(o: Any) -> Any:
+    """What json.dumps cannot write, as something it can: numpy scalars as Python numbers, DataFrames as records,
+    Series as dicts, anything else as its str (paths, dates)."""
+    if hasattr(o, "dtype") and hasattr(o, "item") and getattr(o, "ndim", None) == 0:
+        return o.item()  # numpy scalar: np.int64 would otherwise be written as the string "3"
+    if hasattr(o, "tolist") and hasattr(o, "ndim") and not hasattr(o, "to_dict"):
+        return o.tolist()  # numpy array
+    if hasattr(o, "to_dict"):
+        return o.to_dict(orient="records") if hasattr(o, "columns") else o.to_dict()
+    return str(o)
 
 
 def read_text(path: str | Path, limit: int = MAX_JSON_BYTES, what: str = "file") -> str:

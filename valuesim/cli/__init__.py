@@ -12,19 +12,21 @@ import typer
 
 from valuesim.cli import bench, estimate, run, ui
 from valuesim.cli.data import data_app
+from valuesim.cli.help import Command, Group
 from valuesim.cli.options import fail, handled, parse_settings
 
 app = typer.Typer(
+    cls=Group,
     help="Simulate how one person answers value questions (WVS-7), with DSPy programs.",
     no_args_is_help=True,
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
-app.command()(run.evaluate)
-app.command("compile")(run.compile_cmd)
-app.command()(run.simulate)
-app.command()(bench.bench)
-app.command()(ui.ui)
-app.command(context_settings=estimate.TAKES_RUN_FLAGS)(estimate.estimate)
+app.command(cls=Command)(run.evaluate)
+app.command("compile", cls=Command)(run.compile_cmd)
+app.command(cls=Command)(run.simulate)
+app.command(cls=Command)(bench.bench)
+app.command(cls=Command)(ui.ui)
+app.command(cls=Command, context_settings=estimate.TAKES_RUN_FLAGS)(estimate.estimate)
 
 __all__ = ["app", "fail", "handled", "parse_settings"]

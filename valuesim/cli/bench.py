@@ -52,11 +52,11 @@ def bench(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass DSPy's LM cache (to measure cost)")] = False,
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", help="Bench folder; rerun with the same folder to resume [default: runs/bench-<time>]"),
+        typer.Option("--out", help="Bench folder; rerun with the same folder to resume \\[default: runs/bench-<time>]"),
     ] = None,
     reference: Annotated[
         str | None,
-        typer.Option(help="Program every other is compared with (paired, same items) [default: best statistical]"),
+        typer.Option(help="Program every other is compared with (paired, same items) \\[default: best statistical]"),
     ] = None,
     resamples: Resamples = config.RESAMPLES,
     seed: Seed = 0,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from valuesim import config
+from valuesim.cli.help import Command, Group
 from valuesim.cli.options import (
     AsJson,
     Data,
@@ -22,19 +23,19 @@ from valuesim.cli.options import (
     open_benchmark,
 )
 
-data_app = typer.Typer(help="Build and inspect the benchmark.", no_args_is_help=True)
+data_app = typer.Typer(cls=Group, help="Build and inspect the benchmark.", no_args_is_help=True)
 
 
-@data_app.command("build")
+@data_app.command("build", cls=Command)
 def data_build(
     wvs: Annotated[
         Path,
         typer.Option(
-            help="WVS-7 folder: countries/*.xlsx (or the cross-national CSV), codebook.json, "
+            help="WVS-7 folder: countries/*.xlsx (or the cross-national .csv, .sav or .dta), codebook.json, "
             "questions.json, question_metadata.json, protocol/fold_*.json",
         ),
     ],
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write [default: data/benchmark]")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write \\[default: data/benchmark]")] = None,
     seed: Seed = 0,
     report_unknown: Annotated[
         bool, typer.Option("--report-unknown", help="List every unmapped label instead of stopping at the first")
@@ -80,10 +81,12 @@ def data_build(
     )
     for u in report.unmapped:
         console.print(f"  unmapped: {u.file} column {u.column!r}: {u.value!r} ({u.count} rows)")
+    for line in report.label_conflicts:
+        console.print(f"  value label: {line}", highlight=False)
     console.print(f"Wrote {out_dir or config.data_dir()} (fingerprint {manifest['fingerprint']})")
 
 
-@data_app.command("person")
+@data_app.command("person", cls=Command)
 def data_person(
     person_id: Annotated[str, typer.Argument(help="Respondent id, e.g. BGD-50070001 (see predictions tables)")],
     data: Data = None,

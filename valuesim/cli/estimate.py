@@ -68,7 +68,7 @@ def estimate(
     persons: Persons = None,
     questions: Annotated[
         int | None,
-        typer.Option(min=1, help="Only the first M held-out questions per person [with --optimizer: 5, as compile]"),
+        typer.Option(min=1, help="Only the first M held-out questions per person \\[with --optimizer: 5, as compile]"),
     ] = None,
     split: Split = "dev",
     protocol: Protocol = "values",

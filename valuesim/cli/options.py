@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 import typer
 from rich.console import Console
 
-from valuesim import config
+from valuesim import config, files
 from valuesim.errors import ValueSimError
 
 if TYPE_CHECKING:
@@ -29,8 +29,11 @@ out = Console(soft_wrap=True)
 PROGRAM_NAMES = "random, majority, country, cell, knn, ml, demographics, rag, full-info, backstory, valuesim"
 LM_PROGRAM_NAMES = "valuesim, backstory, full-info, rag, demographics"
 
+# Help texts are rich markup (typer's default): a literal "[default: ...]" is written \\[ or rich takes it for a
+# style tag and drops it from --help.
+
 # Data selection
-Data = Annotated[Path | None, typer.Option(help="Built benchmark [default: data/benchmark]")]
+Data = Annotated[Path | None, typer.Option(help="Built benchmark \\[default: data/benchmark]")]
 Split = Annotated[Literal["train", "dev", "test"], typer.Option(help="Respondent split")]
 Fold = Annotated[int, typer.Option(min=1, max=5, help="Question fold 1-5")]
 History = Annotated[int, typer.Option(min=0, help="Number of known profile answers (0, 58, 116, 174, 232 or any)")]
@@ -75,7 +78,7 @@ Settings = Annotated[
 ]
 
 # Runs and output
-RunDir = Annotated[Path | None, typer.Option(help="Folder keeping this run's predictions [default: runs/<name>]")]
+RunDir = Annotated[Path | None, typer.Option(help="Folder keeping this run's predictions \\[default: runs/<name>]")]
 Resamples = Annotated[
     int, typer.Option(min=0, help="Bootstrap draws over persons for the 95% confidence intervals (0: none)")
 ]
@@ -183,12 +186,12 @@ def int_list(flag: str, text: str, low: int, high: int | None) -> list[int]:
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=1, default=_jsonable) + "\n")
+    """`obj` on stdout as one strict JSON object (undefined values, such as the reference row's vs_reference in a
+    bench, are null: JavaScript, Go and jq refuse Python's NaN)."""
+    sys.stdout.write(files.strict_json(obj, default=_jsonable) + "\n")
 
 
 def _jsonable(o: Any) -> Any:
-    if hasattr(o, "to_dict"):
-        return o.to_dict(orient="records") if hasattr(o, "columns") else o.to_dict()
-    if hasattr(o, "__dict__"):
-        return o.__dict__
-    return str(o)
+    if not hasattr(o, "to_dict") and not hasattr(o, "dtype") and hasattr(o, "__dict__"):
+        return o.__dict__  # result objects print as their fields
+    return files.jsonable(o)

@@ -137,7 +137,7 @@ def compile_cmd(
     lm: LM = config.DEFAULT_LM,
     reflection_lm: Annotated[
         str | None,
-        typer.Option(help="LM that writes new instructions (GEPA's reflection, MIPROv2's proposer) [default: --lm]"),
+        typer.Option(help="LM that writes new instructions (GEPA's reflection, MIPROv2's proposer) \\[default: --lm]"),
     ] = None,
     api_base: ApiBase = None,
     threads: Threads = 1,

@@ -102,7 +102,7 @@ def build(
             | {"mapped_share": report.mapped_share, "unmapped": len(report.unmapped)},
             "seconds": round(time.perf_counter() - t0, 1),
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        (tmp / "manifest.json").write_text(files.strict_json(manifest))
         (tmp / BUILDING_LOCK).unlink()  # not part of the benchmark; the lock itself is held until the end
         replace_dir(tmp, out)
     finally:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from valuesim import files
 from valuesim.data import statements
 from valuesim.errors import NotFoundError, UnknownKeyError, ValueSimError
 
@@ -26,6 +27,9 @@ OPEN_ITEMS = {"Q261", "Q262", "Q266", "Q267", "Q268", "Q270", "Q272", "Q274"}
 NUMERIC_ITEMS = {"Q261", "Q262", "Q270", "Q274"}
 # Options that are per country: codes are <country numeric code> * 1000 + n, plus a few shared codes < 1000.
 COUNTRY_SPECIFIC = {"Q223", "Q290"}
+# The codebook cuts option labels at this many characters (country prefix included): 30 party and ethnic-group
+# labels of Q1-Q290 are exactly this long, and a country file may carry the whole label (labels.py matches it).
+LABEL_CUT = 60
 
 # question_metadata.json lacks these items; categories follow the WVS-7 questionnaire sections.
 SECTIONS = [
@@ -68,6 +72,8 @@ class Question:
     # answer code -> second-person sentence, rendered at build: every option (per-country ones included) or, for
     # a free number, every plausible value
     statements: dict[int, str] = field(default_factory=dict)
+    # codes whose codebook label is exactly LABEL_CUT long, so possibly the start of a longer label
+    cut: list[int] = field(default_factory=list)
 
     @property
     def number(self) -> int:
@@ -193,6 +199,8 @@ class Catalog:
                 open=code in OPEN_ITEMS,
                 country_options=country_options,
                 missing={int(c): lab for c, lab in entry["choices"].items() if int(c) < 0},
+                # measured on the codebook's own label: the prefix and spacing are gone from the catalog's
+                cut=sorted(int(c) for c, lab in entry["choices"].items() if int(c) >= 0 and len(lab) == LABEL_CUT),
             )
             questions.append(with_statements(question, wvs_dir / "codebook.json"))
         return cls(questions, countries=dict(alpha))
@@ -203,7 +211,7 @@ class Catalog:
             "country_phrases": self.country_phrases,
             "questions": [asdict(q) for q in self],
         }
-        Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1))
+        Path(path).write_text(files.strict_json(data, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | Path) -> Catalog:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from valuesim.data.catalog import COUNTRY_SPECIFIC, NUMERIC_ITEMS, Catalog, Question
-from valuesim.data.labels import LabelMapper, _question_choices, normalize
+from valuesim.data.labels import AmbiguousLabelError, LabelMapper, _question_choices, normalize
 from valuesim.data.raw import WVSFormatError, _check_columns, _count_rows, _read_chunks
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class IngestReport:
     missing: int = 0
     unmapped: list[Unmapped] = field(default_factory=list)
     looks_like: dict[str, str] = field(default_factory=dict)  # "file|column" -> question whose options it holds
+    label_conflicts: list[str] = field(default_factory=list)  # .sav/.dta value labels disagreeing with the codebook
 
     @property
     def mapped_share(self) -> float:
@@ -65,13 +66,12 @@ def read_wvs_dir(
 ) -> tuple[pd.DataFrame, IngestReport]:
     """All respondent files under `wvs_dir` (`countries/*.xlsx`, `*.csv`) as one table of codes."""
     wvs_dir = Path(wvs_dir)
-    files = sorted(
-        p
-        for p in [*wvs_dir.glob("*.csv"), *wvs_dir.glob("countries/*.xlsx"), *wvs_dir.glob("countries/*.csv")]
-        if not p.name.startswith(".")
-    )
+    patterns = ["*.csv", "*.sav", "*.dta", *(f"countries/*.{ext}" for ext in ("xlsx", "csv", "sav", "dta"))]
+    files = sorted(p for pattern in patterns for p in wvs_dir.glob(pattern) if not p.name.startswith("."))
     if not files:
-        raise WVSFormatError(f"{wvs_dir}: no respondent files (expected countries/*.xlsx or a WVS-7 *.csv)")
+        raise WVSFormatError(
+            f"{wvs_dir}: no respondent files (expected countries/*.xlsx, or a WVS-7 .csv, .sav or .dta file)"
+        )
     return read_files(files, catalog, cache_dir=cache_dir, collect_unknown=collect_unknown, progress=progress)
 
 
@@ -86,6 +86,8 @@ def read_files(
     report = IngestReport()
     frames = []
     for path in map(Path, files):
+        if path.suffix.lower() in (".sav", ".dta"):
+            _check_value_labels(path, catalog, report, collect_unknown)
         task = progress.add_task(f"reading {path.name}", total=_count_rows(path)) if progress else None
         rows = 0
         for raw in _read_chunks(path, catalog, cache_dir):
@@ -107,6 +109,18 @@ def read_files(
         raise WVSFormatError(f"duplicate respondent ids across files: {table.loc[dup, 'person_id'].head(3).tolist()}")
     report.respondents = len(table)
     return table, report
+
+
+def _check_value_labels(path: Path, catalog: Catalog, report: IngestReport, collect_unknown: bool) -> None:
+    """A .sav/.dta carries its own value labels: one that names another option than the codebook's for its code is
+    an error (or, with collect_unknown, listed in the report), since the codes are then of another codebook."""
+    from valuesim.data.stat_files import label_conflicts
+
+    conflicts = label_conflicts(path, catalog)
+    if conflicts and not collect_unknown:
+        more = f" (and {len(conflicts) - 1} more; --report-unknown lists all)" if len(conflicts) > 1 else ""
+        raise WVSFormatError(f"{conflicts[0]}{more}")
+    report.label_conflicts += conflicts
 
 
 def _merged(unmapped: list[Unmapped]) -> list[Unmapped]:
@@ -165,9 +179,8 @@ def to_codes(
         for c, rows in groups:
             part = col.iloc[rows]
             if labelled:
-                part_codes, part_known = _map_labels(
-                    part, q, _question_choices(question, c), path, columns[q], report, collect_unknown
-                )
+                mapper = LabelMapper(q, _question_choices(question, c), question.cut)
+                part_codes, part_known = _map_labels(part, mapper, path, columns[q], report, collect_unknown)
             else:
                 part_codes, part_known = _map_codes(part, q, question, c, path, report, collect_unknown)
             codes[rows], known[rows] = part_codes, part_known
@@ -179,7 +192,7 @@ def _whose_options(values: list[str], catalog: Catalog, exclude: str) -> str | N
     """The question whose labels map at least 80% of `values`: a shifted header puts a column's answers under its
     neighbour's name. Only called for columns with unmapped labels."""
     shares = {
-        q.code: sum(LabelMapper(q.code, _question_choices(q))(v)[0] for v in values) / len(values)
+        q.code: sum(_recognised(LabelMapper(q.code, _question_choices(q), q.cut), v) for v in values) / len(values)
         for q in catalog
         if q.code != exclude and not q.open
     }
@@ -187,20 +200,23 @@ def _whose_options(values: list[str], catalog: Catalog, exclude: str) -> str | N
     return best if shares[best] >= 0.8 else None
 
 
+def _recognised(mapper: LabelMapper, value: str) -> bool:
+    try:
+        return mapper(value)[0]
+    except AmbiguousLabelError:
+        return True  # one of this question's options, which one does not matter here
+
+
 def _map_labels(
-    col: pd.Series,
-    q: str,
-    choices: dict[str, str],
-    path: Path,
-    column: str,
-    report: IngestReport,
-    collect_unknown: bool,
+    col: pd.Series, mapper: LabelMapper, path: Path, column: str, report: IngestReport, collect_unknown: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(codes, known) of a column of labels; each distinct label is looked up once."""
-    mapper = LabelMapper(q, choices)
     keys, labels = pd.factorize(col, use_na_sentinel=True)  # labels in order of first appearance
     counts = np.bincount(keys[keys >= 0], minlength=len(labels))
-    found = [mapper(v) for v in labels]
+    try:
+        found = [mapper(v) for v in labels]
+    except AmbiguousLabelError as e:
+        raise WVSFormatError(f"{path}: column {column!r}: {e}") from None
     is_known = np.array([k for k, _ in found], dtype=bool)
     is_code = np.array([k and c is not None for k, c in found], dtype=bool)
     label_codes = np.array([c if k and c is not None else 0 for k, c in found], dtype=np.int64)

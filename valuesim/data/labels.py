@@ -1,16 +1,23 @@
 """Answer labels -> codebook codes, for one question: the codebook's labels, the reviewed alias table (aliases.py)
 and the release-specific decorations ("Fourth step{4}", "USA: Republican Party", "1 Never justifiable") removed.
 
-Labels compare after `normalize` (case, quotes, punctuation and spacing variants are equal).
+Labels compare after `normalize` (case, quotes, punctuation and spacing variants are equal). A label the codebook
+cut (catalog.LABEL_CUT characters) matches a file's longer label that starts with it, when only one option does.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES, MISSING_LABELS, MISSING_PATTERN
 from valuesim.data.catalog import NUMERIC_ITEMS, Catalog, Question
+from valuesim.errors import ValueSimError
+
+
+class AmbiguousLabelError(ValueSimError):
+    """A label that starts with the cut codebook labels of two or more options."""
 
 
 def normalize(label: str) -> str:
@@ -23,10 +30,13 @@ def normalize(label: str) -> str:
 
 
 class LabelMapper:
-    """Label -> code for one question, from the codebook plus the reviewed alias table."""
+    """Label -> code for one question, from the codebook plus the reviewed alias table. `cut`: the codes (keys of
+    `choices`) whose codebook label the codebook cut (Question.cut)."""
 
-    def __init__(self, code: str, choices: dict[str, str]):
+    def __init__(self, code: str, choices: dict[str, str], cut: Collection[int | str] = ()):
         self.code = code
+        # (normalized label, code, label) of the cut labels: a longer file label starting with one is that option
+        self.cut = [(normalize(choices[str(c)]), int(c), choices[str(c)]) for c in cut if str(c) in choices]
         self.lookup: dict[str, int | None] = {}
         for c, lab in choices.items():
             self.lookup[normalize(lab)] = int(c) if int(c) >= 0 else None
@@ -65,6 +75,24 @@ class LabelMapper:
                 return True, None
             if self.numeric:
                 return True, n
+        return self._cut_match(key, raw)
+
+    def _cut_match(self, key: str, raw: Any) -> tuple[bool, int | None]:
+        """The one option whose cut label the label (or its undecorated variant) starts with; an error when several
+        do (the codebook cut two long labels to the same start)."""
+        found: dict[int, str] = {}
+        for candidate in _variants(key):
+            for start, code, label in self.cut:
+                if len(candidate) > len(start) and candidate.startswith(start):
+                    found[code] = label
+        if len(found) > 1:
+            options = " and ".join(f"{c} ({label!r})" for c, label in sorted(found.items()))
+            raise AmbiguousLabelError(
+                f"{self.code}: label {str(raw)!r} starts with the codebook's cut labels of options {options}; "
+                "add it to valuesim/data/aliases.py to say which"
+            )
+        if found:
+            return True, next(iter(found))
         return False, None
 
 

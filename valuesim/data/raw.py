@@ -39,7 +39,13 @@ def _check_columns(columns: dict, path: Path) -> None:
 
 def _read_chunks(path: Path, catalog: Catalog, cache_dir: str | Path | None) -> Iterator[pd.DataFrame]:
     """The raw rows of one file: a CSV in chunks of CSV_CHUNK rows, only the columns `to_codes` reads (labels as
-    text; codes as numbers, ids as text); an xlsx whole, through the parse cache (`_read_raw`)."""
+    text; codes as numbers, ids as text); a .sav or .dta in chunks too (stat_files); an xlsx whole, through the parse
+    cache (`_read_raw`)."""
+    if path.suffix.lower() in (".sav", ".dta"):
+        from valuesim.data.stat_files import read_chunks
+
+        yield from read_chunks(path, catalog)
+        return
     if path.suffix.lower() != ".csv" or not path.exists():
         yield _read_raw(path, cache_dir)
         return
@@ -59,7 +65,11 @@ def _read_chunks(path: Path, catalog: Catalog, cache_dir: str | Path | None) -> 
 
 
 def _count_rows(path: Path) -> int | None:
-    """Data rows of a CSV (lines after the header, for a progress bar); None for other files."""
+    """Data rows of a CSV, .sav or .dta (for a progress bar); None for other files."""
+    if path.suffix.lower() in (".sav", ".dta") and path.exists():
+        from valuesim.data.stat_files import read_metadata
+
+        return read_metadata(path).number_rows
     if path.suffix.lower() != ".csv" or not path.exists():
         return None
     with open(path, "rb") as f:
@@ -85,7 +95,7 @@ def _read_raw(path: Path, cache_dir: str | Path | None) -> pd.DataFrame:
         elif path.suffix.lower() == ".csv":
             raw = pd.read_csv(path, dtype=object, sep=_sniff_delimiter(path))
         else:
-            raise WVSFormatError(f"{path}: unsupported file type {path.suffix!r} (expected .xlsx or .csv)")
+            raise WVSFormatError(f"{path}: unsupported file type {path.suffix!r} (expected .xlsx, .csv, .sav or .dta)")
     except (zipfile.BadZipFile, ValueError, KeyError, EOFError, pd.errors.ParserError, CalamineError) as e:
         if isinstance(e, WVSFormatError):
             raise

@@ -7,6 +7,8 @@ scale benchmarks run on a folder this module writes instead:
     protocol/fold_{1..5}.json                                5 folds over Q1-Q290, 232 profile / 58 held out
     countries/<ALPHA3>.xlsx                                  labelled exports (`xlsx=True`)
     WVS_Cross-National_Wave_7_csv_v6_0.csv                   the numeric cross-national layout (`csv=True`)
+    WVS_Cross-National_Wave_7_{sav,dta}_v6_0.{sav,dta}      the same as SPSS or Stata (`cross_national="sav"`),
+                                                             with value labels and the missing codes declared
 
 Option labels come from the project's own statement tables (valuesim/data/statements.toml), so every answer renders
 as a statement; nothing is taken from the WVS files. Answers follow a latent-trait model (three person traits
@@ -35,7 +37,7 @@ import pycountry
 from valuesim.data import statements as st
 from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES
 from valuesim.data.catalog import COUNTRY_SPECIFIC
-from valuesim.data.synthetic_codebook import CODES, _capital, _iso, _numeric, write_metadata
+from valuesim.data.synthetic_codebook import CODES, _capital, _iso, _numeric, whole_labels, write_metadata
 from valuesim.data.xlsx import write_xlsx
 
 DEFAULT_COUNTRIES = ("USA", "JPN", "COL", "BGD")
@@ -126,8 +128,12 @@ def _bins(score: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
 # Labelled exports
 
 
-def labelled(frame: pd.DataFrame, codebook: dict, seed: int) -> pd.DataFrame:
-    """A labelled export of `frame`: `CODE: label` headers, answer labels as text with release-style variants."""
+def labelled(
+    frame: pd.DataFrame, codebook: dict, seed: int, whole: dict[str, dict[int, str]] | None = None
+) -> pd.DataFrame:
+    """A labelled export of `frame`: `CODE: label` headers, answer labels as text with release-style variants.
+    `whole`: per-country item -> code -> the whole label where the codebook's is cut (synthetic_codebook.whole_labels);
+    the files carry the whole label, as real exports do."""
     rng = np.random.default_rng(seed + 1)
     n = len(frame)
     release = np.isin(frame["version"].to_numpy(), RELEASES[1])  # the newer release spells more labels its way
@@ -139,7 +145,7 @@ def labelled(frame: pd.DataFrame, codebook: dict, seed: int) -> pd.DataFrame:
     )
     out[f"H_URBRURAL: {codebook['H_URBRURAL']['question']}"] = frame["H_URBRURAL"].map({1: "Urban", 2: "Rural"})
     for code in CODES:
-        choices = {int(c): label for c, label in codebook[code]["choices"].items()}
+        choices = {int(c): label for c, label in codebook[code]["choices"].items()} | (whole or {}).get(code, {})
         values = frame[code].to_numpy()
         r = rng.random(n)
         # the option's label; free numbers (age, year of birth) are the number itself
@@ -178,13 +184,15 @@ def write_synthetic_wvs(
     seed: int = 0,
     xlsx: bool = True,
     csv: bool = False,
+    cross_national: str = "csv",
 ) -> Path:
     """Write a synthetic WVS-7 folder (see the module docstring) and return its path.
 
     `countries`: how many (the default four, then ISO order) or ISO alpha-3 codes. `xlsx` writes one labelled
     file per country, `csv` the numeric cross-national file; with both, the labelled files hold the first half of
     the countries and the CSV the rest (a folder must not hold a respondent twice: the reader rejects duplicate
-    ids). Several seconds for 4 x 100 labelled; the full WVS-7 size as CSV takes about a minute."""
+    ids). `cross_national`: that file's format, csv, sav (SPSS) or dta (Stata). Several seconds for 4 x 100
+    labelled; the full WVS-7 size as CSV takes about a minute."""
     if not (xlsx or csv):
         raise ValueError("nothing to write: xlsx=True and/or csv=True")
     out = Path(out)
@@ -195,11 +203,16 @@ def write_synthetic_wvs(
     frame = respondents(codebook, alpha3, per_country, seed)
     as_csv = set(alpha3[(len(alpha3) + 1) // 2 :] if xlsx else alpha3) if csv else set()
     in_csv = frame["B_COUNTRY_ALPHA"].isin(as_csv).to_numpy()
-    if in_csv.any():
+    if in_csv.any() and cross_national == "csv":
         frame[in_csv].to_csv(out / CSV_NAME, index=False)
+    elif in_csv.any():
+        from valuesim.data.stat_files import write_stat_file
+
+        name = CSV_NAME.replace("csv", cross_national)  # WVS_Cross-National_Wave_7_sav_v6_0.sav, as released
+        write_stat_file(frame[in_csv].reset_index(drop=True), codebook, out / name)
     if xlsx:
         (out / "countries").mkdir(exist_ok=True)
-        files = labelled(frame[~in_csv].reset_index(drop=True), codebook, seed)
+        files = labelled(frame[~in_csv].reset_index(drop=True), codebook, seed, whole_labels(alpha3))
         alpha_column = f"B_COUNTRY_ALPHA: {codebook['B_COUNTRY_ALPHA']['question']}"
         for k, a in enumerate(alpha3):
             if a in as_csv:

@@ -9,7 +9,6 @@ spelling, so the labelled files can carry the release's. Per-country items (part
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,17 +17,25 @@ from typing import Any
 import numpy as np
 import pycountry
 
+from valuesim import files
 from valuesim.data import statements as st
 from valuesim.data.aliases import ALIASES
-from valuesim.data.catalog import COUNTRY_SPECIFIC, OPEN_ITEMS, SECTIONS
+from valuesim.data.catalog import COUNTRY_SPECIFIC, LABEL_CUT, OPEN_ITEMS, SECTIONS
 
 CODES = [f"Q{n}" for n in range(1, 291)]
 MISSING = {-1: "Don't know", -2: "No answer", -4: "Not asked", -5: "Missing; Not available"}
 # Small generic lists for the items whose real options are names (languages, parties, ethnic groups): the
-# statement tables render any name, and real names would be WVS content.
+# statement tables render any name, and real names would be WVS content. One party and one group are longer than
+# the codebook's cut (LABEL_CUT with the prefix), as 30 real ones are: the codebook gets the cut label, the labelled
+# files the whole one.
 LANGUAGES = ("English", "Spanish; Castilian", "Japanese", "Bengali", "French")
-PARTIES = ("Green Party", "Labour Party", "Liberal Party", "Conservative Party")
-ETHNIC_GROUPS = ("Majority group", "Minority group", "Mixed heritage")
+PARTIES = (
+    "Green Party", "Labour Party", "Liberal and Democratic Alliance for the Renewal of Civic and Social Institutions",
+    "Conservative Party",
+)  # fmt: skip
+ETHNIC_GROUPS = (
+    "Majority group", "Minority group", "Mixed heritage (two or more of the groups above, or any other background)",
+)  # fmt: skip
 
 
 def _iso(alpha3: str) -> Any:
@@ -124,6 +131,17 @@ def country_options(code: str, alpha3: str, names: Sequence[str] | None = None) 
     return {num * 1000 + i: f"{_iso(alpha3).alpha_2}: {g}" for i, g in enumerate(names or ETHNIC_GROUPS, start=1)}
 
 
+def whole_labels(
+    alpha3: Sequence[str], names: Mapping[str, Mapping[str, Sequence[str]]] | None = None
+) -> dict[str, dict[int, str]]:
+    """Per-country item -> code -> its whole label, as the labelled files write it (the codebook cuts it)."""
+    out: dict[str, dict[int, str]] = {code: {} for code in COUNTRY_SPECIFIC}
+    for code in COUNTRY_SPECIFIC:
+        for a in alpha3:
+            out[code] |= country_options(code, a, (names or {}).get(a, {}).get(code))
+    return out
+
+
 def _entry(question: str, choices: dict, kind: str = "multiple_choice", instruction: str = "") -> dict:
     return {"question": question, "question_instruction": instruction, "type": kind, "choices": choices}
 
@@ -147,7 +165,8 @@ def write_metadata(
         options, ordinal = question_options(code, alpha3)
         options = _codebook_spelling(code, options)
         for a in alpha3 if code in COUNTRY_SPECIFIC else ():
-            options |= country_options(code, a, (names or {}).get(a, {}).get(code))
+            own = country_options(code, a, (names or {}).get(a, {}).get(code))
+            options |= {c: lab[:LABEL_CUT] for c, lab in own.items()}  # the codebook's cut, as in the real one
         section = next(name for lo, hi, name in SECTIONS if lo <= n <= hi)
         label = _capital(st.MEMBERSHIP.get(code) or f"{section}: item {n}")
         kind = "objective" if code in OPEN_ITEMS or code in COUNTRY_SPECIFIC else "multiple_choice"
@@ -167,13 +186,13 @@ def write_metadata(
             }
     out.mkdir(parents=True, exist_ok=True)
     for name, data in (("codebook.json", codebook), ("questions.json", wording), ("question_metadata.json", meta)):
-        (out / name).write_text(json.dumps(data, ensure_ascii=False, indent=1))
+        (out / name).write_text(files.strict_json(data, ensure_ascii=False))
     order = np.random.default_rng(seed).permutation(len(CODES))  # every question held out in exactly one fold
     (out / "protocol").mkdir(exist_ok=True)
     for fold in range(1, 6):
         test = {CODES[i] for i in order[(fold - 1) * 58 : fold * 58]}
         train, held_out = [c for c in CODES if c not in test], [c for c in CODES if c in test]
         (out / "protocol" / f"fold_{fold}.json").write_text(
-            json.dumps({"fold": fold, "train_set": train, "test_set": held_out})
+            files.strict_json({"fold": fold, "train_set": train, "test_set": held_out}, indent=None)
         )
     return codebook

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dspy
 
-from valuesim import tracking
+from valuesim import files, tracking
 from valuesim.errors import ValueSimError
 from valuesim.programs import PROGRAMS
 
@@ -31,7 +31,7 @@ def save_program(
     path.mkdir(parents=True, exist_ok=True)
     program.save(str(path / "program.json"))
     meta = {"program": name, "settings": settings or {}, "lm": lm or {}, "dspy": dspy.__version__}
-    (path / "valuesim.json").write_text(json.dumps(meta, indent=1))
+    (path / "valuesim.json").write_text(files.strict_json(meta))
     return path
 
 

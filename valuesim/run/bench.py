@@ -231,7 +231,19 @@ def paired_table(preds: dict, reference: str | None, resamples: int, seed: int) 
 
 
 def p_text(p: float) -> str:
+    if pd.isna(p):
+        return ""
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def fixed(v: float, digits: int = 3) -> str:
+    """v with `digits` decimals; an undefined value (NaN, None) is an empty cell, not "nan"."""
+    return "" if pd.isna(v) else f"{v:.{digits}f}"
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """table as a markdown table with empty cells where a value is undefined (tabulate writes NaN as "nan")."""
+    return table.astype(object).where(table.notna(), None).to_markdown(index=False)
 
 
 def results_markdown(table: pd.DataFrame) -> str:
@@ -242,13 +254,16 @@ def results_markdown(table: pd.DataFrame) -> str:
     out.columns = ["program", "fold", "history", "n", "persons"]
     for m in ("accuracy", "macro_accuracy", "within_one", "nmae"):
         if m in table:
-            out[m] = [format_ci(r[m], r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")) for _, r in table.iterrows()]
+            out[m] = [
+                "" if pd.isna(r[m]) else format_ci(r[m], r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high"))
+                for _, r in table.iterrows()
+            ]
     if "random_accuracy" in table:
-        out["random floor"] = table["random_accuracy"].map(lambda v: f"{v:.3f}")
+        out["random floor"] = table["random_accuracy"].map(fixed)
     if "country_accuracy" in table:
-        out["country floor"] = table["country_accuracy"].map(lambda v: f"{v:.3f}")
+        out["country floor"] = table["country_accuracy"].map(fixed)
     if "normalized_accuracy" in table:
-        out["normalized"] = table["normalized_accuracy"].map(lambda v: f"{v:.3f}")
+        out["normalized"] = table["normalized_accuracy"].map(fixed)
     if "vs_reference" in table:
         out["vs reference"] = [
             "" if pd.isna(r["vs_reference"])
@@ -257,7 +272,7 @@ def results_markdown(table: pd.DataFrame) -> str:
             for _, r in table.iterrows()
         ]  # fmt: skip
     out["invalid"], out["failed"] = table.get("invalid", 0), table.get("failed", 0)
-    return out.to_markdown(index=False)
+    return markdown(out)
 
 
 def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
@@ -283,10 +298,10 @@ def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
     cost = table[keys + [c for c in COST_COLUMNS if c in table]].round(2)
     if "usd_total" in cost:  # small runs cost fractions of a cent
         cost["usd_total"] = table["usd_total"].astype(float).round(6)
-    files.write_atomic(report / "results.csv", results.to_csv(index=False))
-    files.write_atomic(report / "cost.csv", cost.to_csv(index=False))
+    files.write_atomic(report / "results.csv", results.to_csv(index=False, na_rep=""))  # undefined: empty, not nan
+    files.write_atomic(report / "cost.csv", cost.to_csv(index=False, na_rep=""))
     files.write_atomic(report / "results.md", results_markdown(table) + "\n")
-    files.write_atomic(report / "cost.md", cost.to_markdown(index=False) + "\n")
+    files.write_atomic(report / "cost.md", markdown(cost) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for program, g in table.groupby("program", sort=False):
         g = g.groupby("history")[["accuracy", "accuracy_ci_low", "accuracy_ci_high"]].mean()

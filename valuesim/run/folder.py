@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from valuesim import files
 from valuesim.errors import ValueSimError
 
 IDENTITY_FILE = "run.json"
@@ -28,7 +29,7 @@ def claim(folder: Path, identity: dict[str, Any]) -> Iterator[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):
         path = folder / IDENTITY_FILE
-        identity = json.loads(json.dumps(identity, default=str))  # the form it has once read back
+        identity = json.loads(files.strict_json(identity, default=str))  # the form it has once read back
         if path.exists():
             try:
                 stored = json.loads(path.read_text())
@@ -44,7 +45,7 @@ def claim(folder: Path, identity: dict[str, Any]) -> Iterator[Path]:
             raise ValueSimError(f"{folder} holds predictions of a run without {IDENTITY_FILE}; use another folder")
         else:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(identity, indent=1, sort_keys=True))
+            tmp.write_text(files.strict_json(identity, default=str, sort_keys=True))
             os.replace(tmp, path)
         yield folder
 

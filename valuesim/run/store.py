@@ -7,13 +7,14 @@ impossible.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from operator import itemgetter
 from pathlib import Path
 
 import pandas as pd
+
+from valuesim import files
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -28,6 +29,11 @@ CREATE TABLE IF NOT EXISTS predictions (
 )
 """
 ADDED_COLUMNS = {"cached_tokens": "INTEGER", "cost_usd": "REAL"}  # missing from stores written before them
+
+
+def _detail_json(detail: dict) -> str:
+    # strict JSON like every file ValueSim writes: a store is read by other tools (sqlite3 + jq) too
+    return files.strict_json(detail, default=str, indent=None, ensure_ascii=False)
 
 
 class RunStore:
@@ -55,7 +61,7 @@ class RunStore:
             return {k for (k,) in self._db.execute(f"SELECT key FROM predictions{where}")}
 
     def add(self, row: dict) -> None:
-        row = {**row, "detail": json.dumps(row.get("detail") or {}, ensure_ascii=False, default=str)}
+        row = {**row, "detail": _detail_json(row.get("detail") or {})}
         cols = ", ".join(row)
         with self._lock:
             self._db.execute(
@@ -74,7 +80,7 @@ class RunStore:
         for r in rows:
             v = list(get(r))
             if detail is not None:
-                v[detail] = json.dumps(v[detail], ensure_ascii=False, default=str) if v[detail] else "{}"
+                v[detail] = _detail_json(v[detail]) if v[detail] else "{}"
             values.append(v)
         sql = f"INSERT OR REPLACE INTO predictions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
         with self._lock:
