@@ -4,7 +4,7 @@
     .venv/bin/python scripts/build_bench.py --baselines random,majority,knn  # then these over all test persons
     .venv/bin/python scripts/build_bench.py --wvs DIR --out DIR --home DIR
 
-The folder is the synthetic whole WVS-7 (`python -m valuesim.data.synthetic DIR --full`: the official
+The folder is the synthetic whole WVS-7 (`python -m valuesim.testing DIR --full`: the official
 cross-national CSV's shape, 66 countries, 600 columns), generated when DIR holds no CSV. Every step runs as its
 own command under `/usr/bin/time -v`; the script prints the command and what it measured: wall time, CPU time
 (user + system), peak resident memory, and the load average before and after (the cores may be shared: CPU time
@@ -77,7 +77,7 @@ def main() -> None:
     results: dict = {}
     if not (args.wvs / CSV).exists():
         print("Generating the synthetic whole WVS-7", flush=True)
-        results["generate"] = timed([sys.executable, "-m", "valuesim.data.synthetic", args.wvs, "--full"], args.home)
+        results["generate"] = timed([sys.executable, "-m", "valuesim.testing.synthetic", args.wvs, "--full"], args.home)
     if not args.skip_build:
         print("Building the benchmark", flush=True)
         build = timed([BIN / "valuesim", "data", "build", "--wvs", args.wvs, "--out", args.out, "--force", "--json"],

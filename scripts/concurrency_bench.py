@@ -16,7 +16,7 @@ rate of the same program; `max in flight` is the most requests the server held a
 
 Items per cell: `--rounds` x N predictions (at least `--min-items`), as persons x `--questions` questions, so a
 person's share of backstory work is the same in every cell. Needs a built benchmark (`--data`, default
-data/benchmark/); build a synthetic one with `python -m valuesim.data.synthetic` and `valuesim data build`.
+data/benchmark/); build a synthetic one with `python -m valuesim.testing` and `valuesim data build`.
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ def make_runs(home: Path) -> None:
 
     from valuesim.data.benchmark import Benchmark
     from valuesim.data.build import build
-    from valuesim.data.synthetic import write_synthetic_wvs
     from valuesim.run import bench as bench_runs
     from valuesim.run import runner
+    from valuesim.testing.synthetic import write_synthetic_wvs
 
     wvs = write_synthetic_wvs(home / "wvs", per_country=30)
     build(wvs, home / "data" / "benchmark")

@@ -2,7 +2,7 @@
 
 The WVS terms forbid committing data files. The small folder is cut from the real files in ../shared/data/wvs7
 (override with VALUESIM_TEST_WVS) when they are there, and is a synthetic WVS-7 folder in the same layout
-(valuesim.data.synthetic) when they are not, so a clone without the data still runs the ingestion, benchmark,
+(valuesim.testing.synthetic) when they are not, so a clone without the data still runs the ingestion, benchmark,
 program, compile and reliability tests. Tests about the real files' own content are marked `real_data` and skip
 without them.
 """
@@ -62,7 +62,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def synthetic_wvs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic WVS-7 folder (labelled xlsx, 4 countries x N_RESPONDENTS)."""
-    from valuesim.data.synthetic import write_synthetic_wvs
+    from valuesim.testing.synthetic import write_synthetic_wvs
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -24,9 +24,9 @@ from valuesim.data.build import build, read_folds
 from valuesim.data.catalog import Catalog
 from valuesim.data.ingest import read_wvs_dir
 from valuesim.data.raw import WVSFormatError
-from valuesim.data.synthetic import CSV_NAME, write_synthetic_wvs
 from valuesim.errors import ValueSimError
 from valuesim.progress import bars
+from valuesim.testing.synthetic import CSV_NAME, write_synthetic_wvs
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from valuesim.data.catalog import COUNTRY_SPECIFIC, LABEL_CUT, Catalog
 from valuesim.data.ingest import read_wvs_dir
 from valuesim.data.labels import AmbiguousLabelError, LabelMapper, _question_choices
 from valuesim.data.raw import WVSFormatError
-from valuesim.data.synthetic import respondents, write_synthetic_wvs
+from valuesim.testing.synthetic import respondents, write_synthetic_wvs
 
 PREFIX = r"^[A-Z]{2,4}:\s*"
 MORE = " and the rest of its long name (Federation)"

@@ -6,7 +6,7 @@
   as it reaches the LM engine (DSPy's lm15 Request: messages, max_tokens, temperature, the response_format with the
   option-constrained JSON schema). The engine declares the embedded llama.cpp engine's capability hints, so the
   JSON adapter sends what it sends to `--lm gemma`. The person comes from the synthetic catalog
-  (valuesim/data/synthetic.py) through make_person/make_example, so statement rendering is covered too; the LM's
+  (valuesim/testing/synthetic.py) through make_person/make_example, so statement rendering is covered too; the LM's
   replies are fixed, so later prompts (the backstory, the views in the coordinator's) are deterministic.
 
 All inputs are synthetic (never WVS rows: these files are committed). A test fails on any byte of difference and
@@ -31,10 +31,10 @@ from helpers import SIGNATURES, module_of
 
 from valuesim.data.benchmark import make_example, make_person
 from valuesim.data.catalog import Catalog
-from valuesim.data.synthetic_codebook import write_metadata
 from valuesim.lm import LlamaCppEngine
 from valuesim.programs import PROGRAMS
 from valuesim.programs.options import OptionsAdapter, with_options
+from valuesim.testing.synthetic_codebook import write_metadata
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("VALUESIM_UPDATE_SNAPSHOTS") == "1"

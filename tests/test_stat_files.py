@@ -17,7 +17,7 @@ from valuesim.cli import app
 from valuesim.data.catalog import Catalog
 from valuesim.data.ingest import fingerprint, read_wvs_dir
 from valuesim.data.raw import WVSFormatError
-from valuesim.data.synthetic import write_synthetic_wvs
+from valuesim.testing.synthetic import write_synthetic_wvs
 
 LAYOUTS = {
     "xlsx": {"xlsx": True},

@@ -1,4 +1,4 @@
-"""The synthetic WVS-7 folder (valuesim.data.synthetic) stands in for the licensed data: it builds with every
+"""The synthetic WVS-7 folder (valuesim.testing.synthetic) stands in for the licensed data: it builds with every
 answered cell mapped, every answer renders as a statement, its folds follow the protocol, and its labelled and
 numeric layouts give the same codes. Runs whether or not the real files are there."""
 
@@ -19,8 +19,9 @@ from valuesim.data.benchmark import Benchmark
 from valuesim.data.build import build, read_folds
 from valuesim.data.catalog import COUNTRY_SPECIFIC, Catalog
 from valuesim.data.ingest import read_wvs_dir
-from valuesim.data.synthetic import CSV_NAME, main, write_synthetic_wvs
-from valuesim.data.synthetic_full import SHAPE, sample_sizes, write_full
+from valuesim.testing.__main__ import main
+from valuesim.testing.synthetic import CSV_NAME, write_synthetic_wvs
+from valuesim.testing.synthetic_full import SHAPE, sample_sizes, write_full
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +198,7 @@ def test_whole_wvs7_builds_with_every_answer_mapped(whole: Path, tmp_path: Path)
 
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     usage = subprocess.run(
-        [sys.executable, "-m", "valuesim.data.synthetic", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "valuesim.testing", "--help"], capture_output=True, text=True, check=True
     )
     assert "--per-country" in usage.stdout and "--layout" in usage.stdout
     main([str(tmp_path / "cli"), "--countries", "2", "--per-country", "5", "--layout", "csv", "--seed", "1"])

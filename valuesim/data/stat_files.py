@@ -109,34 +109,3 @@ def label_conflicts(path: Path, catalog: Catalog) -> list[str]:
 
 def _any_country_option(country_options: dict[str, dict[int, str]], code: int) -> str | None:
     return next((opts[code] for opts in country_options.values() if code in opts), None)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Writing (the synthetic WVS folder)
-
-
-def write_stat_file(frame: pd.DataFrame, codebook: dict, path: Path) -> None:
-    """`frame` (numeric codes, negative = missing) as a .sav or .dta with the codebook's value labels and variable
-    labels; in a .sav the negative codes are declared user-missing, as in the WVS release."""
-    import pyreadstat
-
-    value_labels: dict[str, dict[int | float, str]] = {
-        str(c): {int(k): str(v) for k, v in codebook[c]["choices"].items()}
-        for c in frame.columns
-        if c in codebook and codebook[c].get("choices") and pd.api.types.is_integer_dtype(frame[c])
-    }
-    column_labels = {c: str(codebook[c]["question"])[:80] if c in codebook else c for c in frame.columns}
-    frame = frame.copy()
-    for c in frame.columns:  # Stata and SPSS store numbers as doubles; readstat wants numpy dtypes, not Int64
-        if pd.api.types.is_integer_dtype(frame[c]):
-            frame[c] = frame[c].astype("float64")
-        elif not pd.api.types.is_numeric_dtype(frame[c]):
-            frame[c] = frame[c].astype(str)
-    if path.suffix.lower() == ".sav":
-        # the release declares the negative codes (Don't know, No answer, Not asked, Missing) user-missing
-        missing: dict[str, list[Any]] = {c: [{"lo": -5.0, "hi": -1.0}] for c in value_labels}
-        pyreadstat.write_sav(
-            frame, str(path), column_labels=column_labels, variable_value_labels=value_labels, missing_ranges=missing
-        )
-    else:
-        pyreadstat.write_dta(frame, str(path), column_labels=column_labels, variable_value_labels=value_labels)

@@ -1,12 +1,12 @@
-"""A one-sheet xlsx written directly as XML, the way WVS country exports are stored (shared strings, sheet "Data").
-
-pandas' openpyxl writer takes a second per 100 respondents; this takes ~50 ms (valuesim.data.synthetic).
-"""
+"""The synthetic folder's file writers: a one-sheet xlsx written directly as XML, the way WVS country exports are
+stored (shared strings, sheet "Data"; pandas' openpyxl writer takes a second per 100 respondents, this ~50 ms), and
+SPSS/Stata files with value labels through pyreadstat (`write_stat_file`)."""
 
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -67,3 +67,29 @@ def write_xlsx(path: Path, frame: pd.DataFrame, sheet: str = "Data") -> None:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for name, xml in parts.items():
             z.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + xml)
+
+def write_stat_file(frame: pd.DataFrame, codebook: dict, path: Path) -> None:
+    """`frame` (numeric codes, negative = missing) as a .sav or .dta with the codebook's value labels and variable
+    labels; in a .sav the negative codes are declared user-missing, as in the WVS release."""
+    import pyreadstat
+
+    value_labels: dict[str, dict[int | float, str]] = {
+        str(c): {int(k): str(v) for k, v in codebook[c]["choices"].items()}
+        for c in frame.columns
+        if c in codebook and codebook[c].get("choices") and pd.api.types.is_integer_dtype(frame[c])
+    }
+    column_labels = {c: str(codebook[c]["question"])[:80] if c in codebook else c for c in frame.columns}
+    frame = frame.copy()
+    for c in frame.columns:  # Stata and SPSS store numbers as doubles; readstat wants numpy dtypes, not Int64
+        if pd.api.types.is_integer_dtype(frame[c]):
+            frame[c] = frame[c].astype("float64")
+        elif not pd.api.types.is_numeric_dtype(frame[c]):
+            frame[c] = frame[c].astype(str)
+    if path.suffix.lower() == ".sav":
+        # the release declares the negative codes (Don't know, No answer, Not asked, Missing) user-missing
+        missing: dict[str, list[Any]] = {c: [{"lo": -5.0, "hi": -1.0}] for c in value_labels}
+        pyreadstat.write_sav(
+            frame, str(path), column_labels=column_labels, variable_value_labels=value_labels, missing_ranges=missing
+        )
+    else:
+        pyreadstat.write_dta(frame, str(path), column_labels=column_labels, variable_value_labels=value_labels)

@@ -1,6 +1,6 @@
 """The whole WVS-7 as the official cross-national CSV: 97,220 synthetic respondents in 66 countries, ~600 columns.
 
-The scale benchmark of `valuesim data build` (scripts/build_bench.py) runs on this. It is valuesim.data.synthetic's
+The scale benchmark of `valuesim data build` (scripts/build_bench.py) runs on this. It is valuesim.testing.synthetic's
 numeric layout with what the official file has and the small test folders do not (shapes from synthetic.toml):
 - the WVS-7 countries, with sample sizes drawn between ~1,000 and ~4,000 and summing to 97,220;
 - missing answers at realistic rates: a lognormal rate per question times one per country, calibrated on the four
@@ -9,7 +9,7 @@ numeric layout with what the official file has and the small test folders do not
 - the ~300 variables the benchmark does not read (fieldwork, weights, regions, recodes, indices, country-level
   figures), so the file has the official width.
 
-    python -m valuesim.data.synthetic OUT --full [--respondents 97220] [--seed 0]
+    python -m valuesim.testing OUT --full [--respondents 97220] [--seed 0]
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from valuesim.data.synthetic import CSV_NAME, respondents
-from valuesim.data.synthetic_codebook import CODES, _iso, write_metadata
+from valuesim.testing.synthetic import CSV_NAME, respondents
+from valuesim.testing.synthetic_codebook import CODES, _iso, write_metadata
 
 SHAPE = tomllib.loads((Path(__file__).parent / "synthetic.toml").read_text())
 

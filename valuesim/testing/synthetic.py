@@ -18,15 +18,13 @@ release spellings from valuesim/data/aliases.py ("Agree strongly", "Don´t know"
 missing-answer labels ("Not asked in survey"), end-labelled 10-point scales ("1 Never justifiable", "10"),
 per-country options with and without their prefix, and a few columns absent in one country.
 
-    python -m valuesim.data.synthetic OUT [--countries 4] [--per-country 100] [--layout xlsx|csv|both] [--seed 0]
-    python -m valuesim.data.synthetic OUT --full      # the whole WVS-7 as the official CSV (synthetic_full.py)
+    python -m valuesim.testing OUT [--countries 4] [--per-country 100] [--layout xlsx|csv|both] [--seed 0]
+    python -m valuesim.testing OUT --full      # the whole WVS-7 as the official CSV (synthetic_full.py)
 """
 
 from __future__ import annotations
 
-import argparse
 import re
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,8 +35,8 @@ import pycountry
 from valuesim.data import statements as st
 from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES
 from valuesim.data.catalog import COUNTRY_SPECIFIC
-from valuesim.data.synthetic_codebook import CODES, _capital, _iso, _numeric, whole_labels, write_metadata
-from valuesim.data.xlsx import write_xlsx
+from valuesim.testing.synthetic_codebook import CODES, _capital, _iso, _numeric, whole_labels, write_metadata
+from valuesim.testing.writers import write_stat_file, write_xlsx
 
 DEFAULT_COUNTRIES = ("USA", "JPN", "COL", "BGD")
 CSV_NAME = "WVS_Cross-National_Wave_7_csv_v6_0.csv"
@@ -206,8 +204,6 @@ def write_synthetic_wvs(
     if in_csv.any() and cross_national == "csv":
         frame[in_csv].to_csv(out / CSV_NAME, index=False)
     elif in_csv.any():
-        from valuesim.data.stat_files import write_stat_file
-
         name = CSV_NAME.replace("csv", cross_national)  # WVS_Cross-National_Wave_7_sav_v6_0.sav, as released
         write_stat_file(frame[in_csv].reset_index(drop=True), codebook, out / name)
     if xlsx:
@@ -222,42 +218,3 @@ def write_synthetic_wvs(
                 part = part.drop(columns=[c for c in part.columns if c.split(":")[0] in DROPPED])
             write_xlsx(out / "countries" / f"{a}.xlsx", part)
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(
-        prog="python -m valuesim.data.synthetic",
-        description="Write a synthetic WVS-7 folder (the real layout, made-up respondents) for tests and scale "
-        "benchmarks. --full: the whole WVS-7 as the official cross-national CSV (97,220 respondents in 66 "
-        "countries, ~600 columns, realistic missing answers and per-country options; valuesim.data.synthetic_full).",
-    )
-    ap.add_argument("out", type=Path, help="folder to write (created if needed)")
-    ap.add_argument(
-        "--countries", type=int, default=None,
-        help="number of countries: USA, JPN, COL, BGD, then ISO order (default 4); with --full the WVS-7 list (66)",
-    )  # fmt: skip
-    ap.add_argument("--per-country", type=int, default=100, help="respondents per country (default 100)")
-    ap.add_argument(
-        "--layout", choices=("xlsx", "csv", "both"), default="xlsx",
-        help="labelled countries/*.xlsx (default), the numeric cross-national CSV, or half the countries each",
-    )  # fmt: skip
-    ap.add_argument("--full", action="store_true", help="the whole WVS-7 as the cross-national CSV (see above)")
-    ap.add_argument("--respondents", type=int, default=None, help="with --full: respondents in all (default 97,220)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    t0 = time.perf_counter()
-    if args.full:
-        from valuesim.data.synthetic_full import SHAPE, write_full
-
-        countries, n = args.countries or 66, args.respondents or SHAPE["respondents"]
-        path = write_full(args.out, countries, n, args.seed)
-    else:
-        countries, n = args.countries or 4, (args.countries or 4) * args.per_country
-        path = write_synthetic_wvs(
-            args.out, countries, args.per_country, args.seed, args.layout != "csv", args.layout != "xlsx"
-        )
-    print(f"wrote {path}: {n:,} respondents in {countries} countries ({time.perf_counter() - t0:.1f} s)")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""The metadata files of a synthetic WVS-7 folder (valuesim.data.synthetic): codebook.json, questions.json,
+"""The metadata files of a synthetic WVS-7 folder (valuesim.testing.synthetic): codebook.json, questions.json,
 question_metadata.json and the five protocol folds, in the real files' structure.
 
 Option labels come from the project's own statement tables (valuesim/data/statements.toml), so every answer renders
