@@ -145,7 +145,7 @@ class Counter:
     def describe(self) -> str:
         if self.tokenize_url:
             return f"the server's tokenizer ({self.tokenize_url}), ChatML template"
-        tok = _litellm().utils._select_tokenizer(self.model)
+        tok = _litellm().utils.select_tokenizer(self.model)
         if tok["type"] == "openai_tokenizer":
             return f"tiktoken {tok['tokenizer'].name} (LiteLLM's fallback for {self.model})"
         return f"{self.model}'s own tokenizer (through LiteLLM)"
