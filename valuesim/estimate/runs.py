@@ -86,6 +86,8 @@ class RenderingAdapter(OptionsAdapter):
         demos: list[dict[str, Any]],
         inputs: dict[str, Any],
     ) -> list[dict[str, Any]]:
+        # private: DSPy's pre-format step (tools, native response types), which its __call__ runs before format();
+        # no public API renders a call without calling an LM (pinned by tests/test_private_apis.py)
         processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
         messages = self.format(processed, demos, inputs)
         max_tokens = int(lm_kwargs.get("max_tokens") or self.default_max_tokens)
