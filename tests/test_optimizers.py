@@ -114,3 +114,28 @@ def test_compile_command_with_gepa_and_a_separate_reflection_lm(bench_small, tmp
     train, val, dev = (set(out["persons"][k]) for k in ("train", "val", "dev"))
     assert train and val and dev and not (train & val) and not (train & dev) and not (val & dev)
     assert {"difference", "ci_low", "ci_high", "p_value"} <= set(out["gain"])
+
+
+def test_mipro_compiles_without_a_deprecation_warning() -> None:
+    """MIPROv2.compile is called without `requires_permission_to_run` (deprecated in DSPy 3.4: False only logs a
+    warning, True raises): no warning and no log record about it."""
+    import logging
+    import warnings
+
+    from dspy.teleprompt import mipro_optimizer_v2
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append  # type: ignore[assignment,method-assign]
+    logger = logging.getLogger(mipro_optimizer_v2.__name__)
+    logger.addHandler(handler)
+    try:
+        use(FakeLM("task"))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            compile_program(FullInfo(), "mipro", TRAIN, VAL, seed=0, proposer_lm=FakeLM("proposer"))
+    finally:
+        logger.removeHandler(handler)
+    said = [str(w.message) for w in seen] + [r.getMessage() for r in records]
+    assert not [m for m in said if "requires_permission" in m or "deprecat" in m.lower()], said
+    assert records, "no MIPROv2 log record was captured: the check above would pass vacuously"

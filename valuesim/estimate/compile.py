@@ -69,6 +69,8 @@ def optimizer_runs(optimizer: str, program: dspy.Module, n_train: int, valset: l
         idle = DummyLM([])  # sizing only: no model is called
         mipro = MIPROv2(metric=answer_metric, auto="light", max_bootstrapped_demos=demos, max_labeled_demos=demos,
                         prompt_model=idle, task_model=idle)  # fmt: skip
+        # private: MIPROv2 exposes no public sizing for auto runs, and these are the numbers compile() would use
+        # (pinned by tests/test_private_apis.py)
         mipro._set_random_seeds(seed)
         trials, val, minibatch, n_instr, n_fewshot = mipro._set_hyperparams_from_run_mode(
             program, None, True, False, valset, None, None

@@ -85,6 +85,8 @@ class RenderingAdapter(OptionsAdapter):
         demos: list[dict[str, Any]],
         inputs: dict[str, Any],
     ) -> list[dict[str, Any]]:
+        # private: DSPy's pre-format step (tools, native response types), which its __call__ runs before format();
+        # no public API renders a call without calling an LM (pinned by tests/test_private_apis.py)
         processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
         messages = self.format(processed, demos, inputs)
         max_tokens = int(lm_kwargs.get("max_tokens") or self.default_max_tokens)
@@ -143,7 +145,7 @@ class Counter:
     def describe(self) -> str:
         if self.tokenize_url:
             return f"the server's tokenizer ({self.tokenize_url}), ChatML template"
-        tok = _litellm().utils._select_tokenizer(self.model)
+        tok = _litellm().utils.select_tokenizer(self.model)
         if tok["type"] == "openai_tokenizer":
             return f"tiktoken {tok['tokenizer'].name} (LiteLLM's fallback for {self.model})"
         return f"{self.model}'s own tokenizer (through LiteLLM)"

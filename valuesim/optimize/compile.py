@@ -68,9 +68,7 @@ def compile_program(
     opt = make_optimizer(optimizer, seed=seed, threads=threads, proposer_lm=proposer_lm)
     if optimizer == "bootstrap":
         compiled = opt.compile(program, trainset=trainset)
-    elif optimizer == "mipro":
-        compiled = opt.compile(program, trainset=trainset, valset=valset, requires_permission_to_run=False)
-    else:
+    else:  # MIPROv2 asks no permission in DSPy 3.4 (requires_permission_to_run=False only logs a deprecation)
         compiled = opt.compile(program, trainset=trainset, valset=valset)
     return drop_long_demos(compiled, max_demo_chars)
 

@@ -13,6 +13,9 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import dspy
+
+# private: DSPy's own structured-output model of a signature (the schema OpenAI gets), no public equivalent
+# (pinned by tests/test_private_apis.py)
 from dspy.adapters.json_adapter import _get_structured_outputs_response_format
 
 
@@ -43,6 +46,8 @@ class OptionsAdapter(dspy.JSONAdapter):
     ) -> list[dict[str, Any]]:
         return super().format(widened(signature), demos, inputs)  # type: ignore[arg-type]
 
+    # private hook: JSONAdapter's only step between choosing response_format and calling the LM; overriding the
+    # public __call__ would mean copying DSPy's choice (pinned by tests/test_private_apis.py)
     def _prepare_response_format(
         self, lm: dspy.BaseLM, lm_kwargs: dict[str, Any], signature: type[dspy.Signature]
     ) -> None:
