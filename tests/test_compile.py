@@ -13,10 +13,12 @@ import dspy
 import pytest
 from helpers import IMPORTANCE, PROFILE, YES_NO, ScriptedLM, make_ex, use, user_message, views_reply
 
+from valuesim import load
+from valuesim.errors import ProgramLoadError
 from valuesim.optimize.compile import compile_program, drop_long_demos
 from valuesim.optimize.metric import answer_metric, closeness, feedback_metric
 from valuesim.programs.baselines import FullInfo
-from valuesim.programs.saved import ProgramLoadError, load, load_program, save_program
+from valuesim.programs.saved import load_program, save_program
 from valuesim.programs.valuesim import ValueSim
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import valuesim
 from valuesim.cli import app
-from valuesim.programs.saved import ProgramLoadError
+from valuesim.errors import ProgramLoadError
 from valuesim.programs.valuesim import ValueSim
 
 

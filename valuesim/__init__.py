@@ -44,7 +44,7 @@ def load(
     for models you logged yourself."""
     from valuesim.programs.options import OptionsAdapter
     from valuesim.programs.prompts import LoggedPrompts
-    from valuesim.programs.saved import load as load_saved
+    from valuesim.run.runner import load_saved
 
     program = load_saved(str(uri), allow_pickle=allow_pickle)
     if not program.predictors():  # a baseline: no LM, no adapter

@@ -17,3 +17,7 @@ class UnknownKeyError(ValueSimError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ProgramLoadError(ValueSimError):
+    """A saved program that is missing, corrupt or built for another program."""

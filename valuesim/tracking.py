@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from valuesim import config, files
+from valuesim.errors import ProgramLoadError
 
 if TYPE_CHECKING:
     import dspy
@@ -240,6 +241,35 @@ def model_source_run(uri: str) -> str | None:
 def load_dspy_model(uri: str) -> dspy.Module:
     """A model logged with MLflow's dspy flavor, unpickled (runs code from the file: only for your own models)."""
     return use_store().dspy.load_model(uri)
+
+
+def resolve_uri(uri: str) -> Path:
+    """The local folder of a saved program: a folder as is; `runs:/<run_id>[/<path>]` downloads the run's `program/`
+    (or <path>); `models:/<name>/<version>`, `models:/<name>@<alias>` and `models:/<model_id>` find the run that
+    logged the model (MLflow resolves the URI) and download its `program/`. Never unpickles: every form ends in
+    DSPy's JSON state."""
+    if uri.startswith("models:/"):
+        try:
+            run_id = model_source_run(uri)
+        except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for an unknown model
+            raise ProgramLoadError(f"{uri}: no such model in the MLflow store ({first_line(e)})") from None
+        if not run_id:
+            raise ProgramLoadError(f"{uri}: the model was not logged by a run, so it has no saved program folder")
+        return resolve_uri(f"runs:/{run_id}")
+    if uri.startswith("runs:/"):
+        run_id, _, sub = uri[len("runs:/") :].partition("/")
+        try:
+            return download(f"runs:/{run_id}/{sub or 'program'}")
+        except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing run/artifact
+            raise ProgramLoadError(f"{uri}: cannot be downloaded from the MLflow store ({first_line(e)})") from None
+    path = Path(uri)
+    if not path.exists():
+        raise ProgramLoadError(f"{uri}: no such program (give a program name, a saved folder, runs:/ or models:/)")
+    return path
+
+
+def first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def end_orphans(parent_run_id: str) -> list[str]:

@@ -15,13 +15,9 @@ from pathlib import Path
 
 import dspy
 
-from valuesim import files, tracking
-from valuesim.errors import ValueSimError
+from valuesim import files
+from valuesim.errors import ProgramLoadError
 from valuesim.programs import PROGRAMS
-
-
-class ProgramLoadError(ValueSimError):
-    """A saved program that is missing, corrupt or built for another program."""
 
 
 def save_program(
@@ -70,52 +66,3 @@ def check_fields(program: dspy.Module, state: dict, state_file: Path) -> None:
                 f"{predictor.signature.__name__} now has {len(predictor.signature.fields)} (saved by an older "
                 "ValueSim); compile it again"
             )
-
-
-def resolve_uri(uri: str) -> Path:
-    """The local folder of a saved program: a folder as is; `runs:/<run_id>[/<path>]` downloads the run's `program/`
-    (or <path>); `models:/<name>/<version>`, `models:/<name>@<alias>` and `models:/<model_id>` find the run that
-    logged the model (MLflow resolves the URI) and download its `program/`. Never unpickles: every form ends in
-    DSPy's JSON state."""
-    if uri.startswith("models:/"):
-        try:
-            run_id = tracking.model_source_run(uri)
-        except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for an unknown model
-            raise ProgramLoadError(f"{uri}: no such model in the MLflow store ({first_line(e)})") from None
-        if not run_id:
-            raise ProgramLoadError(f"{uri}: the model was not logged by a run, so it has no saved program folder")
-        return resolve_uri(f"runs:/{run_id}")
-    if uri.startswith("runs:/"):
-        run_id, _, sub = uri[len("runs:/") :].partition("/")
-        try:
-            return tracking.download(f"runs:/{run_id}/{sub or 'program'}")
-        except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing run/artifact
-            raise ProgramLoadError(f"{uri}: cannot be downloaded from the MLflow store ({first_line(e)})") from None
-    path = Path(uri)
-    if not path.exists():
-        raise ProgramLoadError(f"{uri}: no such program (give a program name, a saved folder, runs:/ or models:/)")
-    return path
-
-
-def first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-
-
-def load(uri: str, allow_pickle: bool = False) -> dspy.Module:
-    """A compiled program, ready to call: `valuesim.load("runs:/<id>")(**example.inputs())`.
-
-    Loads DSPy's JSON state (`program.json`) for every URI form. `allow_pickle=True` loads a `models:/` URI with
-    MLflow's dspy flavor instead, which unpickles the model files: that runs code from the file, so only for
-    models you logged yourself."""
-    if allow_pickle and uri.startswith("models:/"):
-        return load_pickled(uri)
-    program, _ = load_program(resolve_uri(uri))
-    return program
-
-
-def load_pickled(uri: str) -> dspy.Module:
-    """A model logged with MLflow's dspy flavor, unpickled (runs code from the file: load only your own models)."""
-    try:
-        return tracking.load_dspy_model(uri)
-    except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing or unreadable model
-        raise ProgramLoadError(f"{uri}: cannot be loaded from the MLflow model registry ({e})") from None

@@ -21,9 +21,9 @@ import dspy
 from valuesim import config, files, tracking
 from valuesim.data.benchmark import Benchmark
 from valuesim.data.benchmark import items as benchmark_items
-from valuesim.errors import ValueSimError
+from valuesim.errors import ProgramLoadError, ValueSimError
 from valuesim.programs import PROGRAMS, needs_lm
-from valuesim.programs.saved import load_program, resolve_uri, save_program
+from valuesim.programs.saved import load_program, save_program
 from valuesim.programs.settings import check_settings
 from valuesim.programs.statistical import country_majorities
 from valuesim.run.folder import claim
@@ -122,8 +122,21 @@ def build_program(spec: str, bench: Benchmark, settings: dict | None = None) -> 
     if spec in PROGRAMS:
         check_settings(spec, settings or {})
         return PROGRAMS[spec].from_benchmark(bench, **(settings or {})), spec, settings or {}
-    program, meta = load_program(resolve_uri(spec))
+    program, meta = load_program(tracking.resolve_uri(spec))
     return program, meta["program"], meta.get("settings", {})
+
+
+def load_saved(uri: str, allow_pickle: bool = False) -> dspy.Module:
+    """A saved program from a folder, `runs:/` or `models:/` URI, rebuilt from DSPy's JSON state. `allow_pickle`
+    loads a `models:/` URI with MLflow's dspy flavor instead, which unpickles the model files: that runs code from
+    the file, so only for models you logged yourself."""
+    if allow_pickle and uri.startswith("models:/"):
+        try:
+            return tracking.load_dspy_model(uri)
+        except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing or unreadable model
+            raise ProgramLoadError(f"{uri}: cannot be loaded from the MLflow model registry ({e})") from None
+    program, _ = load_program(tracking.resolve_uri(uri))
+    return program
 
 
 def sample_params(persons: Iterable[tuple[str, str]], prefix: str = "") -> dict:
@@ -202,7 +215,7 @@ def identity_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
 
 def program_fingerprint(spec: str) -> str:
     """A compiled program's identity: the hash of its saved state, wherever it was loaded from."""
-    folder = resolve_uri(spec)
+    folder = tracking.resolve_uri(spec)
     return hashlib.sha256((folder / "program.json").read_bytes()).hexdigest()[:16]
 
 
