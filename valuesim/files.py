@@ -31,7 +31,10 @@ class FileFormatError(ValueSimError):
 
 def quoted(value: Any, limit: int = QUOTE_CHARS) -> str:
     """repr(value), cut to about `limit` characters, for error lines (a 5 MB field is not echoed whole)."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int of more than 4,300 digits, a structure nested too deeply
+        return f"<{type(value).__name__} too large to show>"
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
@@ -115,6 +118,8 @@ def read_json(path: str | Path, limit: int = MAX_JSON_BYTES, what: str = "JSON f
         raise FileFormatError(f"{path}: not valid JSON ({e}); {_hint(text)}") from None
     except RecursionError:
         raise FileFormatError(f"{path}: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:  # a number of more than 4,300 digits (int's own limit)
+        raise FileFormatError(f"{path}: not valid JSON ({str(e).split(';')[0][:120]})") from None
     if depth(data) > MAX_DEPTH:
         raise FileFormatError(f"{path}: nested deeper than {MAX_DEPTH} levels")
     return data

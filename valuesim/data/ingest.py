@@ -15,6 +15,7 @@ labels.py, each distinct label or code of a column once.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from valuesim.data.catalog import COUNTRY_SPECIFIC, NUMERIC_ITEMS, Catalog, Question
-from valuesim.data.labels import AmbiguousLabelError, LabelMapper, _question_choices, normalize
+from valuesim.data.labels import AmbiguousLabelError, LabelMapper, _question_choices, normalize, plausible_range
 from valuesim.data.raw import WVSFormatError, _check_columns, _count_rows, _read_chunks
+from valuesim.files import quoted
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -244,12 +246,16 @@ def _map_codes(
     valid = set(question.options_for(country)) if country is not None else set(question.options)
     if country is None:
         valid |= {c for o in question.country_options.values() for c in o}
-    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    values = _as_floats(col)
     present = ~np.isnan(values)
     # "2.7" is no answer code: truncating it would count a wrong answer as mapped
     whole = present & np.isfinite(values) & (values == np.floor(values))
     answered = whole & (values >= 0)
-    known = answered if q in NUMERIC_ITEMS or not valid else answered & np.isin(values, list(valid))
+    if q in NUMERIC_ITEMS:  # a free number: known within its plausible range (1e30 is no age and no int64)
+        low, high = plausible_range(q)
+        known = answered & (values >= low) & (values <= high)
+    else:
+        known = answered if not valid else answered & np.isin(values, list(valid))
     report.cells += int(present.sum())
     report.missing += int((whole & (values < 0)).sum())
     report.mapped += int(known.sum())
@@ -263,13 +269,27 @@ def _map_codes(
     return np.where(known, values, 0).astype(np.int64), known
 
 
+def _as_floats(col: pd.Series) -> np.ndarray:
+    """A column as floats: text that is no number is NaN (no answer), a number beyond float range is +-inf."""
+    try:
+        return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    except OverflowError:  # a Python int beyond float range in an object column: pandas does not coerce it
+        return np.array([_as_float(v) for v in col], dtype=float)
+
+
+def _as_float(value: object) -> float:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value) if abs(value) < 10**300 else (math.inf if value > 0 else -math.inf)
+    return float(pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").to_numpy(dtype=float)[0])
+
+
 def _report_bad(bad: dict[str, int], path: Path, column: str, report: IngestReport, collect_unknown: bool) -> None:
     if not bad:
         return
     if not collect_unknown:
         value, count = next(iter(bad.items()))
         raise WVSFormatError(
-            f"{path}: column {column!r}: unknown answer {value!r} ({count} rows); "
+            f"{path}: column {quoted(column, 80)}: unknown answer {quoted(value)} ({count} rows); "
             "add it to valuesim/data/aliases.py or run with --report-unknown to list all"
         )
     report.unmapped += [Unmapped(str(path), str(column), v, n) for v, n in bad.items()]

@@ -2,7 +2,9 @@
 and the release-specific decorations ("Fourth step{4}", "USA: Republican Party", "1 Never justifiable") removed.
 
 Labels compare after `normalize` (case, quotes, punctuation and spacing variants are equal). A label the codebook
-cut (catalog.LABEL_CUT characters) matches a file's longer label that starts with it, when only one option does.
+cut (catalog.LABEL_CUT characters) matches a file's longer label that starts with it, when only one option does. A
+free number (age, year of birth, counts: NUMERIC_ITEMS) is known only within its plausible range (statements.toml
+[numbers]); any other number, and any text, is unknown, never an exception.
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ from typing import Any
 
 from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES, MISSING_LABELS, MISSING_PATTERN
 from valuesim.data.catalog import NUMERIC_ITEMS, Catalog, Question
+from valuesim.data.statements import NUMBERS
 from valuesim.errors import ValueSimError
+
+MAX_CODE_DIGITS = 18  # answer codes have at most 6 digits; a longer number is never one (and fits an int64)
 
 
 class AmbiguousLabelError(ValueSimError):
     """A label that starts with the cut codebook labels of two or more options."""
+
+
+def plausible_range(code: str) -> tuple[int, int]:
+    """The inclusive range of a free-number item (statements.toml [numbers], where its sentences come from)."""
+    low, high = NUMBERS[code]["range"]
+    return int(low), int(high)
 
 
 def normalize(label: str) -> str:
@@ -51,6 +62,7 @@ class LabelMapper:
                 value = self.lookup[normalize(target)]
             self.lookup.setdefault(normalize(variant), value)
         self.numeric = code in NUMERIC_ITEMS
+        self.range = plausible_range(code) if self.numeric else (0, -1)
         # 10-point scales label the middle points with digits ("2".."9") and the ends with words; a release may
         # give an end point as its digit too ("10", "1 None at all"), which is then the code itself
         codes = {int(c): str(lab).strip() for c, lab in choices.items() if int(c) >= 0}
@@ -60,6 +72,8 @@ class LabelMapper:
         """(known, code): known=False means the label is not recognised."""
         if isinstance(raw, float) and raw.is_integer():
             raw = int(raw)
+        if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) >= 10**MAX_CODE_DIGITS:
+            return raw < 0, None  # negative = missing; a huge number is no answer (10**5000 has no str())
         key = normalize(raw)
         for candidate in _variants(key):
             if candidate in self.lookup:
@@ -67,14 +81,15 @@ class LabelMapper:
         if key in MISSING_LABELS or re.fullmatch(MISSING_PATTERN, key):
             return True, None
         for candidate in _variants(key):
-            if candidate.isdigit() and int(candidate) in self.scale_points:
+            if _is_code(candidate) and int(candidate) in self.scale_points:
                 return True, int(candidate)
-        if re.fullmatch(r"-?\d+", key):
-            n = int(key)
-            if n < 0:
-                return True, None
-            if self.numeric:
-                return True, n
+        number = re.fullmatch(r"(-?)(\d+)", key)
+        if number:
+            if number.group(1):
+                return True, None  # negative codes are missing answers
+            low, high = self.range
+            if self.numeric and _is_code(number.group(2)) and low <= int(number.group(2)) <= high:
+                return True, int(number.group(2))
         return self._cut_match(key, raw)
 
     def _cut_match(self, key: str, raw: Any) -> tuple[bool, int | None]:
@@ -94,6 +109,11 @@ class LabelMapper:
         if found:
             return True, next(iter(found))
         return False, None
+
+
+def _is_code(text: str) -> bool:
+    """Decimal digits short enough to be a code ("²" is a digit to str.isdigit, but not to int())."""
+    return text.isdecimal() and len(text) <= MAX_CODE_DIGITS
 
 
 def _variants(key: str) -> list[str]:

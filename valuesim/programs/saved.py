@@ -6,18 +6,25 @@ A saved program is a folder:
 
 `load(uri)` accepts such a folder, `runs:/<run_id>` (the folder logged with an MLflow run) and `models:/...` (a model
 logged with MLflow's dspy flavor: its run's folder is loaded, never the pickle unless asked).
+
+valuesim.json is read with valuesim.files.read_json (bounded, strict UTF-8) and its settings are checked like --set
+(valuesim.programs.settings.check_settings) before the program is built: a damaged file is one ProgramLoadError
+naming it.
+Both files are written atomically.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
+from typing import Any
 
 import dspy
 
-from valuesim import files
-from valuesim.errors import ProgramLoadError
-from valuesim.programs import PROGRAMS
+from valuesim.errors import ProgramLoadError, ValueSimError
+from valuesim.files import FileFormatError, quoted, read_json, write_atomic, write_json
+from valuesim.programs import PROGRAMS, needs_lm
+from valuesim.programs.settings import check_settings
 
 
 def save_program(
@@ -25,9 +32,14 @@ def save_program(
 ) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    program.save(str(path / "program.json"))
+    tmp = path / f".program.{os.getpid()}.json"  # DSPy writes it; then moved into place atomically
+    try:
+        program.save(str(tmp))
+        write_atomic(path / "program.json", tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
     meta = {"program": name, "settings": settings or {}, "lm": lm or {}, "dspy": dspy.__version__}
-    (path / "valuesim.json").write_text(files.strict_json(meta))
+    write_json(path / "valuesim.json", meta)
     return path
 
 
@@ -38,29 +50,70 @@ def load_program(path: str | Path) -> tuple[dspy.Module, dict]:
     for f in (meta_file, state_file):
         if not f.exists():
             raise ProgramLoadError(f"{path}: not a saved ValueSim program (missing {f.name})")
+    meta = read_meta(meta_file)
+    name, settings = meta["program"], meta["settings"]
     try:
-        meta = json.loads(meta_file.read_text())
-        name = meta["program"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ProgramLoadError(f"{meta_file}: corrupt ({type(e).__name__}: {e})") from None
-    if name not in PROGRAMS:
-        raise ProgramLoadError(f"{meta_file}: unknown program {name!r}")
-    program = PROGRAMS[name](**meta.get("settings", {}))
+        program = PROGRAMS[name](**settings)
+    except (TypeError, ValueError) as e:  # a value check_settings let through that the program itself refuses
+        raise ProgramLoadError(f"{meta_file}: field 'settings': {name} refuses them ({quoted(str(e))})") from None
+    try:
+        state = read_json(state_file, what="saved DSPy state")  # bounded before DSPy reads it whole
+    except FileFormatError as e:
+        raise ProgramLoadError(f"{e}: cannot be loaded into {name}") from None
     try:
         program.load(str(state_file))
     except Exception as e:  # noqa: BLE001 - DSPy raises many kinds for a bad state file
-        raise ProgramLoadError(f"{state_file}: cannot be loaded into {name} ({type(e).__name__}: {e})") from None
-    check_fields(program, json.loads(state_file.read_text()), state_file)
+        raise ProgramLoadError(
+            f"{state_file}: cannot be loaded into {name} ({type(e).__name__}: {quoted(str(e))})"
+        ) from None
+    check_fields(program, state, state_file)
     return program, meta
 
 
-def check_fields(program: dspy.Module, state: dict, state_file: Path) -> None:
+def read_meta(meta_file: Path) -> dict:
+    """valuesim.json, checked: an object naming a saved (LM) program and settings that program takes, with
+    `settings` defaulting to {}. Anything else is one ProgramLoadError naming the file."""
+    try:
+        meta = read_json(meta_file, what="valuesim.json of a saved program")
+    except FileFormatError as e:
+        raise ProgramLoadError(f"{e} (a corrupt saved program)") from None
+    if not isinstance(meta, dict):
+        raise ProgramLoadError(f"{meta_file}: corrupt: expected a JSON object, got a {type(meta).__name__}")
+    if "program" not in meta:
+        raise ProgramLoadError(f"{meta_file}: corrupt: no 'program' field")
+    name = meta["program"]
+    if not isinstance(name, str) or name not in PROGRAMS:
+        raise ProgramLoadError(f"{meta_file}: unknown program {quoted(name)} (one of {', '.join(PROGRAMS)})")
+    if not needs_lm(name):
+        raise ProgramLoadError(f"{meta_file}: {name!r} is fitted on the benchmark, never saved; run it by name")
+    settings = meta.get("settings", {})
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise ProgramLoadError(
+            f"{meta_file}: field 'settings' must be an object of name -> value, got {quoted(settings)}"
+        )
+    odd = [key for key in settings if not key.isidentifier()]
+    if odd:
+        raise ProgramLoadError(f"{meta_file}: field 'settings': {quoted(odd[0], 60)} is no setting of {name!r}")
+    try:
+        check_settings(name, settings)
+    except ValueSimError as e:
+        reason = " ".join(str(e).removeprefix("--set ").split())  # one line whatever the value held
+        reason = reason if len(reason) <= 300 else f"{reason[:300]}..."  # a 5 MB key is not echoed whole
+        raise ProgramLoadError(f"{meta_file}: field 'settings': {reason}") from None
+    return {**meta, "settings": settings}
+
+
+def check_fields(program: dspy.Module, state: Any, state_file: Path) -> None:
     """Refuse a state saved for other signature fields: DSPy pairs saved and current fields by position, so a
     predictor whose fields changed (the coordinator's `views` became six typed fields) would load shifted field
     descriptions without an error."""
     for name, predictor in program.named_predictors():
-        saved = state.get(name, {}).get("signature", {}).get("fields")
-        if saved is not None and len(saved) != len(predictor.signature.fields):
+        entry = state.get(name) if isinstance(state, dict) else None
+        signature = entry.get("signature") if isinstance(entry, dict) else None
+        saved = signature.get("fields") if isinstance(signature, dict) else None
+        if isinstance(saved, list) and len(saved) != len(predictor.signature.fields):
             raise ProgramLoadError(
                 f"{state_file}: predictor {name!r} was saved with {len(saved)} fields, its signature "
                 f"{predictor.signature.__name__} now has {len(predictor.signature.fields)} (saved by an older "

@@ -25,6 +25,7 @@ def check_settings(name: str, settings: dict) -> None:
     except pydantic.ValidationError as e:
         error = e.errors()[0]
         key = str(error["loc"][0]) if error["loc"] else "?"
+        key = key if key.isidentifier() else files.quoted(key, 60)  # a key with a newline stays one line
         if error["type"] == "extra_forbidden":
             raise ValueSimError(
                 f"--set {key}: program {name!r} takes {', '.join(sorted(model.model_fields)) or 'no settings'}"

@@ -4,14 +4,15 @@
 selection, dataset fingerprint, code version) when the folder is new, and refuses a folder whose identity differs,
 naming the fields, so `--resume` and bench reruns can never label one run's predictions with another's parameters.
 It also holds an exclusive lock on the folder for as long as the run lasts, so a second process pointed at the same
-folder fails at once instead of mixing its predictions in.
+folder fails at once instead of mixing its predictions in. `run.json` is read with valuesim.files.read_json (bounded,
+strict UTF-8) and written atomically; a damaged one (empty, not JSON, not an object) is one error naming it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import IO, Any
 
 from valuesim import files
 from valuesim.errors import ValueSimError
+from valuesim.files import FileFormatError, quoted, read_json, write_json
 
 IDENTITY_FILE = "run.json"
 
@@ -31,23 +33,39 @@ def claim(folder: Path, identity: dict[str, Any]) -> Iterator[Path]:
         path = folder / IDENTITY_FILE
         identity = json.loads(files.strict_json(identity, default=str))  # the form it has once read back
         if path.exists():
-            try:
-                stored = json.loads(path.read_text())
-            except json.JSONDecodeError as e:
-                raise ValueSimError(f"{path}: corrupt run identity ({e}); use another --run-dir") from None
+            stored = _read_identity(path)
             differ = sorted(k for k in stored.keys() | identity.keys() if stored.get(k) != identity.get(k))
             if differ:
-                shown = "; ".join(f"{k}: {stored.get(k)!r} there, {identity.get(k)!r} now" for k in differ[:6])
+                shown = "; ".join(
+                    f"{_field(k)}: {quoted(stored.get(k), 100)} there, {quoted(identity.get(k), 100)} now"
+                    for k in differ[:6]
+                )
                 raise ValueSimError(
                     f"{folder} holds another run ({shown}); resume it with the same settings or use another folder"
                 )
         elif any(folder.iterdir()) and (folder / "predictions.sqlite").exists():
             raise ValueSimError(f"{folder} holds predictions of a run without {IDENTITY_FILE}; use another folder")
         else:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(files.strict_json(identity, default=str, sort_keys=True))
-            os.replace(tmp, path)
+            write_json(path, dict(sorted(identity.items())))
         yield folder
+
+
+def _field(key: str) -> str:
+    """A run.json key for an error line: as is when it looks like a field name, else quoted (no newline, cut)."""
+    return key if re.fullmatch(r"[\w.-]{1,60}", key) else quoted(key, 60)
+
+
+def _read_identity(path: Path) -> dict[str, Any]:
+    """A run folder's run.json; a damaged one (empty, not UTF-8 or JSON, not an object) is one ValueSimError."""
+    try:
+        stored = read_json(path, what="run identity (run.json)")
+    except FileFormatError as e:
+        raise ValueSimError(f"{e} (a damaged run identity: use another --run-dir)") from None
+    if not isinstance(stored, dict):
+        raise ValueSimError(
+            f"{path}: a damaged run identity (a JSON {type(stored).__name__}, not an object); use another --run-dir"
+        )
+    return stored
 
 
 @contextmanager
