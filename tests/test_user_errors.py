@@ -146,9 +146,22 @@ def test_bad_settings_are_refused_before_any_work(program: str, setting: str, fr
     assert not (Path(os.environ["VALUESIM_HOME"]) / "runs").exists()  # no run folder, no MLflow run
 
 
-def test_compile_checks_settings_too(bench_small: Path) -> None:
-    r = invoke("compile", "--program", "valuesim", "--set", "typo=1", "--data", bench_small, "--lm", "dummy")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compile", "--program", "valuesim"],
+        ["bench", "--programs", "valuesim", "--out", "{tmp}/bench"],
+        ["estimate", "--programs", "valuesim"],
+        ["evaluate", "--program", "valuesim"],
+    ],
+)
+def test_every_command_with_settings_refuses_an_unknown_key(
+    command: list[str], bench_small: Path, tmp_path: Path
+) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    r = invoke(*args, "--set", "typo=1", "--data", bench_small, "--lm", "dummy")
     one_line_error(r, "--set typo", "takes analysis_tokens")
+    assert not (tmp_path / "bench").exists()
 
 
 @pytest.mark.parametrize("command", [["evaluate", "--program", "country"], ["compile", "--program", "backstory"]])

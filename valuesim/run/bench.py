@@ -19,6 +19,7 @@ from valuesim.data.benchmark import Benchmark
 from valuesim.data.benchmark import items as benchmark_items
 from valuesim.errors import ValueSimError
 from valuesim.programs import PROGRAMS, needs_lm
+from valuesim.programs.settings import check_settings
 from valuesim.run.folder import _locked
 from valuesim.run.predict import EvalResult
 from valuesim.run.runner import Setup, params_of, read_finished, run_evaluate, sample_params
@@ -56,6 +57,9 @@ def run_bench(
     holds a lock on out_dir while it runs: a second bench on the same folder stops at once.
     """
     check_reference(reference, programs)
+    for program in programs:  # before any cell runs (compiled programs carry their own settings)
+        if program in PROGRAMS:
+            check_settings(program, setup.settings)
     for fold in folds:
         for history in histories:
             bench.check_history(fold, history)
