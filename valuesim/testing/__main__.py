@@ -28,14 +28,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--layout", choices=("xlsx", "csv", "both"), default="xlsx",
         help="labelled countries/*.xlsx (default), the numeric cross-national CSV, or half the countries each",
     )  # fmt: skip
-    ap.add_argument("--full", action="store_true", help="the whole WVS-7 as the cross-national CSV (see above)")
+    ap.add_argument("--full", action="store_true", help="the whole WVS-7 as the cross-national file (see above)")
+    ap.add_argument("--format", choices=("csv", "sav", "dta"), default="csv", help="with --full: the file's format")
     ap.add_argument("--respondents", type=int, default=None, help="with --full: respondents in all (default 97,220)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     if args.full:
         countries, n = args.countries or 66, args.respondents or SHAPE["respondents"]
-        path = write_full(args.out, countries, n, args.seed)
+        path = write_full(args.out, countries, n, args.seed, args.format)
     else:
         countries, n = args.countries or 4, (args.countries or 4) * args.per_country
         path = write_synthetic_wvs(

@@ -24,6 +24,7 @@ import pyarrow.csv as pacsv
 
 from valuesim.testing.synthetic import CSV_NAME, respondents
 from valuesim.testing.synthetic_codebook import CODES, _iso, write_metadata
+from valuesim.testing.writers import write_stat_file
 
 SHAPE = tomllib.loads((Path(__file__).parent / "synthetic.toml").read_text())
 
@@ -83,8 +84,11 @@ def extra_columns(country: np.ndarray, alpha3: list[str], seed: int) -> dict[str
     return out
 
 
-def write_full(out: str | Path, countries: int = 66, total: int | None = None, seed: int = 0) -> Path:
-    """Write the whole-WVS-7 folder (codebook, questions, metadata, folds and the numeric cross-national CSV)."""
+def write_full(
+    out: str | Path, countries: int = 66, total: int | None = None, seed: int = 0, layout: str = "csv"
+) -> Path:
+    """Write the whole-WVS-7 folder (codebook, questions, metadata, folds and the numeric cross-national file):
+    `layout` csv, or sav / dta (SPSS / Stata with value labels and the missing codes declared, as released)."""
     out = Path(out)
     alpha3 = SHAPE["countries"][:countries]
     if len(alpha3) < countries or countries < 1:
@@ -101,5 +105,8 @@ def write_full(out: str | Path, countries: int = 66, total: int | None = None, s
     for name, column in columns.items():
         table = table.append_column(name, column)
     # pyarrow's writer: ~10x faster than pandas' to_csv on 600 columns; quotes only where needed, as the WVS file
-    pacsv.write_csv(table, out / CSV_NAME, pacsv.WriteOptions(quoting_style="needed"))
+    if layout == "csv":
+        pacsv.write_csv(table, out / CSV_NAME, pacsv.WriteOptions(quoting_style="needed"))
+    else:
+        write_stat_file(table.to_pandas(), codebook, out / CSV_NAME.replace("csv", layout))
     return out
