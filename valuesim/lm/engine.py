@@ -1,4 +1,4 @@
-"""The embedded llama.cpp engine behind `build_lm("gemma")` (valuesim/lm.py builds it).
+"""The embedded llama.cpp engine behind `build_lm("gemma")` (valuesim/lm/__init__.py builds it).
 
 DSPy's engine protocol (dspy.clients.engines.base): `dspy.LM(model, engine=obj)` hands `obj.complete(request)` one
 `dspy.lm15.Request` (messages, system, `config` with max_tokens / temperature / response_format) and expects one
