@@ -38,6 +38,11 @@ def quoted(value: Any, limit: int = QUOTE_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
+def first_line(error: BaseException, limit: int = QUOTE_CHARS) -> str:
+    """An exception's message for an error line: its first line, cut to `limit` characters (its type if empty)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write `data` to `path` beside it, fsync, rename over it; on failure the old file stays and no temp remains."""
     path = Path(path)

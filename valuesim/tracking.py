@@ -252,7 +252,7 @@ def resolve_uri(uri: str) -> Path:
         try:
             run_id = model_source_run(uri)
         except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for an unknown model
-            raise ProgramLoadError(f"{uri}: no such model in the MLflow store ({first_line(e)})") from None
+            raise ProgramLoadError(f"{uri}: no such model in the MLflow store ({files.first_line(e)})") from None
         if not run_id:
             raise ProgramLoadError(f"{uri}: the model was not logged by a run, so it has no saved program folder")
         return resolve_uri(f"runs:/{run_id}")
@@ -261,15 +261,12 @@ def resolve_uri(uri: str) -> Path:
         try:
             return download(f"runs:/{run_id}/{sub or 'program'}")
         except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a missing run/artifact
-            raise ProgramLoadError(f"{uri}: cannot be downloaded from the MLflow store ({first_line(e)})") from None
+            reason = files.first_line(e)
+            raise ProgramLoadError(f"{uri}: cannot be downloaded from the MLflow store ({reason})") from None
     path = Path(uri)
     if not path.exists():
         raise ProgramLoadError(f"{uri}: no such program (give a program name, a saved folder, runs:/ or models:/)")
     return path
-
-
-def first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def end_orphans(parent_run_id: str) -> list[str]:

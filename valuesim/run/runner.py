@@ -107,7 +107,7 @@ def preflight(lm: dspy.LM, api_base: str | None) -> None:
         lm.copy(cache=False)("ping", max_tokens=1)  # with the run's retries: a 429 is a busy server, not a dead one
     except Exception as e:  # noqa: BLE001 - LiteLLM wraps transport errors in many types
         where = f" at {api_base}" if api_base else ""
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        reason = files.first_line(e)
         if "api key" in reason.lower() or "api_key" in reason:  # reached, or not even tried: credentials
             provider = lm.model.split("/", 1)[0].upper()
             raise ValueSimError(
