@@ -3,7 +3,7 @@
     .venv/bin/python scripts/build_bench.py                                  # generate (once), build, measure
     .venv/bin/python scripts/build_bench.py --baselines random,majority,knn  # then these over all test persons
     .venv/bin/python scripts/build_bench.py --wvs DIR --out DIR --home DIR
-    .venv/bin/python scripts/build_bench.py --format sav --wvs /tmp/wvs7-full-sav    # the same as SPSS (or dta)
+    .venv/bin/python scripts/build_bench.py --format sav --wvs /tmp/wvs7-full-sav    # the same as SPSS (or dta, rds)
 
 The folder is the synthetic whole WVS-7 (`python -m valuesim.testing DIR --full`: the official
 cross-national CSV's shape, 66 countries, 600 columns), generated when DIR holds no CSV. Every step runs as its
@@ -71,7 +71,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/wvs7-full-bench"), help="where the benchmark is built")
     ap.add_argument("--home", type=Path, default=Path("/tmp/wvs7-full-home"), help="VALUESIM_HOME of the runs")
     ap.add_argument("--skip-build", action="store_true", help="use the benchmark already at --out")
-    ap.add_argument("--format", choices=("csv", "sav", "dta"), default="csv", help="the cross-national file's format")
+    formats = ("csv", "sav", "dta", "rds")
+    ap.add_argument("--format", choices=formats, default="csv", help="the cross-national file's format")
     ap.add_argument("--baselines", default="", help="comma-separated programs to run over the whole test split")
     ap.add_argument("--history", default="0,58,116,174,232", help="history sizes of the baseline runs")
     ap.add_argument("--resamples", type=int, default=1000, help="bootstrap draws of the baseline runs")

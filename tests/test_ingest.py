@@ -207,10 +207,10 @@ def test_official_csv_semicolon_separated(catalog, tmp_path: Path) -> None:
     path = tmp_path / "wvs.csv"
     path.write_text("B_COUNTRY_ALPHA;D_INTERVIEW;Q1;Q2;Q262\nUSA;840070001;1;-2;45\nJPN;392070001;-1;3;-2\n")
     table, report = read_files([path], catalog)
-    assert table["person_id"].tolist() == ["USA-840070001", "JPN-392070001"]
-    assert table["Q1"].tolist() == [1, pd.NA]
-    assert table["Q2"].tolist() == [pd.NA, 3]
-    assert table["Q262"].tolist() == [45, pd.NA]
+    assert table["person_id"].tolist() == ["JPN-392070001", "USA-840070001"]  # countries in code order
+    assert table["Q1"].tolist() == [pd.NA, 1]
+    assert table["Q2"].tolist() == [3, pd.NA]
+    assert table["Q262"].tolist() == [pd.NA, 45]
     assert (report.mapped, report.missing) == (3, 3)
 
 
@@ -437,9 +437,13 @@ def test_xlsx_without_wvs_sheet(catalog, tmp_path: Path) -> None:
 
 
 def test_unsupported_suffix_and_missing_file(catalog, tmp_path: Path) -> None:
-    path = tmp_path / "data.rds"  # R's format: the .sav of the same release is read instead
-    path.write_bytes(b"X\n")
+    path = tmp_path / "data.RData"  # R's other format: the release's .rds is read instead
+    path.write_bytes(b"RDX2\nX\n")
     assert_one_line_error(path, catalog, "unsupported file type")
+    damaged = tmp_path / "data.rds"
+    damaged.write_bytes(b"X\n")
+    assert_one_line_error(damaged, catalog, "cannot be read as rds")
+    assert_one_line_error(tmp_path / "absent.rds", catalog, "not found")
     broken = tmp_path / "data.sav"  # read since .sav files are; a damaged one is one line naming it
     broken.write_bytes(b"$FL2")
     assert_one_line_error(broken, catalog, "cannot be read as sav")

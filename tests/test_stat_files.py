@@ -1,14 +1,16 @@
-"""SPSS .sav and Stata .dta respondent files: the same synthetic respondents from xlsx, CSV, .sav and .dta (and a
-folder mixing formats) give the same table and the same benchmark; value labels are checked against the codebook;
-missing-value definitions are honoured."""
+"""SPSS .sav, Stata .dta and R .rds respondent files: the same synthetic respondents from xlsx, CSV, .sav, .dta and
+.rds (and a folder mixing formats) give the same table and the same benchmark, byte for byte; value labels are
+checked against the codebook; missing-value definitions are honoured; a bad .rds is a one-line error."""
 
 from __future__ import annotations
 
 import json
+import struct
 import warnings
 from pathlib import Path
 
 import pandas as pd
+import pyreadr
 import pyreadstat
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +19,7 @@ from valuesim.cli import app
 from valuesim.data.catalog import Catalog
 from valuesim.data.ingest import fingerprint, read_wvs_dir
 from valuesim.data.raw import WVSFormatError
-from valuesim.testing.synthetic import write_synthetic_wvs
+from valuesim.testing.synthetic import CSV_NAME, write_synthetic_wvs
 
 LAYOUTS = {
     "xlsx": {"xlsx": True},
@@ -26,7 +28,10 @@ LAYOUTS = {
     "dta": {"xlsx": False, "csv": True, "cross_national": "dta"},
     "xlsx+sav": {"xlsx": True, "csv": True, "cross_national": "sav"},
     "xlsx+dta": {"xlsx": True, "csv": True, "cross_national": "dta"},
+    "rds": {"xlsx": False, "csv": True, "cross_national": "rds"},
+    "xlsx+rds": {"xlsx": True, "csv": True, "cross_national": "rds"},
 }
+RDS_NAME = CSV_NAME.replace("csv", "rds")
 
 
 @pytest.fixture(scope="module")
@@ -55,23 +60,27 @@ def test_every_format_reads_the_same_respondents(folders: dict[str, Path]) -> No
         assert fingerprint(table) == fingerprint(reference), name
 
 
-def test_data_build_from_sav_and_dta_folders_gives_the_same_benchmark(folders: dict[str, Path], tmp_path: Path) -> None:
-    """The cross-national file as CSV, .sav and .dta: the same benchmark, byte for byte. (The per-country xlsx
-    folder holds the same respondents in another row order, countries by file name: equal tables, see above, but
-    another fingerprint.)"""
+def test_data_build_from_every_format_gives_the_same_benchmark(folders: dict[str, Path], tmp_path: Path) -> None:
+    """The same respondents as the per-country xlsx exports and as the cross-national CSV, .sav, .dta and .rds: the
+    same benchmark, byte for byte. The cross-national file holds the countries in another order than the exports
+    (USA first; the exports are read by file name): a build puts countries in code order whatever the format."""
+    in_file = pd.read_csv(folders["csv"] / CSV_NAME, usecols=["B_COUNTRY_ALPHA"])["B_COUNTRY_ALPHA"]
+    assert not in_file.is_monotonic_increasing  # else this test could not tell an order that depends on the format
     manifests = {}
-    for name in ("csv", "sav", "dta"):
+    for name in ("xlsx", "csv", "sav", "dta", "rds", "xlsx+rds"):
         result = CliRunner().invoke(app, ["data", "build", "--wvs", str(folders[name]), "--out",
                                           str(tmp_path / name), "--json"])  # fmt: skip
         assert result.exit_code == 0, result.output
         manifests[name] = json.loads(result.stdout)
+    assert len({m["inputs"] for m in manifests.values()}) == 1
     assert len({m["fingerprint"] for m in manifests.values()}) == 1
-    for name in ("sav", "dta"):
-        left = sorted(p.relative_to(tmp_path / name) for p in (tmp_path / name / "values").rglob("*.arrow"))
-        right = sorted(p.relative_to(tmp_path / "csv") for p in (tmp_path / "csv" / "values").rglob("*.arrow"))
-        assert left and left == right
-        for rel in left:  # the benchmark rows, byte for byte
-            assert (tmp_path / name / rel).read_bytes() == (tmp_path / "csv" / rel).read_bytes(), rel
+    reference = tmp_path / "xlsx"
+    arrows = sorted(p.relative_to(reference) for p in reference.rglob("*.arrow"))
+    assert {p.parts[0] for p in arrows} == {"respondents", "values", "reference"}
+    for name in manifests:
+        assert sorted(p.relative_to(tmp_path / name) for p in (tmp_path / name).rglob("*.arrow")) == arrows, name
+        for rel in arrows:  # the respondents and the benchmark rows, byte for byte
+            assert (tmp_path / name / rel).read_bytes() == (reference / rel).read_bytes(), (name, rel)
 
 
 def rewrite_sav(src: Path, dst: Path, edit) -> Path:
@@ -121,3 +130,52 @@ def test_missing_value_definitions_are_honoured(folders: dict[str, Path], tmp_pa
     was_one = before["Q1"] == 1
     assert was_one.any() and after.loc[was_one, "Q1"].isna().all()
     assert (after.loc[~was_one, "Q1"].fillna(-9) == before.loc[~was_one, "Q1"].fillna(-9)).all()
+
+
+def rds_folder(folders: dict[str, Path], tmp_path: Path) -> Path:
+    copy_metadata(folders["rds"], tmp_path / "wvs")
+    return tmp_path / "wvs"
+
+
+def test_an_rds_factor_is_read_by_its_labels(folders: dict[str, Path], tmp_path: Path) -> None:
+    """The synthetic .rds holds Q1 as an R factor: its labels are mapped like an xlsx export's, so a label the
+    codebook does not know is an unknown answer naming the file and column."""
+    frame = pyreadr.read_r(str(folders["rds"] / RDS_NAME))[None]
+    assert isinstance(frame["Q1"].dtype, pd.CategoricalDtype) and pd.api.types.is_float_dtype(frame["Q2"])
+    frame["Q1"] = frame["Q1"].cat.rename_categories({"Very important": "Extremely important"})
+    wvs = rds_folder(folders, tmp_path)
+    pyreadr.write_rds(str(wvs / RDS_NAME), frame.reset_index(drop=True))
+    with pytest.raises(WVSFormatError, match=rf"{RDS_NAME}: column 'Q1': unknown answer 'Extremely important'"):
+        read(wvs)
+
+
+def r_list() -> bytes:
+    """An uncompressed .rds holding an empty R list (XDR: version 2, written by R 4.3.2, VECSXP of length 0)."""
+    return b"X\n" + struct.pack(">iiiii", 2, 0x040302, 0x020300, 19, 0)
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("not R", "cannot be read as rds"),
+        ("a list", "holds one data frame; this one holds no data frame"),
+        ("two objects", "holds one data frame; this one holds 2 objects"),
+    ],
+)
+def test_a_bad_rds_is_a_one_line_error_naming_the_file(
+    folders: dict[str, Path], tmp_path: Path, kind: str, message: str
+) -> None:
+    path = rds_folder(folders, tmp_path) / RDS_NAME
+    if kind == "not R":
+        path.write_text("B_COUNTRY_ALPHA,D_INTERVIEW,Q1\nUSA,1,1\n")
+    elif kind == "a list":
+        path.write_bytes(r_list())
+    else:
+        frame = pyreadr.read_r(str(folders["rds"] / RDS_NAME))[None]
+        pyreadr.write_rdata(str(path), {"a": frame.head(5), "b": frame.tail(5)})
+    result = CliRunner().invoke(app, ["data", "build", "--wvs", str(path.parent), "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert message in result.output and str(path) in result.output.replace("\n", "")
+    with pytest.raises(WVSFormatError) as error:
+        read(path.parent)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value) and "\n" not in str(error.value)

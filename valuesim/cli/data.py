@@ -31,7 +31,7 @@ def data_build(
     wvs: Annotated[
         Path,
         typer.Option(
-            help="WVS-7 folder: countries/*.xlsx (or the cross-national .csv, .sav or .dta), codebook.json, "
+            help="WVS-7 folder: countries/*.xlsx (or the cross-national .csv, .sav, .dta or .rds), codebook.json, "
             "questions.json, question_metadata.json, protocol/fold_*.json",
         ),
     ],

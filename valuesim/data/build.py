@@ -185,8 +185,8 @@ def code_version() -> str:
 
     here = Path(__file__).parent
     h = hashlib.sha256()
-    code = ("benchmark.py", "build.py", "ingest.py", "raw.py", "labels.py", "rows.py", "shuffle.py", "catalog.py",
-            "statements.py", "aliases.py")  # fmt: skip
+    code = ("benchmark.py", "build.py", "ingest.py", "raw.py", "stat_files.py", "r_files.py", "labels.py", "rows.py",
+            "shuffle.py", "catalog.py", "statements.py", "aliases.py")  # fmt: skip
     for name in (*code, "statements.toml"):
         h.update((here / name).read_bytes())
     return f"{version('valuesim')}+{h.hexdigest()[:8]}"

@@ -2,7 +2,8 @@
 
 Two layouts are read:
 - per-country labelled exports (`*.xlsx` or `*.csv`, header `CODE: label`, cells hold answer labels);
-- the official cross-national CSV (one column per variable code, numeric codes, negative codes for missing).
+- the official cross-national file as CSV, SPSS `.sav`, Stata `.dta` or R `.rds` (one column per variable code,
+  numeric codes, negative codes for missing; an `.rds` column saved as an R factor holds labels).
 
 Every answer becomes its codebook code; missing answers (Don't know, No answer, Not asked, negative codes)
 become <NA>. A label that matches no option is an error naming the file, column and value, unless
@@ -66,13 +67,15 @@ def read_wvs_dir(
     collect_unknown: bool = False,
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, IngestReport]:
-    """All respondent files under `wvs_dir` (`countries/*.xlsx`, `*.csv`) as one table of codes."""
+    """All respondent files under `wvs_dir` (`countries/*.xlsx`, `*.csv`, `*.sav`, `*.dta`, `*.rds`) as one table
+    of codes."""
     wvs_dir = Path(wvs_dir)
-    patterns = ["*.csv", "*.sav", "*.dta", *(f"countries/*.{ext}" for ext in ("xlsx", "csv", "sav", "dta"))]
+    formats = ("csv", "sav", "dta", "rds")
+    patterns = [*(f"*.{ext}" for ext in formats), *(f"countries/*.{ext}" for ext in ("xlsx", *formats))]
     files = sorted(p for pattern in patterns for p in wvs_dir.glob(pattern) if not p.name.startswith("."))
     if not files:
         raise WVSFormatError(
-            f"{wvs_dir}: no respondent files (expected countries/*.xlsx, or a WVS-7 .csv, .sav or .dta file)"
+            f"{wvs_dir}: no respondent files (expected countries/*.xlsx, or a WVS-7 .csv, .sav, .dta or .rds file)"
         )
     return read_files(files, catalog, cache_dir=cache_dir, collect_unknown=collect_unknown, progress=progress)
 
@@ -84,7 +87,9 @@ def read_files(
     collect_unknown: bool = False,
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, IngestReport]:
-    """The respondent files as one table of codes. With `progress` (valuesim.progress.bars), a bar per file."""
+    """The respondent files as one table of codes, countries in code order (so the benchmark rows are the same
+    whichever of the release's formats holds the respondents). With `progress` (valuesim.progress.bars), a bar per
+    file."""
     report = IngestReport()
     frames = []
     for path in map(Path, files):
@@ -106,6 +111,10 @@ def read_files(
     if collect_unknown:
         _name_shifted_columns(report, catalog)
     table = pd.concat(frames, ignore_index=True)
+    # One order whatever the files' format: countries by code, each country's respondents in their file's order.
+    # The per-country exports (files sorted by name) are in this order already; a cross-national file need not be.
+    if not table["country"].is_monotonic_increasing:
+        table = table.sort_values("country", kind="stable", ignore_index=True)
     dup = table["person_id"].duplicated()
     if dup.any():
         raise WVSFormatError(f"duplicate respondent ids across files: {table.loc[dup, 'person_id'].head(3).tolist()}")
@@ -166,21 +175,24 @@ def to_codes(
     out["country"] = country
     urban = raw[columns["H_URBRURAL"]] if "H_URBRURAL" in columns else pd.Series(pd.NA, index=raw.index)
     urban_codes = {"urban": 1, "rural": 2, "1": 1, "2": 2}
-    out["urban"] = urban.map(lambda v: urban_codes.get(normalize(v)) if pd.notna(v) else None)
+    # as objects: an R factor's map would give floats where the other formats give ints
+    out["urban"] = urban.astype(object).map(lambda v: urban_codes.get(normalize(v)) if pd.notna(v) else None)
     by_country = country.groupby(country, sort=False).indices  # row positions per country
     for q in catalog.codes:
-        if q not in columns:
-            out[q] = pd.array([pd.NA] * n, dtype="Int64")
+        if q not in columns:  # all missing, with the zeros under the mask the other columns have (same bytes)
+            out[q] = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
             continue
         col = raw[columns[q]]
         question = catalog[q]
+        # an R factor (.rds) holds its labels, whatever the file's other columns hold
+        by_label = labelled or isinstance(col.dtype, pd.CategoricalDtype)
         codes, known = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
         # Per-country options (parties, ethnic groups) share labels across countries ("Republican Party" is a
         # USA, BLR, TUN and ZWE option): map each country's rows with that country's options only.
         groups = by_country.items() if q in COUNTRY_SPECIFIC else [(None, np.arange(n))]
         for c, rows in groups:
             part = col.iloc[rows]
-            if labelled:
+            if by_label:
                 mapper = LabelMapper(q, _question_choices(question, c), question.cut)
                 part_codes, part_known = _map_labels(part, mapper, path, columns[q], report, collect_unknown)
             else:

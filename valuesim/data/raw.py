@@ -1,5 +1,6 @@
 """The WVS-7 respondent files as raw frames, before any answer is mapped: checked for the columns every respondent
-file has, an xlsx whole (parsed once, then read from a pickle cache), a CSV in chunks.
+file has, an xlsx whole (parsed once, then read from a pickle cache), a CSV in chunks (SPSS/Stata: stat_files.py,
+R: r_files.py).
 
 The official CSV (97,220 respondents, ~600 columns) is read in chunks of CSV_CHUNK rows, only the columns the
 benchmark uses: read whole as text it took ~4 GB.
@@ -37,14 +38,28 @@ def _check_columns(columns: dict, path: Path) -> None:
         )
 
 
+def ids_as_text(chunk: pd.DataFrame) -> pd.DataFrame:
+    """The id columns of a numeric chunk (.sav, .dta, .rds) as text, as the CSV path reads them: those files store
+    numbers as doubles (840070001.0, 1.0), and person ids and the urban/rural codes are compared as text."""
+    for column in ID_COLUMNS.values():
+        if column in chunk and pd.api.types.is_numeric_dtype(chunk[column]):
+            chunk[column] = [str(int(v)) if pd.notna(v) else None for v in chunk[column]]
+    return chunk
+
+
 def _read_chunks(path: Path, catalog: Catalog, cache_dir: str | Path | None) -> Iterator[pd.DataFrame]:
     """The raw rows of one file: a CSV in chunks of CSV_CHUNK rows, only the columns `to_codes` reads (labels as
-    text; codes as numbers, ids as text); a .sav or .dta in chunks too (stat_files); an xlsx whole, through the parse
-    cache (`_read_raw`)."""
+    text; codes as numbers, ids as text); a .sav or .dta in chunks too (stat_files), an .rds read whole and handed
+    on in chunks (r_files); an xlsx whole, through the parse cache (`_read_raw`)."""
     if path.suffix.lower() in (".sav", ".dta"):
         from valuesim.data.stat_files import read_chunks
 
         yield from read_chunks(path, catalog)
+        return
+    if path.suffix.lower() == ".rds":
+        from valuesim.data import r_files
+
+        yield from r_files.read_chunks(path, catalog)
         return
     if path.suffix.lower() != ".csv" or not path.exists():
         yield _read_raw(path, cache_dir)
@@ -95,7 +110,9 @@ def _read_raw(path: Path, cache_dir: str | Path | None) -> pd.DataFrame:
         elif path.suffix.lower() == ".csv":
             raw = pd.read_csv(path, dtype=object, sep=_sniff_delimiter(path))
         else:
-            raise WVSFormatError(f"{path}: unsupported file type {path.suffix!r} (expected .xlsx, .csv, .sav or .dta)")
+            raise WVSFormatError(
+                f"{path}: unsupported file type {path.suffix!r} (expected .xlsx, .csv, .sav, .dta or .rds)"
+            )
     except (zipfile.BadZipFile, ValueError, KeyError, EOFError, pd.errors.ParserError, CalamineError) as e:
         if isinstance(e, WVSFormatError):
             raise

@@ -19,7 +19,7 @@ import pandas as pd
 
 from valuesim.data.catalog import LABEL_CUT, NUMERIC_ITEMS, Catalog
 from valuesim.data.labels import AmbiguousLabelError, LabelMapper, _question_choices, normalize
-from valuesim.data.raw import CSV_CHUNK, ID_COLUMNS, WVSFormatError, _check_columns
+from valuesim.data.raw import CSV_CHUNK, ID_COLUMNS, WVSFormatError, _check_columns, ids_as_text
 
 SUFFIXES = (".sav", ".dta")
 
@@ -59,18 +59,9 @@ def read_chunks(path: Path, catalog: Catalog) -> Iterator[pd.DataFrame]:
     try:
         chunks = pyreadstat.read_file_in_chunks(_reader(path), str(path), chunksize=CSV_CHUNK, usecols=keep)
         for chunk, _ in chunks:
-            yield _ids_as_text(chunk)
+            yield ids_as_text(chunk)
     except _errors() as e:
         raise WVSFormatError(f"{path}: cannot be read as {path.suffix.lstrip('.')} ({type(e).__name__}: {e})") from None
-
-
-def _ids_as_text(chunk: pd.DataFrame) -> pd.DataFrame:
-    # numeric ids come back as floats (840070001.0, 1.0): the CSV path reads them as text, and person ids and the
-    # urban/rural codes are compared as text
-    for column in ID_COLUMNS.values():
-        if column in chunk and pd.api.types.is_numeric_dtype(chunk[column]):
-            chunk[column] = [str(int(v)) if pd.notna(v) else None for v in chunk[column]]
-    return chunk
 
 
 def label_conflicts(path: Path, catalog: Catalog) -> list[str]:

@@ -29,7 +29,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="labelled countries/*.xlsx (default), the numeric cross-national CSV, or half the countries each",
     )  # fmt: skip
     ap.add_argument("--full", action="store_true", help="the whole WVS-7 as the cross-national file (see above)")
-    ap.add_argument("--format", choices=("csv", "sav", "dta"), default="csv", help="with --full: the file's format")
+    ap.add_argument(
+        "--format", choices=("csv", "sav", "dta", "rds"), default="csv", help="with --full: the file's format"
+    )
     ap.add_argument("--respondents", type=int, default=None, help="with --full: respondents in all (default 97,220)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -9,6 +9,8 @@ scale benchmarks run on a folder this module writes instead:
     WVS_Cross-National_Wave_7_csv_v6_0.csv                   the numeric cross-national layout (`csv=True`)
     WVS_Cross-National_Wave_7_{sav,dta}_v6_0.{sav,dta}      the same as SPSS or Stata (`cross_national="sav"`),
                                                              with value labels and the missing codes declared
+    WVS_Cross-National_Wave_7_rds_v6_0.rds                   the same as R (`cross_national="rds"`): numeric
+                                                             codes, a few columns as R factors (R_FACTORS)
 
 Option labels come from the project's own statement tables (valuesim/data/statements.toml), so every answer renders
 as a statement; nothing is taken from the WVS files. Answers follow a latent-trait model (three person traits
@@ -36,13 +38,15 @@ from valuesim.data import statements as st
 from valuesim.data.aliases import ALIASES, GLOBAL_ALIASES
 from valuesim.data.catalog import COUNTRY_SPECIFIC
 from valuesim.testing.synthetic_codebook import CODES, _capital, _iso, _numeric, whole_labels, write_metadata
-from valuesim.testing.writers import write_stat_file, write_xlsx
+from valuesim.testing.writers import write_r_file, write_stat_file, write_xlsx
 
 DEFAULT_COUNTRIES = ("USA", "JPN", "COL", "BGD")
 CSV_NAME = "WVS_Cross-National_Wave_7_csv_v6_0.csv"
 RELEASES = ("1-5-0 (2020-11-16)", "6-0-0 (2024-04-15)")  # countries alternate between two data releases
 DROPPED = ("Q5", "Q99", "Q180")  # columns the second country's export lacks (column sets differ a little)
 N_TRAITS = 3
+# columns an .rds holds as R factors of their labels (the rest as numeric codes, as the R release stores them)
+R_FACTORS = ("H_URBRURAL", "Q1", "Q57", "Q177", *sorted(COUNTRY_SPECIFIC))
 
 
 def country_codes(n: int) -> list[str]:
@@ -175,6 +179,14 @@ def labelled(
 # The folder
 
 
+def write_cross_national(frame: pd.DataFrame, codebook: dict, path: Path) -> None:
+    """The numeric cross-national file as .sav, .dta or .rds (by `path`'s suffix)."""
+    if path.suffix == ".rds":
+        write_r_file(frame, codebook, path, factors=R_FACTORS)
+    else:
+        write_stat_file(frame, codebook, path)
+
+
 def write_synthetic_wvs(
     out: str | Path,
     countries: int | Sequence[str] = 4,
@@ -189,7 +201,7 @@ def write_synthetic_wvs(
     `countries`: how many (the default four, then ISO order) or ISO alpha-3 codes. `xlsx` writes one labelled
     file per country, `csv` the numeric cross-national file; with both, the labelled files hold the first half of
     the countries and the CSV the rest (a folder must not hold a respondent twice: the reader rejects duplicate
-    ids). `cross_national`: that file's format, csv, sav (SPSS) or dta (Stata). Several seconds for 4 x 100
+    ids). `cross_national`: that file's format, csv, sav (SPSS), dta (Stata) or rds (R). Several seconds for 4 x 100
     labelled; the full WVS-7 size as CSV takes about a minute."""
     if not (xlsx or csv):
         raise ValueError("nothing to write: xlsx=True and/or csv=True")
@@ -205,7 +217,7 @@ def write_synthetic_wvs(
         frame[in_csv].to_csv(out / CSV_NAME, index=False)
     elif in_csv.any():
         name = CSV_NAME.replace("csv", cross_national)  # WVS_Cross-National_Wave_7_sav_v6_0.sav, as released
-        write_stat_file(frame[in_csv].reset_index(drop=True), codebook, out / name)
+        write_cross_national(frame[in_csv].reset_index(drop=True), codebook, out / name)
     if xlsx:
         (out / "countries").mkdir(exist_ok=True)
         files = labelled(frame[~in_csv].reset_index(drop=True), codebook, seed, whole_labels(alpha3))

@@ -22,9 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from valuesim.testing.synthetic import CSV_NAME, respondents
+from valuesim.testing.synthetic import CSV_NAME, respondents, write_cross_national
 from valuesim.testing.synthetic_codebook import CODES, _iso, write_metadata
-from valuesim.testing.writers import write_stat_file
 
 SHAPE = tomllib.loads((Path(__file__).parent / "synthetic.toml").read_text())
 
@@ -88,7 +87,8 @@ def write_full(
     out: str | Path, countries: int = 66, total: int | None = None, seed: int = 0, layout: str = "csv"
 ) -> Path:
     """Write the whole-WVS-7 folder (codebook, questions, metadata, folds and the numeric cross-national file):
-    `layout` csv, or sav / dta (SPSS / Stata with value labels and the missing codes declared, as released)."""
+    `layout` csv, or sav / dta (SPSS / Stata with value labels and the missing codes declared, as released), or rds
+    (R)."""
     out = Path(out)
     alpha3 = SHAPE["countries"][:countries]
     if len(alpha3) < countries or countries < 1:
@@ -108,5 +108,5 @@ def write_full(
     if layout == "csv":
         pacsv.write_csv(table, out / CSV_NAME, pacsv.WriteOptions(quoting_style="needed"))
     else:
-        write_stat_file(table.to_pandas(), codebook, out / CSV_NAME.replace("csv", layout))
+        write_cross_national(table.to_pandas(), codebook, out / CSV_NAME.replace("csv", layout))
     return out

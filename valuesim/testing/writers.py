@@ -1,10 +1,12 @@
 """The synthetic folder's file writers: a one-sheet xlsx written directly as XML, the way WVS country exports are
-stored (shared strings, sheet "Data"; pandas' openpyxl writer takes a second per 100 respondents, this ~50 ms), and
-SPSS/Stata files with value labels through pyreadstat (`write_stat_file`)."""
+stored (shared strings, sheet "Data"; pandas' openpyxl writer takes a second per 100 respondents, this ~50 ms),
+SPSS/Stata files with value labels through pyreadstat (`write_stat_file`) and R's .rds through pyreadr
+(`write_r_file`)."""
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -68,6 +70,7 @@ def write_xlsx(path: Path, frame: pd.DataFrame, sheet: str = "Data") -> None:
         for name, xml in parts.items():
             z.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + xml)
 
+
 def write_stat_file(frame: pd.DataFrame, codebook: dict, path: Path) -> None:
     """`frame` (numeric codes, negative = missing) as a .sav or .dta with the codebook's value labels and variable
     labels; in a .sav the negative codes are declared user-missing, as in the WVS release."""
@@ -93,3 +96,23 @@ def write_stat_file(frame: pd.DataFrame, codebook: dict, path: Path) -> None:
         )
     else:
         pyreadstat.write_dta(frame, str(path), column_labels=column_labels, variable_value_labels=value_labels)
+
+
+def write_r_file(frame: pd.DataFrame, codebook: dict, path: Path, factors: Sequence[str] = ()) -> None:
+    """`frame` (numeric codes, negative = missing) as an .rds: numbers as R doubles, as the release's labelled
+    vectors hold them, and the `factors` columns as R factors of the codebook's labels (what haven's as_factor makes
+    of a labelled vector), so both kinds of column are read in the tests."""
+    import pyreadr
+
+    frame = frame.copy()
+    for c in frame.columns:
+        if c in factors:
+            labels = {int(k): str(v) for k, v in codebook[c]["choices"].items()}
+            frame[c] = pd.Categorical(
+                [labels.get(int(v)) for v in frame[c]], categories=list(dict.fromkeys(labels.values()))
+            )
+        elif pd.api.types.is_integer_dtype(frame[c]):
+            frame[c] = frame[c].astype("float64")
+        elif not pd.api.types.is_numeric_dtype(frame[c]):
+            frame[c] = frame[c].astype(str)
+    pyreadr.write_rds(str(path), frame, compress="gzip", compresslevel=6)
