@@ -1,8 +1,10 @@
-"""MLflow: one tracking store under mlruns/ at the project home, no server.
+"""MLflow: one tracking store under mlruns/ at the project home, or the tracking server MLFLOW_TRACKING_URI names.
 
-The store is a SQLite database (`mlruns/mlflow.db`) with artifacts in `mlruns/artifacts/`: MLflow 3 deprecates
-the plain file store (it needs MLFLOW_ALLOW_FILE_STORE=true), and SQLite lets two runs write at once.
-Browse it with `valuesim ui` (MLflow's UI on this store, wherever it is run from).
+The local store is a SQLite database (`mlruns/mlflow.db`) with artifacts in `mlruns/artifacts/`: MLflow 3
+deprecates the plain file store (it needs MLFLOW_ALLOW_FILE_STORE=true), and SQLite lets two runs write at once.
+Browse it with `valuesim ui` (MLflow's UI on this store, wherever it is run from). On a tracking server
+(`http(s)://`) the server chooses where artifacts go (`mlflow server --artifacts-destination`), so a teammate on
+another machine downloads the same programs and models.
 """
 
 from __future__ import annotations
@@ -47,26 +49,45 @@ TABLE_ROWS = 10_000  # predictions up to this many rows are an MLflow table (vie
 tracking_uri = config.tracking_uri
 
 
+def is_server(uri: str | None = None) -> bool:
+    """Whether the tracking URI (default: the project's) is a tracking server rather than a local store."""
+    return (uri or tracking_uri()).startswith(("http://", "https://"))
+
+
 def setup_tracking(experiment: str | None = None) -> ModuleType:
     import mlflow
 
+    mlflow.set_tracking_uri(tracking_uri())
+    if is_server():  # the server owns its schema and its artifact store (--artifacts-destination)
+        if experiment:
+            use_experiment(mlflow, experiment, artifact_location=None)
+        return mlflow
     mlruns = config.mlruns_dir()
     mlruns.mkdir(parents=True, exist_ok=True)
     # Two processes creating the SQLite schema (or the same experiment) at once collide; a file lock makes the
     # first one do it and the other find it done.
     with open(mlruns / ".setup.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        mlflow.set_tracking_uri(tracking_uri())
         if experiment:
-            found = mlflow.get_experiment_by_name(experiment)
-            if found is None:
-                mlflow.create_experiment(experiment, artifact_location=(mlruns / "artifacts").as_uri(), tags=KIND)
-            elif found.tags.get(KIND_TAG) != KIND[KIND_TAG]:  # created by an older valuesim
-                mlflow.MlflowClient().set_experiment_tag(found.experiment_id, KIND_TAG, KIND[KIND_TAG])
-            mlflow.set_experiment(experiment)
+            use_experiment(mlflow, experiment, artifact_location=(mlruns / "artifacts").as_uri())
         else:
             mlflow.search_experiments(max_results=1)  # creates the schema under the lock
     return mlflow
+
+
+def use_experiment(mlflow: ModuleType, name: str, artifact_location: str | None) -> None:
+    """Make `name` the active experiment, created with the runs-table kind when it is new. `artifact_location`
+    None lets the tracking server choose (its proxied artifact store)."""
+    found = mlflow.get_experiment_by_name(name)
+    if found is None:
+        try:
+            mlflow.create_experiment(name, artifact_location=artifact_location, tags=KIND)
+        except mlflow.MlflowException:  # another client of the server created it meanwhile
+            if mlflow.get_experiment_by_name(name) is None:
+                raise
+    elif found.tags.get(KIND_TAG) != KIND[KIND_TAG]:  # created by an older valuesim
+        mlflow.MlflowClient().set_experiment_tag(found.experiment_id, KIND_TAG, KIND[KIND_TAG])
+    mlflow.set_experiment(name)
 
 
 @contextmanager

@@ -84,6 +84,9 @@ def ui(
 ) -> None:
     """Open MLflow's UI on this project's runs (mlruns/ under VALUESIM_HOME, or MLFLOW_TRACKING_URI).
 
+    With MLFLOW_TRACKING_URI set to a tracking server (http:// or https://), nothing is started: the link to that
+    server's own UI is printed.
+
     Open the printed link: it switches MLflow's "Model training" view on, so each experiment opens on its runs
     table. Add the columns accuracy, accuracy_ci_low, accuracy_ci_high and n from "Columns" to compare runs.
     Ctrl-C or SIGTERM stops the server and all its workers (exit 0).
@@ -93,8 +96,12 @@ def ui(
     """
     import subprocess
 
-    from valuesim.tracking import setup_tracking, tracking_uri
+    from valuesim.tracking import is_server, setup_tracking, tracking_uri
 
+    if is_server():  # MLFLOW_TRACKING_URI names a tracking server: its UI is already served there
+        url = tracking_uri().rstrip("/")
+        console.print(f"MLflow UI of the tracking server {url}: open {url}/{RUNS_PAGE}")
+        return
     check_port(host, port)
     setup_tracking()  # creates the store (and its schema) if no run was logged yet
     env = dict(os.environ)  # with config's LITELLM_LOCAL_MODEL_COST_MAP: no network for LiteLLM's price table
