@@ -40,7 +40,8 @@ def compiled(server: dict, bench_small: Path, tmp_path_factory: pytest.TempPathF
     """`valuesim compile --lm dummy` of the backstory program, logged to the server from its own home."""
     home = tmp_path_factory.mktemp("client-home")
     cmd = [str(VALUESIM), "compile", "--program", "backstory", "--lm", "dummy", "--data", str(bench_small),
-           "--train", "3", "--dev", "2", "--questions", "2", "--history", "20", "--json"]  # fmt: skip
+           "--train", "3", "--dev", "2", "--questions", "2", "--history", "20", "--register", "valuesim-backstory",
+           "--json"]  # fmt: skip
     r = subprocess.run(cmd, env=client_env(home, server["uri"]), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     return {"home": home, "summary": json.loads(r.stdout)}
@@ -62,25 +63,26 @@ def test_artifacts_and_model_land_on_the_server(server: dict, compiled: dict) ->
 
 
 LOAD = """
-import sys, valuesim
+import sys, mlflow, valuesim
 inputs = {"demographics": ["You are a woman."], "profile": ["You pray every day."],
           "question": "How important is God in your life?", "options": {"1": "Very", "2": "Not at all"}}
 for uri in sys.argv[1:]:
     program = valuesim.load(uri, lm="dummy")
     print(uri, type(program).__name__, len(program.answer.demos), program(**inputs).answer)
+print("pyfunc", mlflow.pyfunc.load_model(sys.argv[-1]).predict(inputs)["answer"].tolist())
 """
 
 
 def test_another_machine_loads_the_program_from_the_server(server: dict, compiled: dict, tmp_path: Path) -> None:
     """A teammate: same server, a home that does not exist (none of the compile's files)."""
     s = compiled["summary"]
-    uris = [s["program_uri"], s["model_uri"]]
+    uris = [s["program_uri"], s["model_uri"], "models:/valuesim-backstory/1"]
     elsewhere = tmp_path / "teammate-home"
     r = subprocess.run([sys.executable, "-c", LOAD, *uris], env=client_env(elsewhere, server["uri"]),
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr
     demos = len(json.loads((Path(s["program_dir"]) / "program.json").read_text())["answer"]["demos"])
-    assert r.stdout.splitlines() == [f"{uri} Backstory {demos} 1" for uri in uris]
+    assert r.stdout.splitlines() == [*(f"{uri} Backstory {demos} 1" for uri in uris), "pyfunc ['1']"]
     assert not (elsewhere / "mlruns").exists()
 
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 import fcntl
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from valuesim import config, files
-from valuesim.errors import ProgramLoadError
+from valuesim.errors import ProgramLoadError, ValueSimError
 
 if TYPE_CHECKING:
     import dspy
@@ -227,17 +229,93 @@ def log_program_folder(folder: Path) -> None:
     log_folder(folder, "program")
 
 
-def log_dspy_model(program: dspy.Module) -> str | None:
-    """The program with MLflow's dspy flavor (for the model registry). Returns the model URI, or None when the
-    program cannot be serialized (the JSON folder logged beside it is what `valuesim.load` reads)."""
+# The logged model's input columns: one person asked one question per row, as `valuesim.inputs` builds it.
+MODEL_INPUTS = ("demographics", "profile", "question", "options")
+SERVED_MODEL = Path(__file__).with_name("served_model.py")
+
+
+def model_signature() -> Any:
+    """The logged program's MLflow signature: lists of sentences, the question's text and its options as a map of
+    code -> label (a map, not an object: every question has its own codes) in; the chosen code out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, Map, Schema
+
+    sentences = Array(DataType.string)
+    inputs = Schema([ColSpec(sentences, "demographics"), ColSpec(sentences, "profile"),
+                     ColSpec(DataType.string, "question"), ColSpec(Map(DataType.string), "options")])  # fmt: skip
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(DataType.string, "answer")]))
+
+
+def log_program_model(
+    folder: Path, program: str, lm: str, api_base: str | None, example: dict, register: str | None = None
+) -> str:
+    """The saved program as an MLflow pyfunc model named `valuesim-<program>` (models-from-code: the file
+    valuesim/served_model.py and the program folder, no pickle), with its signature and one input example;
+    registered as `register` when given. Its LM is `lm` (as --lm takes it), changed at load time with
+    `model_config={"lm": ...}`. Returns the model URI (`models:/<model id>`)."""
+    from importlib.metadata import version
+
     import mlflow
 
-    try:
-        info = mlflow.dspy.log_model(program, name="model", use_dspy_model_save=True)
-        return info.model_uri
-    except Exception as e:  # noqa: BLE001 - record why, keep the run
-        mlflow.set_tag("dspy_flavor_error", f"{type(e).__name__}: {e}"[:500])
-        return None
+    info = mlflow.pyfunc.log_model(
+        name=f"valuesim-{program}",
+        python_model=str(SERVED_MODEL),
+        artifacts={"program": str(folder)},
+        model_config={"lm": lm, "api_base": api_base},
+        signature=model_signature(),
+        input_example={key: example[key] for key in MODEL_INPUTS},
+        # stated, not inferred (MLflow would import the model in a subprocess to infer them)
+        pip_requirements=[f"valuesim=={version('valuesim')}", f"mlflow=={mlflow.__version__}"],
+        registered_model_name=register,
+    )
+    return str(info.model_uri)
+
+
+def set_served_model(make: Callable[[Path, str | None, str | None], Any]) -> None:
+    """Called by valuesim/served_model.py when MLflow loads a logged program: `make(program folder, lm, api_base)`
+    builds the program (valuesim.programs.saved.ServedProgram), wrapped here as MLflow's PythonModel."""
+    import mlflow
+
+    class ProgramModel(mlflow.pyfunc.PythonModel):
+        def load_context(self, context: Any) -> None:
+            config = context.model_config or {}
+            self.served = make(Path(context.artifacts["program"]), config.get("lm"), config.get("api_base"))
+
+        # a DataFrame hint: MLflow checks the input against the signature (a dict, a list of dicts or a
+        # DataFrame become a DataFrame) instead of against type hints, which would refuse a single dict
+        def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+            return pd.DataFrame(self.served.predict(model_rows(model_input)), columns=["answer"])
+
+    mlflow.models.set_model(ProgramModel())
+
+
+def model_rows(model_input: Any) -> list[dict[str, Any]]:
+    """The rows a logged program was given, as plain Python: a DataFrame (what MLflow passes after checking the
+    signature), one dict or a list of dicts; numpy arrays (MLflow's parsing of `inputs`/`instances` payloads) become
+    lists, so the program sees what `valuesim.inputs` gives."""
+    if isinstance(model_input, pd.DataFrame):
+        rows = model_input.to_dict("records")
+    elif isinstance(model_input, dict):
+        rows = [model_input]
+    elif isinstance(model_input, list) and all(isinstance(row, dict) for row in model_input):
+        rows = model_input
+    else:
+        raise ValueSimError(
+            f"a ValueSim model takes a person asked a question as {{{', '.join(MODEL_INPUTS)}}} (one dict, a list "
+            f"of dicts or a DataFrame), not a {type(model_input).__name__}"
+        )
+    return [{key: plain(value) for key, value in row.items()} for row in rows]
+
+
+def plain(value: Any) -> Any:
+    """numpy arrays and scalars, nested in lists and dicts, as Python lists and scalars."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
 
 
 def use_store() -> ModuleType:
@@ -260,7 +338,8 @@ def model_source_run(uri: str) -> str | None:
 
 
 def load_dspy_model(uri: str) -> dspy.Module:
-    """A model logged with MLflow's dspy flavor, unpickled (runs code from the file: only for your own models)."""
+    """A model an older ValueSim logged with MLflow's dspy flavor, unpickled (runs code from the file: only for your
+    own models). Today's models are pyfunc models from code (log_program_model), with no pickle."""
     return use_store().dspy.load_model(uri)
 
 

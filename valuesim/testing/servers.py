@@ -62,4 +62,3 @@ def start_mlflow_server(port: int, folder: Path) -> subprocess.Popen:
             time.sleep(0.5)
     stop_group(proc)
     raise RuntimeError("mlflow server did not answer /health within 180 s")
-
