@@ -95,7 +95,8 @@ def test_evaluate_takes_every_form(home, uris, form: str, tmp_path: Path) -> Non
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["params"]["program_name"] == "valuesim" and out["metrics"]["n"] == 6
+    assert out["params"]["program"] == "valuesim" and out["params"]["program_uri"] == uris[form]
+    assert out["metrics"]["n"] == 6
     assert out["metrics"]["invalid"] == 0 and out["metrics"]["failed"] == 0
     assert demos_reached_prompts()
 

@@ -86,7 +86,11 @@ def test_another_machine_loads_the_program_from_the_server(server: dict, compile
     assert not (elsewhere / "mlruns").exists()
 
 
-def test_ui_with_a_server_uri_prints_the_servers_ui(server: dict, tmp_path: Path) -> None:
+def test_ui_with_a_server_uri_prints_the_servers_ui(server: dict, compiled: dict, tmp_path: Path) -> None:
+    """No server started; the links go to the server's UI, each experiment's to its runs table."""
+    import mlflow
+
+    experiment = mlflow.MlflowClient(tracking_uri=server["uri"]).get_experiment_by_name("valuesim-compile")
     r = subprocess.run([str(VALUESIM), "ui", "--port", str(free_port())], env=client_env(tmp_path, server["uri"]),
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
@@ -94,5 +98,7 @@ def test_ui_with_a_server_uri_prints_the_servers_ui(server: dict, tmp_path: Path
     printed = r.stdout + r.stderr
     links = [word for word in printed.split() if word.startswith(f"{server['uri']}/#/")]
     assert links, printed
+    runs_table = f"{server['uri']}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    assert runs_table in links, printed
     with urllib.request.urlopen(links[0], timeout=30) as page:
         assert page.status == 200 and b'id="root"' in page.read()

@@ -10,12 +10,16 @@ another machine downloads the same programs and models.
 from __future__ import annotations
 
 import fcntl
+import functools
 import math
+import signal
+import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -37,8 +41,14 @@ KIND = {KIND_TAG: "custom_model_development"}
 # metrics also log their 95% CI as <metric>_ci_low / <metric>_ci_high when the result has them.
 LOGGED_METRICS = [
     "accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "jsd", "kendall_tau",
-    "n", "n_persons", "n_questions", "invalid", "failed", "random_accuracy", "country_accuracy", "normalized_accuracy",
+    "n_predictions", "n_persons", "n_distinct_questions", "invalid", "failed", "random_accuracy",
+    "country_majority_floor", "normalized_accuracy",
 ]  # fmt: skip
+# A result's counts under the names MLflow shows: what was used, beside the params saying what was asked.
+METRIC_NAMES = {"n": "n_predictions", "persons": "n_persons", "questions": "n_distinct_questions"}
+# Params under the names MLflow shows: what was asked (the flags), apart from the counts used (metrics n_*).
+# None: not a param (n_persons is the metric; run_dir, a local path, is the tag valuesim.run_dir).
+PARAM_NAMES = {"persons": "persons_asked", "questions": "questions_per_person", "n_persons": None, "run_dir": None}
 COST_METRICS = [
     "lm_calls_per_pred", "prompt_tokens_per_pred", "cached_tokens_per_pred", "completion_tokens_per_pred",
     "usd_total", "usd_per_1000_preds", "seconds_per_pred",
@@ -96,14 +106,58 @@ def use_experiment(mlflow: ModuleType, name: str, artifact_location: str | None)
 def parent_run(experiment: str, name: str, run_id: str | None = None) -> Iterator[Any]:
     """The bench's parent run: a new one, or the run `run_id` resumed (its children are the bench's cells)."""
     mlflow = setup_tracking(experiment)
-    with mlflow.start_run(run_id=run_id, run_name=name) as active:
+    with mlflow.start_run(run_id=run_id, run_name=name, tags=source_tags()) as active, ended_as_killed(mlflow):
         yield active
 
 
 def log_params(params: dict[str, Any]) -> None:
+    """A run's params under the names MLflow shows (PARAM_NAMES); its run folder as the tag valuesim.run_dir."""
     import mlflow
 
-    mlflow.log_params({k: str(v)[:500] for k, v in params.items() if v is not None})
+    named = {PARAM_NAMES.get(k, k): v for k, v in params.items()}
+    mlflow.log_params({k: str(v)[:500] for k, v in named.items() if k is not None and v is not None})
+    if params.get("run_dir") is not None:
+        mlflow.set_tag("valuesim.run_dir", str(params["run_dir"]))
+
+
+@functools.cache
+def source_tags() -> dict[str, str]:
+    """The ValueSim version that ran, and its git commit when it runs from a git checkout (MLflow records its own
+    `mlflow.source.git.commit` only when the entry point is a script inside the repository)."""
+    from importlib.metadata import version
+
+    tags = {"valuesim.version": version("valuesim")}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):  # no git here
+        return tags
+    if commit.returncode == 0:
+        tags["git.commit"] = commit.stdout.strip()
+    return tags
+
+
+@contextmanager
+def ended_as_killed(mlflow: ModuleType) -> Iterator[None]:
+    """A run stopped by SIGTERM or Ctrl-C ends as KILLED, not RUNNING forever: SIGTERM raises SystemExit (exit code
+    143, as the default handler's death) in the main thread while the block runs, and the active run is ended
+    KILLED on the way out. Another thread cannot take signals, so there the block runs unchanged."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+
+    def on_sigterm(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    if main:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        mlflow.end_run(status="KILLED")
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def set_tags(tags: dict[str, str]) -> None:
@@ -178,24 +232,26 @@ def run(
     experiment: str, name: str, params: dict[str, Any], tags: dict[str, str] | None = None, nested: bool = False
 ) -> Iterator[Any]:
     mlflow = setup_tracking(experiment)
-    with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active:
+    tags = source_tags() | (tags or {})
+    with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active, ended_as_killed(mlflow):
         log_params(params)
         yield active
 
 
 def logged_metrics(metrics: dict, with_cost: bool) -> dict:
     """The subset of a result's metrics a run logs (see LOGGED_METRICS), with their CIs where present."""
-    renamed = {{"persons": "n_persons", "questions": "n_questions"}.get(k, k): v for k, v in metrics.items()}
+    renamed = {METRIC_NAMES.get(k, k): v for k, v in metrics.items()}
     keys = [*LOGGED_METRICS, *(COST_METRICS if with_cost else [])]
     keys += [f"{k}_ci_{end}" for k in LOGGED_METRICS for end in ("low", "high")]
     return {k: renamed[k] for k in keys if k in renamed}
 
 
-def log_result(result: EvalResult, prefix: str = "", with_cost: bool = True) -> None:
-    """Metrics, breakdowns and the predictions table of an EvalResult."""
+def log_result(result: EvalResult, prefix: str = "", with_cost: bool = True, step: int | None = None) -> None:
+    """Metrics, breakdowns and the predictions table of an EvalResult. `step`: the history size, for an evaluate
+    (a bench's child runs then draw one accuracy-by-history chart, one line per program when grouped by it)."""
     import mlflow
 
-    mlflow.log_metrics(clean_metrics(logged_metrics(result.metrics, with_cost), prefix))
+    mlflow.log_metrics(clean_metrics(logged_metrics(result.metrics, with_cost), prefix), step=step)
     if len(result.predictions) <= TABLE_ROWS:
         mlflow.log_table(result.predictions, artifact_file=f"{prefix}predictions.json")
     else:  # log_table's JSON takes seconds per 60k rows and the UI cannot show that many: parquet for pandas
@@ -316,6 +372,12 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def valuesim_experiments() -> dict[str, str]:
+    """The store's ValueSim experiments (valuesim-evaluate, -compile, -bench): name -> experiment id."""
+    found = setup_tracking().search_experiments(filter_string="name LIKE 'valuesim-%'")
+    return {e.name: e.experiment_id for e in sorted(found, key=lambda e: e.name)}
 
 
 def use_store() -> ModuleType:

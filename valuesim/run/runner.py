@@ -176,8 +176,8 @@ def run_name(setup: Setup, kind: str = "evaluate") -> str:
 
 def params_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
     return {
-        "program": setup.program,
-        "program_name": name,
+        "program": name,  # a compiled program's name too; program_uri says where it was loaded from
+        "program_uri": setup.program if setup.program not in PROGRAMS else None,
         **setup.selection(),
         "dataset": bench.fingerprint,
         "lm": setup.lm if lm else None,  # the name asked for (gemma, a path, ...); lm_model is what it resolved to
@@ -277,7 +277,7 @@ def run_evaluate(
             result = evaluate_batch(run.program, run.examples, run_dir, setup.resamples, setup.seed,
                                     config.BATCH_PERSONS, setup.retry_failed, progress)  # fmt: skip
         result.metrics |= country_floor(result.predictions, country_majorities(bench, run.examples))
-        tracking.log_result(result, with_cost=needs_lm(run.name))
+        tracking.log_result(result, with_cost=needs_lm(run.name), step=setup.history)
         if needs_lm(run.name):
             tracking.log_prompts(run.program, run.examples[0])
         params["mlflow_run_id"] = active.info.run_id
