@@ -98,6 +98,11 @@ def test_compile_leaves_no_pending_models_and_no_prompt_traces(in_compile_home) 
     run = client.get_run(in_compile_home["summary"]["mlflow_run_id"])
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert models and all(m.status != LoggedModelStatus.PENDING for m in models)
+    # every model the run lists as an output exists (none deleted behind it): the program's model only
+    outputs = [client.get_logged_model(m.model_id) for m in run.outputs.model_outputs]
+    assert [m.name for m in outputs] == ["valuesim-valuesim"] and f"models:/{outputs[0].model_id}" == (
+        in_compile_home["summary"]["model_uri"]
+    )
     traces = mlflow.search_traces(locations=[run.info.experiment_id], return_type="list")
     roots = [s.name for t in traces for s in t.data.spans if s.parent_id is None]
     assert roots and not [n for n in roots if n.endswith(".format")]  # rendering prompt files is not traced

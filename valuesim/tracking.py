@@ -206,15 +206,18 @@ def log_metrics(metrics: dict, step: int | None = None) -> None:
 
 @contextmanager
 def compile_autolog(experiment: str) -> Iterator[None]:
-    """DSPy autolog records the optimizer's program states while the block runs; off again afterwards (a failed
-    compile must not leave it on for the rest of the process), and the empty models it leaves PENDING deleted."""
+    """DSPy autolog traces the program's calls while the block runs (not the optimizer's own); off again
+    afterwards (a failed compile must not leave it on for the rest of the process). Not its compile record
+    (log_compiles): that logs an empty model named "dspy" per optimizer call, only to show a Run tab in GenAI
+    experiments, which would stay in the run's outputs even deleted; the compiled program is logged as
+    `program/` and the model valuesim-<program> instead, and the optimizer's settings are the code's at the run's
+    git.commit tag (valuesim/optimize/compile.py)."""
     mlflow = setup_tracking(experiment)
-    mlflow.dspy.autolog(log_compiles=True, log_evals=False, log_traces_from_compile=False)
+    mlflow.dspy.autolog(log_compiles=False, log_evals=False, log_traces_from_compile=False)
     try:
         yield
     finally:
         mlflow.dspy.autolog(disable=True)
-        drop_pending_models(mlflow.get_experiment_by_name(experiment).experiment_id)
 
 
 def clean_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -446,22 +449,6 @@ def end_orphans(parent_run_id: str) -> list[str]:
     for run_id in ids:
         client.set_terminated(run_id, status="KILLED")
     return ids
-
-
-def drop_pending_models(experiment_id: str) -> int:
-    """Delete the empty logged models DSPy autolog leaves in state PENDING (named "dspy", no files). Returns how
-    many were deleted."""
-    import mlflow
-    from mlflow.entities import LoggedModelStatus
-
-    client = mlflow.MlflowClient()
-    pending = [
-        m for m in client.search_logged_models(experiment_ids=[experiment_id])
-        if m.status == LoggedModelStatus.PENDING
-    ]  # fmt: skip
-    for m in pending:
-        client.delete_logged_model(m.model_id)
-    return len(pending)
 
 
 def read_json(path: Path) -> Any:
