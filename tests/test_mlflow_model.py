@@ -17,6 +17,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from test_lm import needs_smollm2
 
 from valuesim.cli.ui import stop_group
 from valuesim.testing.servers import free_port
@@ -131,3 +132,13 @@ def test_mlflow_models_serve_answers_every_payload(compiled: dict, tmp_path: Pat
         assert "ndarray" not in body["message"] and "schema" in body["message"], body
     finally:
         stop_group(server)
+
+
+@pytest.mark.llm
+@needs_smollm2
+def test_the_model_answers_with_smollm2_given_at_load_time(store: dict) -> None:
+    """The compile's LM is only the default: `model_config={"lm": ...}` loads the same program on SmolLM2 (mechanics
+    only: a 135M model says nothing about people), and its answers are option codes of each row."""
+    model = mlflow.pyfunc.load_model(store["summary"]["model_uri"], model_config={"lm": "smollm2"})
+    answers = model.predict(ROWS)["answer"].tolist()
+    assert [a in row["options"] for a, row in zip(answers, ROWS, strict=True)] == [True, True], answers

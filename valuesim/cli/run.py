@@ -204,6 +204,8 @@ def compile_cmd(
         f"{len(summary['persons']['train'])} and validated on {len(summary['persons']['val'])} other persons)"
     )
     console.print(f"Saved {summary['program_dir']}; load it with --program {summary['program_uri']}")
+    registered = f", registered as {summary['registered_model']}" if summary["registered_model"] else ""
+    console.print(f"MLflow model valuesim-{program}: {summary['model_uri']}{registered}")
 
 
 def simulate(
