@@ -102,3 +102,12 @@ def test_ui_with_a_server_uri_prints_the_servers_ui(server: dict, compiled: dict
     assert runs_table in links, printed
     with urllib.request.urlopen(links[0], timeout=30) as page:
         assert page.status == 200 and b'id="root"' in page.read()
+
+
+def test_ui_with_a_server_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    r = subprocess.run([str(VALUESIM), "ui"], env=client_env(tmp_path, f"http://127.0.0.1:{port}"),
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not answer" in lines[0] and str(port) in lines[0], r.stderr

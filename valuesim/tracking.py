@@ -127,13 +127,16 @@ def source_tags() -> dict[str, str]:
     from importlib.metadata import version
 
     tags = {"valuesim.version": version("valuesim")}
+    package = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=10)  # fmt: skip
+        found = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=package, capture_output=True,
+                               text=True, timeout=10)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):  # no git here
         return tags
-    if commit.returncode == 0:
-        tags["git.commit"] = commit.stdout.strip()
+    lines = found.stdout.split()
+    # only this checkout's commit: an installed package may sit in some other repository's folder
+    if found.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == package.parent:
+        tags["git.commit"] = lines[1]
     return tags
 
 

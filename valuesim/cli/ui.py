@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from valuesim.cli.options import console, fail
+from valuesim.files import first_line
 
 if TYPE_CHECKING:
     import subprocess
@@ -38,6 +39,7 @@ def experiment_links(base: str) -> list[str]:
     from valuesim.tracking import valuesim_experiments
 
     return [f"  {name}: {base}/#/experiments/{eid}/runs{ML_VIEW}" for name, eid in valuesim_experiments().items()]
+
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STOP_GRACE = 10.0  # seconds MLflow's processes get to exit after SIGTERM before SIGKILL
@@ -111,8 +113,15 @@ def ui(
 
     if is_server():  # MLFLOW_TRACKING_URI names a tracking server: its UI is already served there
         url = tracking_uri().rstrip("/")
+        # one quick try: MLflow's client otherwise retries a server that is down for minutes
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        try:
+            links = experiment_links(url)
+        except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a server it cannot reach
+            fail(f"MLFLOW_TRACKING_URI={url}: the tracking server does not answer ({first_line(e)})")
         console.print(f"MLflow UI of the tracking server {url}: open {url}/{RUNS_PAGE}")
-        console.print("\n".join(experiment_links(url)), highlight=False)
+        console.print("\n".join(links), highlight=False)
         return
     check_port(host, port)
     setup_tracking()  # creates the store (and its schema) if no run was logged yet
