@@ -214,9 +214,9 @@ def main() -> int:
     args = ap.parse_args()
     home = args.home or (Path(os.environ["VALUESIM_HOME"]) if os.environ.get("VALUESIM_HOME") else None)
     home = (home or Path(tempfile.mkdtemp(prefix="valuesim-mlflow-check-"))).resolve()
-    started_ms = int(time.time() * 1000)
     if not (home / "mlruns" / "mlflow.db").exists():
         make_runs(home)
+    started_ms = int(time.time() * 1000)  # a run started before this (make_runs' too) must have ended
     port = args.port or free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"VALUESIM_HOME": str(home)}
     ui = subprocess.Popen([sys.executable, "-m", "valuesim.cli", "ui", "--port", str(port)], env=env,
