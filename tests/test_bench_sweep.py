@@ -40,7 +40,7 @@ def test_bench_cells_equal_separate_runs_and_reuse_only_what_is_the_same(bench_s
     assert not pd.isna(table.loc[("knn", 58), "accuracy"])
     # every row carries the country floor: the country majority's accuracy on the same items
     for (program, history), row in table.iterrows():
-        assert row["country_accuracy"] == table.loc[("country", history), "accuracy"], (program, history)
+        assert row["country_majority_floor"] == table.loc[("country", history), "accuracy"], (program, history)
     assert "country floor" in (tmp_path / "bench" / "report" / "results.md").read_text().splitlines()[0]
 
 
@@ -50,7 +50,7 @@ def test_an_lm_program_reports_the_country_floor_of_its_items(bench_small: Path,
     lm_result, _ = run_evaluate(setup, bench, tmp_path / "lm", progress=False)
     country, _ = run_evaluate(Setup(**{**setup.__dict__, "program": "country"}), bench, tmp_path / "c", progress=False)
     assert set(lm_result.predictions["key"]) == set(country.predictions["key"])
-    assert lm_result.metrics["country_accuracy"] == country.metrics["accuracy"]
+    assert lm_result.metrics["country_majority_floor"] == country.metrics["accuracy"]
 
 
 def test_large_prediction_tables_are_logged_as_parquet(

@@ -71,13 +71,11 @@ def test_unknown_models_are_one_line_errors(home, uris) -> None:
         valuesim.load("models:/valuesim-test/99")
 
 
-def test_load_never_unpickles_unless_asked(home, uris) -> None:
-    """The dspy flavor pickles the program (model.pkl); a file that would raise when unpickled does not matter to
-    the default load, which reads program.json; allow_pickle=True does unpickle it."""
-    stored = list(Path(home["home"], "mlruns", "artifacts").rglob("*.pkl"))
-    assert stored, "expected the dspy flavor's pickle in the artifact store"
-    for path in stored:
-        path.write_bytes(b"\x80\x04\x95\x00")  # truncated: raises when unpickled
+def test_load_never_unpickles(home, uris) -> None:
+    """The logged model is MLflow's models-from-code (a Python file and the program's JSON state): no pickle is
+    written, every form loads the JSON state, and allow_pickle=True (for models logged with MLflow's dspy flavor by
+    an older ValueSim) is a one-line error on it."""
+    assert not list(Path(home["home"], "mlruns").rglob("*.pkl"))
     program = valuesim.load(uris["model-id"])
     assert isinstance(program, ValueSim)
     with pytest.raises(ProgramLoadError, match="cannot be loaded"):
@@ -97,7 +95,8 @@ def test_evaluate_takes_every_form(home, uris, form: str, tmp_path: Path) -> Non
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["params"]["program_name"] == "valuesim" and out["metrics"]["n"] == 6
+    assert out["params"]["program"] == "valuesim" and out["params"]["program_uri"] == uris[form]
+    assert out["metrics"]["n"] == 6
     assert out["metrics"]["invalid"] == 0 and out["metrics"]["failed"] == 0
     assert demos_reached_prompts()
 

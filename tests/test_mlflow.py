@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -41,10 +45,53 @@ def test_bench_of_statistical_programs(bench_small: Path, tmp_path: Path) -> Non
     children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
     assert len(children) == 6
     child = children[0].data
-    assert {"accuracy", "n", "n_questions", "n_persons"} <= set(child.metrics)
-    assert "questions" not in child.metrics  # the parameter `questions` is questions per person
+    assert {"accuracy", "n_predictions", "n_distinct_questions", "n_persons", "country_majority_floor"} <= set(
+        child.metrics
+    )
+    # what was asked (params) apart from what was used (metrics n_*), one name each
+    assert child.params["persons_asked"] == "6" and child.params["questions_per_person"] == "3"
+    assert not {"persons", "questions", "n_persons", "program_name", "run_dir"} & set(child.params)
+    assert child.params["program"] in ("majority", "knn") and "program_uri" not in child.params
+    assert child.metrics["n_predictions"] == 6 * 3 and child.metrics["n_persons"] == 6
+    for run in children:  # step = history: grouped by program, MLflow draws the bench's curves in one chart
+        [point] = client.get_metric_history(run.info.run_id, "accuracy")
+        assert point.step == int(run.data.params["history"])
+    assert Path(child.tags["valuesim.run_dir"]).is_dir()  # a local path: a tag, not a param
+    for tags in (child.tags, parent.data.tags):
+        assert tags["valuesim.version"] and len(tags["git.commit"]) == 40  # the tests run from a git checkout
     assert not {"lm_calls_per_pred", "prompt_tokens_per_pred"} & set(child.metrics)  # no LM, no LM cost
     assert len(child.metrics) <= 30  # accuracy-like metrics with CIs, population measures, counts, floors
+
+
+SIGTERMED = """
+import signal, sys, time
+from valuesim import tracking
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal (a background job ignores it)
+with tracking.run("valuesim-evaluate", "stopped", {"program": "knn"}) as active:
+    print(active.info.run_id, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_run_stopped_by_a_signal_ends_killed(sig: signal.Signals, tmp_path: Path) -> None:
+    """`kill <pid>` or Ctrl-C of an evaluate or compile: the MLflow run ends KILLED (not RUNNING forever)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"VALUESIM_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERMED], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()
+        proc.send_signal(sig)
+        code = proc.wait(timeout=60)
+        # SIGTERM: exit 143 as the default handler's death would show; SIGINT: Python's KeyboardInterrupt exit
+        assert code == (128 + sig if sig == signal.SIGTERM else -sig), code
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.info.end_time is not None
 
 
 def test_compile_leaves_no_pending_models_and_no_prompt_traces(in_compile_home) -> None:  # noqa: F811
@@ -55,6 +102,11 @@ def test_compile_leaves_no_pending_models_and_no_prompt_traces(in_compile_home) 
     run = client.get_run(in_compile_home["summary"]["mlflow_run_id"])
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert models and all(m.status != LoggedModelStatus.PENDING for m in models)
+    # every model the run lists as an output exists (none deleted behind it): the program's model only
+    outputs = [client.get_logged_model(m.model_id) for m in run.outputs.model_outputs]
+    assert [m.name for m in outputs] == ["valuesim-valuesim"] and f"models:/{outputs[0].model_id}" == (
+        in_compile_home["summary"]["model_uri"]
+    )
     traces = mlflow.search_traces(locations=[run.info.experiment_id], return_type="list")
     roots = [s.name for t in traces for s in t.data.spans if s.parent_id is None]
     assert roots and not [n for n in roots if n.endswith(".format")]  # rendering prompt files is not traced

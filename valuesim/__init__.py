@@ -40,8 +40,8 @@ def load(
     Every LM program also carries the adapter the runs use (`program.adapter`, valuesim.programs.options'
     OptionsAdapter: answers constrained to the question's option codes), so it sends the prompts that were
     evaluated whatever adapter DSPy has configured; set `program.adapter = None` to use DSPy's.
-    `allow_pickle=True` lets a `models:/` URI load MLflow's pickled model, which runs code from the file: only
-    for models you logged yourself."""
+    `allow_pickle=True` lets a `models:/` URI logged by an older ValueSim with MLflow's dspy flavor load its
+    pickle, which runs code from the file: only for models you logged yourself (today's models have no pickle)."""
     from valuesim.programs.options import OptionsAdapter
     from valuesim.programs.prompts import LoggedPrompts
     from valuesim.run.runner import load_saved

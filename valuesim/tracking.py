@@ -1,23 +1,31 @@
-"""MLflow: one tracking store under mlruns/ at the project home, no server.
+"""MLflow: one tracking store under mlruns/ at the project home, or the tracking server MLFLOW_TRACKING_URI names.
 
-The store is a SQLite database (`mlruns/mlflow.db`) with artifacts in `mlruns/artifacts/`: MLflow 3 deprecates
-the plain file store (it needs MLFLOW_ALLOW_FILE_STORE=true), and SQLite lets two runs write at once.
-Browse it with `valuesim ui` (MLflow's UI on this store, wherever it is run from).
+The local store is a SQLite database (`mlruns/mlflow.db`) with artifacts in `mlruns/artifacts/`: MLflow 3
+deprecates the plain file store (it needs MLFLOW_ALLOW_FILE_STORE=true), and SQLite lets two runs write at once.
+Browse it with `valuesim ui` (MLflow's UI on this store, wherever it is run from). On a tracking server
+(`http(s)://`) the server chooses where artifacts go (`mlflow server --artifacts-destination`), so a teammate on
+another machine downloads the same programs and models.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import math
+import signal
+import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from valuesim import config, files
-from valuesim.errors import ProgramLoadError
+from valuesim.errors import ProgramLoadError, ValueSimError
 
 if TYPE_CHECKING:
     import dspy
@@ -33,8 +41,14 @@ KIND = {KIND_TAG: "custom_model_development"}
 # metrics also log their 95% CI as <metric>_ci_low / <metric>_ci_high when the result has them.
 LOGGED_METRICS = [
     "accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "jsd", "kendall_tau",
-    "n", "n_persons", "n_questions", "invalid", "failed", "random_accuracy", "country_accuracy", "normalized_accuracy",
+    "n_predictions", "n_persons", "n_distinct_questions", "invalid", "failed", "random_accuracy",
+    "country_majority_floor", "normalized_accuracy",
 ]  # fmt: skip
+# A result's counts under the names MLflow shows: what was used, beside the params saying what was asked.
+METRIC_NAMES = {"n": "n_predictions", "persons": "n_persons", "questions": "n_distinct_questions"}
+# Params under the names MLflow shows: what was asked (the flags), apart from the counts used (metrics n_*).
+# None: not a param (n_persons is the metric; run_dir, a local path, is the tag valuesim.run_dir).
+PARAM_NAMES = {"persons": "persons_asked", "questions": "questions_per_person", "n_persons": None, "run_dir": None}
 COST_METRICS = [
     "lm_calls_per_pred", "prompt_tokens_per_pred", "cached_tokens_per_pred", "completion_tokens_per_pred",
     "usd_total", "usd_per_1000_preds", "seconds_per_pred",
@@ -47,40 +61,106 @@ TABLE_ROWS = 10_000  # predictions up to this many rows are an MLflow table (vie
 tracking_uri = config.tracking_uri
 
 
+def is_server(uri: str | None = None) -> bool:
+    """Whether the tracking URI (default: the project's) is a tracking server rather than a local store."""
+    return (uri or tracking_uri()).startswith(("http://", "https://"))
+
+
 def setup_tracking(experiment: str | None = None) -> ModuleType:
     import mlflow
 
+    mlflow.set_tracking_uri(tracking_uri())
+    if is_server():  # the server owns its schema and its artifact store (--artifacts-destination)
+        if experiment:
+            use_experiment(mlflow, experiment, artifact_location=None)
+        return mlflow
     mlruns = config.mlruns_dir()
     mlruns.mkdir(parents=True, exist_ok=True)
     # Two processes creating the SQLite schema (or the same experiment) at once collide; a file lock makes the
     # first one do it and the other find it done.
     with open(mlruns / ".setup.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        mlflow.set_tracking_uri(tracking_uri())
         if experiment:
-            found = mlflow.get_experiment_by_name(experiment)
-            if found is None:
-                mlflow.create_experiment(experiment, artifact_location=(mlruns / "artifacts").as_uri(), tags=KIND)
-            elif found.tags.get(KIND_TAG) != KIND[KIND_TAG]:  # created by an older valuesim
-                mlflow.MlflowClient().set_experiment_tag(found.experiment_id, KIND_TAG, KIND[KIND_TAG])
-            mlflow.set_experiment(experiment)
+            use_experiment(mlflow, experiment, artifact_location=(mlruns / "artifacts").as_uri())
         else:
             mlflow.search_experiments(max_results=1)  # creates the schema under the lock
     return mlflow
+
+
+def use_experiment(mlflow: ModuleType, name: str, artifact_location: str | None) -> None:
+    """Make `name` the active experiment, created with the runs-table kind when it is new. `artifact_location`
+    None lets the tracking server choose (its proxied artifact store)."""
+    found = mlflow.get_experiment_by_name(name)
+    if found is None:
+        try:
+            mlflow.create_experiment(name, artifact_location=artifact_location, tags=KIND)
+        except mlflow.MlflowException:  # another client of the server created it meanwhile
+            if mlflow.get_experiment_by_name(name) is None:
+                raise
+    elif found.tags.get(KIND_TAG) != KIND[KIND_TAG]:  # created by an older valuesim
+        mlflow.MlflowClient().set_experiment_tag(found.experiment_id, KIND_TAG, KIND[KIND_TAG])
+    mlflow.set_experiment(name)
 
 
 @contextmanager
 def parent_run(experiment: str, name: str, run_id: str | None = None) -> Iterator[Any]:
     """The bench's parent run: a new one, or the run `run_id` resumed (its children are the bench's cells)."""
     mlflow = setup_tracking(experiment)
-    with mlflow.start_run(run_id=run_id, run_name=name) as active:
+    with mlflow.start_run(run_id=run_id, run_name=name, tags=source_tags()) as active, ended_as_killed(mlflow):
         yield active
 
 
 def log_params(params: dict[str, Any]) -> None:
+    """A run's params under the names MLflow shows (PARAM_NAMES); its run folder as the tag valuesim.run_dir."""
     import mlflow
 
-    mlflow.log_params({k: str(v)[:500] for k, v in params.items() if v is not None})
+    named = {PARAM_NAMES.get(k, k): v for k, v in params.items()}
+    mlflow.log_params({k: str(v)[:500] for k, v in named.items() if k is not None and v is not None})
+    if params.get("run_dir") is not None:
+        mlflow.set_tag("valuesim.run_dir", str(params["run_dir"]))
+
+
+@functools.cache
+def source_tags() -> dict[str, str]:
+    """The ValueSim version that ran, and its git commit when it runs from a git checkout (MLflow records its own
+    `mlflow.source.git.commit` only when the entry point is a script inside the repository)."""
+    from importlib.metadata import version
+
+    tags = {"valuesim.version": version("valuesim")}
+    package = Path(__file__).resolve().parent
+    try:
+        found = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=package, capture_output=True,
+                               text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):  # no git here
+        return tags
+    lines = found.stdout.split()
+    # only this checkout's commit: an installed package may sit in some other repository's folder
+    if found.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == package.parent:
+        tags["git.commit"] = lines[1]
+    return tags
+
+
+@contextmanager
+def ended_as_killed(mlflow: ModuleType) -> Iterator[None]:
+    """A run stopped by SIGTERM or Ctrl-C ends as KILLED, not RUNNING forever: SIGTERM raises SystemExit (exit code
+    143, as the default handler's death) in the main thread while the block runs, and the active run is ended
+    KILLED on the way out. Another thread cannot take signals, so there the block runs unchanged."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+
+    def on_sigterm(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    if main:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        mlflow.end_run(status="KILLED")
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def set_tags(tags: dict[str, str]) -> None:
@@ -129,15 +209,18 @@ def log_metrics(metrics: dict, step: int | None = None) -> None:
 
 @contextmanager
 def compile_autolog(experiment: str) -> Iterator[None]:
-    """DSPy autolog records the optimizer's program states while the block runs; off again afterwards (a failed
-    compile must not leave it on for the rest of the process), and the empty models it leaves PENDING deleted."""
+    """DSPy autolog traces the program's calls while the block runs (not the optimizer's own); off again
+    afterwards (a failed compile must not leave it on for the rest of the process). Not its compile record
+    (log_compiles): that logs an empty model named "dspy" per optimizer call, only to show a Run tab in GenAI
+    experiments, which would stay in the run's outputs even deleted; the compiled program is logged as
+    `program/` and the model valuesim-<program> instead, and the optimizer's settings are the code's at the run's
+    git.commit tag (valuesim/optimize/compile.py)."""
     mlflow = setup_tracking(experiment)
-    mlflow.dspy.autolog(log_compiles=True, log_evals=False, log_traces_from_compile=False)
+    mlflow.dspy.autolog(log_compiles=False, log_evals=False, log_traces_from_compile=False)
     try:
         yield
     finally:
         mlflow.dspy.autolog(disable=True)
-        drop_pending_models(mlflow.get_experiment_by_name(experiment).experiment_id)
 
 
 def clean_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -155,24 +238,26 @@ def run(
     experiment: str, name: str, params: dict[str, Any], tags: dict[str, str] | None = None, nested: bool = False
 ) -> Iterator[Any]:
     mlflow = setup_tracking(experiment)
-    with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active:
+    tags = source_tags() | (tags or {})
+    with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active, ended_as_killed(mlflow):
         log_params(params)
         yield active
 
 
 def logged_metrics(metrics: dict, with_cost: bool) -> dict:
     """The subset of a result's metrics a run logs (see LOGGED_METRICS), with their CIs where present."""
-    renamed = {{"persons": "n_persons", "questions": "n_questions"}.get(k, k): v for k, v in metrics.items()}
+    renamed = {METRIC_NAMES.get(k, k): v for k, v in metrics.items()}
     keys = [*LOGGED_METRICS, *(COST_METRICS if with_cost else [])]
     keys += [f"{k}_ci_{end}" for k in LOGGED_METRICS for end in ("low", "high")]
     return {k: renamed[k] for k in keys if k in renamed}
 
 
-def log_result(result: EvalResult, prefix: str = "", with_cost: bool = True) -> None:
-    """Metrics, breakdowns and the predictions table of an EvalResult."""
+def log_result(result: EvalResult, prefix: str = "", with_cost: bool = True, step: int | None = None) -> None:
+    """Metrics, breakdowns and the predictions table of an EvalResult. `step`: the history size, for an evaluate
+    (a bench's child runs then draw one accuracy-by-history chart, one line per program when grouped by it)."""
     import mlflow
 
-    mlflow.log_metrics(clean_metrics(logged_metrics(result.metrics, with_cost), prefix))
+    mlflow.log_metrics(clean_metrics(logged_metrics(result.metrics, with_cost), prefix), step=step)
     if len(result.predictions) <= TABLE_ROWS:
         mlflow.log_table(result.predictions, artifact_file=f"{prefix}predictions.json")
     else:  # log_table's JSON takes seconds per 60k rows and the UI cannot show that many: parquet for pandas
@@ -206,17 +291,99 @@ def log_program_folder(folder: Path) -> None:
     log_folder(folder, "program")
 
 
-def log_dspy_model(program: dspy.Module) -> str | None:
-    """The program with MLflow's dspy flavor (for the model registry). Returns the model URI, or None when the
-    program cannot be serialized (the JSON folder logged beside it is what `valuesim.load` reads)."""
+# The logged model's input columns: one person asked one question per row, as `valuesim.inputs` builds it.
+MODEL_INPUTS = ("demographics", "profile", "question", "options")
+SERVED_MODEL = Path(__file__).with_name("served_model.py")
+
+
+def model_signature() -> Any:
+    """The logged program's MLflow signature: lists of sentences, the question's text and its options as a map of
+    code -> label (a map, not an object: every question has its own codes) in; the chosen code out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, Map, Schema
+
+    sentences = Array(DataType.string)
+    inputs = Schema([ColSpec(sentences, "demographics"), ColSpec(sentences, "profile"),
+                     ColSpec(DataType.string, "question"), ColSpec(Map(DataType.string), "options")])  # fmt: skip
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec(DataType.string, "answer")]))
+
+
+def log_program_model(
+    folder: Path, program: str, lm: str, api_base: str | None, example: dict, register: str | None = None
+) -> str:
+    """The saved program as an MLflow pyfunc model named `valuesim-<program>` (models-from-code: the file
+    valuesim/served_model.py and the program folder, no pickle), with its signature and one input example;
+    registered as `register` when given. Its LM is `lm` (as --lm takes it), changed at load time with
+    `model_config={"lm": ...}`. Returns the model URI (`models:/<model id>`)."""
+    from importlib.metadata import version
+
     import mlflow
 
-    try:
-        info = mlflow.dspy.log_model(program, name="model", use_dspy_model_save=True)
-        return info.model_uri
-    except Exception as e:  # noqa: BLE001 - record why, keep the run
-        mlflow.set_tag("dspy_flavor_error", f"{type(e).__name__}: {e}"[:500])
-        return None
+    info = mlflow.pyfunc.log_model(
+        name=f"valuesim-{program}",
+        python_model=str(SERVED_MODEL),
+        artifacts={"program": str(folder)},
+        model_config={"lm": lm, "api_base": api_base},
+        signature=model_signature(),
+        input_example={key: example[key] for key in MODEL_INPUTS},
+        # stated, not inferred (MLflow would import the model in a subprocess to infer them)
+        pip_requirements=[f"valuesim=={version('valuesim')}", f"mlflow=={mlflow.__version__}"],
+        registered_model_name=register,
+    )
+    return str(info.model_uri)
+
+
+def set_served_model(make: Callable[[Path, str | None, str | None], Any]) -> None:
+    """Called by valuesim/served_model.py when MLflow loads a logged program: `make(program folder, lm, api_base)`
+    builds the program (valuesim.programs.saved.ServedProgram), wrapped here as MLflow's PythonModel."""
+    import mlflow
+
+    class ProgramModel(mlflow.pyfunc.PythonModel):
+        def load_context(self, context: Any) -> None:
+            config = context.model_config or {}
+            self.served = make(Path(context.artifacts["program"]), config.get("lm"), config.get("api_base"))
+
+        # a DataFrame hint: MLflow checks the input against the signature (a dict, a list of dicts or a
+        # DataFrame become a DataFrame) instead of against type hints, which would refuse a single dict
+        def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+            return pd.DataFrame(self.served.predict(model_rows(model_input)), columns=["answer"])
+
+    mlflow.models.set_model(ProgramModel())
+
+
+def model_rows(model_input: Any) -> list[dict[str, Any]]:
+    """The rows a logged program was given, as plain Python: a DataFrame (what MLflow passes after checking the
+    signature), one dict or a list of dicts; numpy arrays (MLflow's parsing of `inputs`/`instances` payloads) become
+    lists, so the program sees what `valuesim.inputs` gives."""
+    if isinstance(model_input, pd.DataFrame):
+        rows = model_input.to_dict("records")
+    elif isinstance(model_input, dict):
+        rows = [model_input]
+    elif isinstance(model_input, list) and all(isinstance(row, dict) for row in model_input):
+        rows = model_input
+    else:
+        raise ValueSimError(
+            f"a ValueSim model takes a person asked a question as {{{', '.join(MODEL_INPUTS)}}} (one dict, a list "
+            f"of dicts or a DataFrame), not a {type(model_input).__name__}"
+        )
+    return [{key: plain(value) for key, value in row.items()} for row in rows]
+
+
+def plain(value: Any) -> Any:
+    """numpy arrays and scalars, nested in lists and dicts, as Python lists and scalars."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def valuesim_experiments() -> dict[str, str]:
+    """The store's ValueSim experiments (valuesim-evaluate, -compile, -bench): name -> experiment id."""
+    found = setup_tracking().search_experiments(filter_string="name LIKE 'valuesim-%'")
+    return {e.name: e.experiment_id for e in sorted(found, key=lambda e: e.name)}
 
 
 def use_store() -> ModuleType:
@@ -239,7 +406,8 @@ def model_source_run(uri: str) -> str | None:
 
 
 def load_dspy_model(uri: str) -> dspy.Module:
-    """A model logged with MLflow's dspy flavor, unpickled (runs code from the file: only for your own models)."""
+    """A model an older ValueSim logged with MLflow's dspy flavor, unpickled (runs code from the file: only for your
+    own models). Today's models are pyfunc models from code (log_program_model), with no pickle."""
     return use_store().dspy.load_model(uri)
 
 
@@ -284,22 +452,6 @@ def end_orphans(parent_run_id: str) -> list[str]:
     for run_id in ids:
         client.set_terminated(run_id, status="KILLED")
     return ids
-
-
-def drop_pending_models(experiment_id: str) -> int:
-    """Delete the empty logged models DSPy autolog leaves in state PENDING (named "dspy", no files). Returns how
-    many were deleted."""
-    import mlflow
-    from mlflow.entities import LoggedModelStatus
-
-    client = mlflow.MlflowClient()
-    pending = [
-        m for m in client.search_logged_models(experiment_ids=[experiment_id])
-        if m.status == LoggedModelStatus.PENDING
-    ]  # fmt: skip
-    for m in pending:
-        client.delete_logged_model(m.model_id)
-    return len(pending)
 
 
 def read_json(path: Path) -> Any:

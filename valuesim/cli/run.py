@@ -146,11 +146,16 @@ def compile_cmd(
     run_dir: RunDir = None,
     resamples: Resamples = config.RESAMPLES,
     settings: Settings = None,
+    register: Annotated[
+        str | None,
+        typer.Option(help="Register the logged model under this name in MLflow's model registry (a new version)"),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Compile a program's prompts with a DSPy optimizer; evaluate on dev before and after; log to MLflow.
 
-    The compiled program is saved in the run folder (program/) and logged with the MLflow run; load it with
+    The compiled program is saved in the run folder (program/) and logged with the MLflow run, also as the MLflow
+    model valuesim-<program> (registered when --register is given); load it with
     `valuesim simulate --program runs:/<run_id>` or `valuesim.load("runs:/<run_id>")`.
 
     Example:
@@ -175,7 +180,9 @@ def compile_cmd(
         seed=seed,
     )
     with handled(as_json):
-        summary = run_compile(setup, open_benchmark(data), optimizer, train, dev, run_dir, not as_json, reflection_lm)
+        summary = run_compile(
+            setup, open_benchmark(data), optimizer, train, dev, run_dir, not as_json, reflection_lm, register
+        )
     if as_json:
         emit_json(summary)
         return
@@ -197,6 +204,8 @@ def compile_cmd(
         f"{len(summary['persons']['train'])} and validated on {len(summary['persons']['val'])} other persons)"
     )
     console.print(f"Saved {summary['program_dir']}; load it with --program {summary['program_uri']}")
+    registered = f", registered as {summary['registered_model']}" if summary["registered_model"] else ""
+    console.print(f"MLflow model valuesim-{program}: {summary['model_uri']}{registered}")
 
 
 def simulate(

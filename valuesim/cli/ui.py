@@ -21,13 +21,25 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from valuesim.cli.options import console, fail
+from valuesim.files import first_line
 
 if TYPE_CHECKING:
     import subprocess
 
-# MLflow 3.17's UI opens experiments on its GenAI pages unless the "Model training" toggle is on (remembered by the
-# browser); this link turns it on, so each experiment opens on its runs table.
-RUNS_PAGE = "#/experiments?workflowType=machine_learning"
+# MLflow 3.17's UI opens experiments on its GenAI pages unless its "Model training" toggle is on: the toggle (kept in
+# the browser's storage) or the URL parameter workflowType decides, and with the toggle shown the UI ignores the
+# experiment's mlflow.experimentKind tag. So every link printed carries the parameter; an experiment's own link
+# goes to its runs table (the route /experiments/<id>/runs).
+ML_VIEW = "?workflowType=machine_learning"
+RUNS_PAGE = f"#/experiments{ML_VIEW}"
+
+
+def experiment_links(base: str) -> list[str]:
+    """One line per ValueSim experiment in the store: its name and the link to its runs table."""
+    from valuesim.tracking import valuesim_experiments
+
+    return [f"  {name}: {base}/#/experiments/{eid}/runs{ML_VIEW}" for name, eid in valuesim_experiments().items()]
+
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STOP_GRACE = 10.0  # seconds MLflow's processes get to exit after SIGTERM before SIGKILL
@@ -84,8 +96,12 @@ def ui(
 ) -> None:
     """Open MLflow's UI on this project's runs (mlruns/ under VALUESIM_HOME, or MLFLOW_TRACKING_URI).
 
-    Open the printed link: it switches MLflow's "Model training" view on, so each experiment opens on its runs
-    table. Add the columns accuracy, accuracy_ci_low, accuracy_ci_high and n from "Columns" to compare runs.
+    With MLFLOW_TRACKING_URI set to a tracking server (http:// or https://), nothing is started: the link to that
+    server's own UI is printed.
+
+    Open a printed link: it switches MLflow's "Model training" view on, so experiments open on their runs table
+    (one link per ValueSim experiment). Add the columns accuracy, accuracy_ci_low, accuracy_ci_high and
+    n_predictions from "Columns" to compare runs.
     Ctrl-C or SIGTERM stops the server and all its workers (exit 0).
 
     Example:
@@ -93,8 +109,20 @@ def ui(
     """
     import subprocess
 
-    from valuesim.tracking import setup_tracking, tracking_uri
+    from valuesim.tracking import is_server, setup_tracking, tracking_uri
 
+    if is_server():  # MLFLOW_TRACKING_URI names a tracking server: its UI is already served there
+        url = tracking_uri().rstrip("/")
+        # one quick try: MLflow's client otherwise retries a server that is down for minutes
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        try:
+            links = experiment_links(url)
+        except Exception as e:  # noqa: BLE001 - MLflow raises several kinds for a server it cannot reach
+            fail(f"MLFLOW_TRACKING_URI={url}: the tracking server does not answer ({first_line(e)})")
+        console.print(f"MLflow UI of the tracking server {url}: open {url}/{RUNS_PAGE}")
+        console.print("\n".join(links), highlight=False)
+        return
     check_port(host, port)
     setup_tracking()  # creates the store (and its schema) if no run was logged yet
     env = dict(os.environ)  # with config's LITELLM_LOCAL_MODEL_COST_MAP: no network for LiteLLM's price table
@@ -115,6 +143,7 @@ def ui(
     try:
         server = subprocess.Popen(cmd, env=env, start_new_session=True)
         console.print(f"MLflow UI for {tracking_uri()}: open http://{host}:{port}/{RUNS_PAGE} (Ctrl-C to stop)")
+        console.print("\n".join(experiment_links(f"http://{host}:{port}")), highlight=False)
         while not stop and server.poll() is None:
             time.sleep(0.2)
     finally:

@@ -4,8 +4,9 @@ A saved program is a folder:
     program.json    DSPy state (`program.save`): instructions and demos of every predictor
     valuesim.json   {"program": <name>, "settings": {...}, "lm": {...}, "dspy": <version>}
 
-`load(uri)` accepts such a folder, `runs:/<run_id>` (the folder logged with an MLflow run) and `models:/...` (a model
-logged with MLflow's dspy flavor: its run's folder is loaded, never the pickle unless asked).
+`load(uri)` accepts such a folder, `runs:/<run_id>` (the folder logged with an MLflow run) and `models:/...` (the
+model a compile logs: its run's folder is loaded). ServedProgram is what that MLflow model runs
+(valuesim/served_model.py).
 
 valuesim.json is read with valuesim.files.read_json (bounded, strict UTF-8) and its settings are checked like --set
 (valuesim.programs.settings.check_settings) before the program is built: a damaged file is one ProgramLoadError
@@ -119,3 +120,28 @@ def check_fields(program: dspy.Module, state: Any, state_file: Path) -> None:
                 f"{predictor.signature.__name__} now has {len(predictor.signature.fields)} (saved by an older "
                 "ValueSim); compile it again"
             )
+
+
+SERVED_INPUTS = ("demographics", "profile", "question", "options")
+
+
+class ServedProgram:
+    """A saved program as the logged MLflow model runs it (valuesim/served_model.py): rows of a person and a
+    question, {demographics, profile, question, options} as `valuesim.inputs` builds them, in; one answer (an
+    option code) per row out. `lm` is a model as `--lm` takes it, built and checked as `valuesim.load` builds it."""
+
+    def __init__(self, folder: Path, lm: str | None, api_base: str | None = None) -> None:
+        import valuesim
+
+        self.program = valuesim.load(folder, lm=lm, api_base=api_base)
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        answers = []
+        for i, row in enumerate(rows):
+            missing = [key for key in SERVED_INPUTS if row.get(key) is None]
+            if missing:
+                raise ValueSimError(
+                    f"row {i}: missing {', '.join(missing)} (each row is {{{', '.join(SERVED_INPUTS)}}})"
+                )
+            answers.append({"answer": str(self.program(**{key: row[key] for key in SERVED_INPUTS}).answer)})
+        return answers

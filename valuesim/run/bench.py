@@ -208,7 +208,7 @@ def log_same_predictions(cell: Setup, bench: Benchmark, history: int, result: Ev
     params = params_of(cell, bench, cell.program, {}) | {"predictions_from_history": history}
     params |= sample_params(zip(result.predictions["person_id"], result.predictions["country"], strict=True))
     with tracking.run("valuesim-bench", f"f{cell.fold}-h{cell.history}-{cell.program}", params, nested=True) as run:
-        tracking.log_result(result, with_cost=False)
+        tracking.log_result(result, with_cost=False, step=cell.history)
         return str(run.info.run_id)
 
 
@@ -264,8 +264,8 @@ def results_markdown(table: pd.DataFrame) -> str:
             ]
     if "random_accuracy" in table:
         out["random floor"] = table["random_accuracy"].map(fixed)
-    if "country_accuracy" in table:
-        out["country floor"] = table["country_accuracy"].map(fixed)
+    if "country_majority_floor" in table:
+        out["country floor"] = table["country_majority_floor"].map(fixed)
     if "normalized_accuracy" in table:
         out["normalized"] = table["normalized_accuracy"].map(fixed)
     if "vs_reference" in table:
@@ -292,7 +292,7 @@ def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
     with_ci = [f"{m}_ci_{e}" for m in ("accuracy", "macro_accuracy", "within_one", "nmae") for e in ("low", "high")]
     extra = [
         "random_accuracy",
-        "country_accuracy",
+        "country_majority_floor",
         "vs_reference",
         "vs_reference_ci_low",
         "vs_reference_ci_high",

@@ -176,8 +176,8 @@ def run_name(setup: Setup, kind: str = "evaluate") -> str:
 
 def params_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
     return {
-        "program": setup.program,
-        "program_name": name,
+        "program": name,  # a compiled program's name too; program_uri says where it was loaded from
+        "program_uri": setup.program if setup.program not in PROGRAMS else None,
         **setup.selection(),
         "dataset": bench.fingerprint,
         "lm": setup.lm if lm else None,  # the name asked for (gemma, a path, ...); lm_model is what it resolved to
@@ -277,7 +277,7 @@ def run_evaluate(
             result = evaluate_batch(run.program, run.examples, run_dir, setup.resamples, setup.seed,
                                     config.BATCH_PERSONS, setup.retry_failed, progress)  # fmt: skip
         result.metrics |= country_floor(result.predictions, country_majorities(bench, run.examples))
-        tracking.log_result(result, with_cost=needs_lm(run.name))
+        tracking.log_result(result, with_cost=needs_lm(run.name), step=setup.history)
         if needs_lm(run.name):
             tracking.log_prompts(run.program, run.examples[0])
         params["mlflow_run_id"] = active.info.run_id
@@ -308,10 +308,12 @@ def run_compile(
     run_dir: Path | None = None,
     progress: bool = True,
     reflection_lm: str | None = None,
+    register: str | None = None,
 ) -> dict:
     """Evaluate on dev, compile on training respondents, evaluate again, save and log everything.
 
     `reflection_lm` (an LM name as for --lm) writes the instructions MIPROv2 and GEPA propose; default the task LM.
+    `register`: a name in MLflow's model registry for the logged model (a new version of it).
     Returns a summary with the before/after metrics, the saved program folder and the MLflow run id.
     """
     from valuesim.optimize.compile import compile_program
@@ -373,7 +375,8 @@ def run_compile(
             folder = save_program(compiled, setup.program, run_dir / "program", setup.settings, lm)
             tracking.log_program_folder(folder)
             tracking.log_prompts(compiled, devset[0])
-            model_uri = tracking.log_dspy_model(compiled)
+            model_uri = tracking.log_program_model(folder, setup.program, setup.lm, setup.api_base,
+                                                   dict(devset[0].inputs()), register)  # fmt: skip
             run_id = active.info.run_id
     summary = {
         "params": params,
@@ -389,6 +392,7 @@ def run_compile(
         "mlflow_run_id": run_id,
         "program_uri": f"runs:/{run_id}",
         "model_uri": model_uri,
+        "registered_model": register,
     }
     # what the compile printed, for scripts (scripts/main-job names the MLflow run from it)
     files.write_json(run_dir / "compile.json", summary)

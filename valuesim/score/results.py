@@ -59,7 +59,7 @@ def country_floor(preds: pd.DataFrame, majority: dict[str, str | None]) -> dict:
     if answered.empty:
         return {}
     hits = [majority.get(k) == g for k, g in zip(answered["key"], answered["gold"].astype(str), strict=True)]
-    return {"country_accuracy": float(np.mean(hits))}
+    return {"country_majority_floor": float(np.mean(hits))}
 
 
 def cost_summary(stored: pd.DataFrame) -> dict:

@@ -1,5 +1,6 @@
-"""A real OpenAI-compatible server for the tests and scripts: llama-cpp-python's own server with SmolLM2, on a free
-loopback port (the served-LM tests, scripts/estimate_vs_actual.py). The caller stops it by PID."""
+"""Real servers for the tests and scripts, on free loopback ports: llama-cpp-python's own OpenAI-compatible server
+with SmolLM2 (the served-LM tests, scripts/estimate_vs_actual.py) and a real `mlflow server` (the tracking-server
+tests). The caller stops them by PID (MLflow's by process group)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from valuesim.lm.check import smollm2_file
 
@@ -34,3 +36,29 @@ def start_server(port: int, n_ctx: int = 4096) -> subprocess.Popen:
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError("llama_cpp.server did not answer /v1/models within 120 s")
+
+
+def start_mlflow_server(port: int, folder: Path) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1:`port`, as a team runs one: a SQLite backend (`folder/mlflow.db`) and
+    proxied artifacts in `folder/artifacts`. In a session of its own (its workers too), so the caller stops the
+    whole process group by `os.killpg(proc.pid, ...)` (valuesim.cli.ui.stop_group). Returns once /health answers."""
+    from valuesim.cli.ui import stop_group
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+           "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1"]  # fmt: skip
+    log = open(folder / "server.log", "wb")  # noqa: SIM115 - the server writes it while it runs
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited at start:\n{(folder / 'server.log').read_text()}") from None
+            time.sleep(0.5)
+    stop_group(proc)
+    raise RuntimeError("mlflow server did not answer /health within 180 s")
