@@ -34,6 +34,8 @@ KIND = {KIND_TAG: "custom_model_development"}
 LOGGED_METRICS = [
     "accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "jsd", "kendall_tau",
     "n", "n_persons", "n_questions", "invalid", "failed", "random_accuracy", "country_accuracy", "normalized_accuracy",
+    "log_loss", "brier", "rps", "ece", "jsd_probs", "wasserstein_probs", "kendall_tau_probs", "prob_n", "prob_point",
+    "uniform_log_loss", "country_log_loss", "country_brier", "country_rps",
 ]  # fmt: skip
 COST_METRICS = [
     "lm_calls_per_pred", "prompt_tokens_per_pred", "cached_tokens_per_pred", "completion_tokens_per_pred",
@@ -182,6 +184,13 @@ def log_result(result: EvalResult, prefix: str = "", with_cost: bool = True) -> 
             mlflow.log_artifact(str(path))
     mlflow.log_table(result.by_country, artifact_file=f"{prefix}by_country.json")
     mlflow.log_table(result.by_category, artifact_file=f"{prefix}by_category.json")
+
+
+def log_file(path: Path, artifact_path: str | None = None) -> None:
+    """One file of the run's report (a reliability diagram) as an artifact of the active run."""
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path)
 
 
 def log_prompts(program: dspy.Module, example: dspy.Example) -> None:
