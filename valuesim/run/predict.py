@@ -318,7 +318,7 @@ def probs_of(
     probs: dict | None, method: str | None, answer: str | None, options: dict[str, str]
 ) -> tuple[dict[str, float] | None, str | None]:
     """(probability per option, method) a row stores: a program's distribution over exactly the item's options
-    (missing options 0, renormalized: sums to 1 to rounding), or a point mass on the answer (method "point") when
+    (missing options 0, renormalized unless it sums to 1 within 1e-9), or a point mass on the answer (method "point") when
     the program gave none; (None, None) without a valid answer (failed and invalid predictions). A distribution
     that is not one (negative, not finite, all zero) is an error: a program bug, not something to score."""
     if answer is None:
@@ -330,7 +330,9 @@ def probs_of(
     p = np.array([float(probs.get(code, 0.0)) for code in options])
     if not np.isfinite(p).all() or (p < 0).any() or not p.sum() > 0:
         raise ValueError(f"not a probability distribution over the options: {probs!r}")
-    return dict(zip(options, (p / p.sum()).tolist(), strict=True)), method
+    if abs(p.sum() - 1) > 1e-9:  # a sum off by rounding stays as given (a renormalized copy differs by an ulp)
+        p = p / p.sum()
+    return dict(zip(options, p.tolist(), strict=True)), method
 
 
 def checked_probs(

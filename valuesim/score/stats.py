@@ -146,9 +146,13 @@ def paired_difference(
 def ece_ci(
     preds: pd.DataFrame, n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = LEVEL, bins: int = ECE_BINS
 ) -> tuple[float, float] | None:
-    """Percentile interval of the expected calibration error (valuesim.score.metrics.ece) from the same cluster
-    bootstrap over persons: per person and bin, rows, summed probability and hits; each resample's ECE from those
-    sums. None without scored rows or with fewer than 2 persons."""
+    """95% interval of the expected calibration error (valuesim.score.metrics.ece) from the same cluster bootstrap
+    over persons: per person and bin, rows, summed probability and hits; each resample's ECE from those sums.
+
+    ECE sums absolute gaps, so a resample (which duplicates persons: noisier bins) has a larger ECE on average than
+    the sample; on a calibrated program the plain percentile interval lay wholly above the estimate. The interval is
+    therefore the percentile interval shifted by that bias (the resamples' mean minus the estimate), clipped at 0:
+    the bootstrap's spread around the estimate. None without scored rows or with fewer than 2 persons."""
     _check([], n_resamples, level)
     s = prob_scores(preds)
     rows = s["scored"]
@@ -166,7 +170,12 @@ def ece_ci(
     for counts in _resample_counts(len(persons), n_resamples, seed):
         rn, rc, ra = counts @ n, counts @ c, counts @ a
         values.append(np.abs(ra - rc).sum(axis=1) / rn.sum(axis=1))
-    return _percentiles(np.concatenate(values), level)
+    boot = np.concatenate(values)
+    interval = _percentiles(boot, level)
+    if interval is None:
+        return None
+    bias = float(np.nanmean(boot)) - float(np.abs(a.sum(axis=0) - c.sum(axis=0)).sum() / n.sum())
+    return max(interval[0] - bias, 0.0), max(interval[1] - bias, 0.0)
 
 
 def format_ci(value: float, lo: float | None, hi: float | None, digits: int = 3) -> str:
