@@ -6,7 +6,8 @@
 Each cell is what the runner does for one program and history: select the items (valuesim.data.benchmark.items),
 build the program from the training respondents, predict in batches, store every prediction in a fresh run
 folder, compute the metrics with bootstrap CIs (valuesim.run.predict.evaluate_batch). Prints one row per cell
-(program, history, n, accuracy, random floor, log loss, Brier, RPS, ECE, seconds) and the total wall time. Nothing is logged to MLflow.
+(program, history, n, accuracy, random floor, log loss, Brier, RPS, ECE, seconds) and the total wall time.
+Nothing is logged to MLflow.
 """
 
 from __future__ import annotations

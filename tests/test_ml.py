@@ -35,9 +35,12 @@ def test_random_floor_is_the_mean_of_one_over_options(bench: Benchmark, tmp_path
     assert abs(result.metrics["accuracy"] - expected) < 0.1
     again = PROGRAMS["random"].from_benchmark(bench).predict_batch(inputs(selected))
     assert list(result.predictions.sort_values("key")["answer"]) == [
-        g.answer for _, g in sorted(zip([f"{i['person_id']}|{i['question_code']}" for i in selected], again, strict=True))
+        g.answer
+        for _, g in sorted(zip([f"{i['person_id']}|{i['question_code']}" for i in selected], again, strict=True))
     ]
-    assert all(g.probs == dict.fromkeys(i["options"], 1 / len(i["options"])) for g, i in zip(again, selected, strict=True))
+    assert all(
+        g.probs == dict.fromkeys(i["options"], 1 / len(i["options"])) for g, i in zip(again, selected, strict=True)
+    )
 
 
 class DevAltered(Benchmark):

@@ -217,9 +217,7 @@ class GlobalMajority(_Fitted):
 
     reads = ()
 
-    def __init__(
-        self, train: pd.DataFrame, catalog: Catalog, smoothing: Annotated[float, Field(ge=0)] | None = None
-    ):
+    def __init__(self, train: pd.DataFrame, catalog: Catalog, smoothing: Annotated[float, Field(ge=0)] | None = None):
         super().__init__(train, catalog, smoothing)
 
     def votes_batch(self, items: list[Item]) -> list[Votes]:
@@ -235,9 +233,7 @@ class CountryMajority(_Fitted):
 
     reads = ()
 
-    def __init__(
-        self, train: pd.DataFrame, catalog: Catalog, smoothing: Annotated[float, Field(ge=0)] | None = None
-    ):
+    def __init__(self, train: pd.DataFrame, catalog: Catalog, smoothing: Annotated[float, Field(ge=0)] | None = None):
         super().__init__(train, catalog, smoothing)
 
     def votes_batch(self, items: list[Item]) -> list[Votes]:

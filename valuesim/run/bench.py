@@ -308,10 +308,10 @@ def distributions_markdown(table: pd.DataFrame) -> str:
                 for _, r in table.iterrows()
             ]
     if "vs_reference_log_loss" in table:
+        d = "vs_reference_log_loss"
         out["log loss vs reference"] = [
-            "" if pd.isna(r["vs_reference_log_loss"])
-            else f"{format_ci(r['vs_reference_log_loss'], r['vs_reference_log_loss_ci_low'], r['vs_reference_log_loss_ci_high'])}, "
-            + p_text(r["p_value_log_loss"])
+            "" if pd.isna(r[d])
+            else f"{format_ci(r[d], r[f'{d}_ci_low'], r[f'{d}_ci_high'])}, " + p_text(r["p_value_log_loss"])
             for _, r in table.iterrows()
         ]  # fmt: skip
     for col, name in (("uniform_log_loss", "uniform log loss"), ("country_log_loss", "country log loss"),
@@ -340,7 +340,9 @@ def write_bench_outputs(table: pd.DataFrame, out_dir: Path, preds: dict | None =
     report.mkdir(parents=True, exist_ok=True)
     keys = ["program", "fold", "history"]
     with_ci = [
-        f"{m}_ci_{e}" for m in ("accuracy", "macro_accuracy", "within_one", "nmae", *PROB_COLUMNS) for e in ("low", "high")
+        f"{m}_ci_{e}"
+        for m in ("accuracy", "macro_accuracy", "within_one", "nmae", *PROB_COLUMNS)
+        for e in ("low", "high")
     ]
     extra = [
         "random_accuracy",

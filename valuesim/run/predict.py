@@ -318,9 +318,10 @@ def probs_of(
     probs: dict | None, method: str | None, answer: str | None, options: dict[str, str]
 ) -> tuple[dict[str, float] | None, str | None]:
     """(probability per option, method) a row stores: a program's distribution over exactly the item's options
-    (missing options 0, renormalized unless it sums to 1 within 1e-9), or a point mass on the answer (method "point") when
-    the program gave none; (None, None) without a valid answer (failed and invalid predictions). A distribution
-    that is not one (negative, not finite, all zero) is an error: a program bug, not something to score."""
+    (missing options 0, renormalized unless it sums to 1 within 1e-9), or a point mass on the answer (method
+    "point") when the program gave none; (None, None) without a valid answer (failed and invalid predictions). A
+    distribution that is not one (negative, not finite, all zero) is an error: a program bug, not something to
+    score."""
     if answer is None:
         return None, None
     if probs is None:

@@ -284,7 +284,9 @@ def run_evaluate(
         result.metrics |= country_floor(result.predictions, country_majorities(bench, run.examples))
         tracking.log_result(result, with_cost=needs_lm(run.name))
         if result.metrics.get("prob_n"):  # the reliability diagram of its distributions, in the run folder too
-            files.write_atomic(run_dir / "reliability.png", reliability_png({(setup.history, run.name): result.predictions}))
+            files.write_atomic(
+                run_dir / "reliability.png", reliability_png({(setup.history, run.name): result.predictions})
+            )
             tracking.log_file(run_dir / "reliability.png")
         if needs_lm(run.name):
             tracking.log_prompts(run.program, run.examples[0])

@@ -123,7 +123,9 @@ def prob_scores(preds: pd.DataFrame) -> dict[str, np.ndarray]:
     ordinal = preds["ordinal"].to_numpy(bool)
     pred = preds["pred_pos"].to_numpy(float)
     has = ~np.isnan(pred)
-    confidence = np.where(has, p[np.arange(n), np.where(has, pred, 0).astype(int)] if width else 0.0, 1 / np.maximum(k, 1))
+    confidence = np.where(
+        has, p[np.arange(n), np.where(has, pred, 0).astype(int)] if width else 0.0, 1 / np.maximum(k, 1)
+    )
     nan = np.full(n, np.nan)
     return {
         "scored": scored,

@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 
 from valuesim.programs.statistical import Guess
-from valuesim.score.metrics import PROB_METRICS, normalized_accuracy, prob_scores, random_floor, summarize, uniform_floor
+from valuesim.score.metrics import (
+    PROB_METRICS,
+    normalized_accuracy,
+    prob_scores,
+    random_floor,
+    summarize,
+    uniform_floor,
+)
 from valuesim.score.stats import N_RESAMPLES, bootstrap_ci, ece_ci
 
 
@@ -78,7 +85,9 @@ def country_floor(preds: pd.DataFrame, majority: dict[str, Guess]) -> dict:
     # the country's distributions in the run's table (same rows, positions): scored by the same rules
     width = answered["n_options"].to_numpy(int)
     shares = answered.assign(
-        probs_pos=[None if m.probs is None else list(m.probs.values())[:w] for m, w in zip(guesses, width, strict=True)],
+        probs_pos=[
+            None if m.probs is None else list(m.probs.values())[:w] for m, w in zip(guesses, width, strict=True)
+        ],
         probs_method="counts",
         pred_pos=[np.nan if m.probs is None else float(np.argmax(list(m.probs.values()))) for m in guesses],
     )
