@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from valuesim import files
 from valuesim.programs.statistical import Guess
 from valuesim.score.metrics import (
     PROB_METRICS,
@@ -27,9 +28,9 @@ def only_keys(stored: pd.DataFrame, keys: set[str]) -> pd.DataFrame:
 
 def predictions_table_of(stored: pd.DataFrame, meta: list[tuple]) -> pd.DataFrame:
     """Stored rows joined with (key, country, category, ordinal, option codes) per item; gold and answer as
-    0-based positions on the item's options (NaN when missing or not an option); `probs` ({code: probability},
-    None without a distribution), `probs_pos` (the same as a list by position, what the scores read) and
-    `probs_method`."""
+    0-based positions on the item's options (NaN when missing or not an option); `probs` (JSON text
+    {code: probability}, None without a distribution), `probs_pos` (the same as a list by position, what the
+    scores read) and `probs_method`."""
     frame = pd.DataFrame(
         {
             "key": [m[0] for m in meta],
@@ -53,6 +54,9 @@ def predictions_table_of(stored: pd.DataFrame, meta: list[tuple]) -> pd.DataFram
         None if not isinstance(d, dict) else [float(d.get(code, 0.0)) for code in options[k]]
         for k, d in zip(keys, p["probs"], strict=True)
     ]
+    # as JSON text: a column of dicts with different keys per question comes back from parquet (the MLflow table
+    # of a large run) with every question's keys in every row
+    p["probs"] = [files.strict_json(d, indent=None) if isinstance(d, dict) else None for d in p["probs"]]
     return p
 
 
