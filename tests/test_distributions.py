@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from valuesim.data.benchmark import Benchmark, items
 from valuesim.errors import ValueSimError
 from valuesim.programs import PROGRAMS, needs_lm
+from valuesim.programs import ml as ml_module
 from valuesim.programs.settings import check_settings
 from valuesim.programs.statistical import SMOOTHING_GRID, Tallies, smoothed
 from valuesim.run.predict import BATCH_INPUTS, evaluate_batch, read_stored, row_of
@@ -126,6 +127,15 @@ def test_ml_learns_in_the_run_protocol_which_is_not_a_user_setting(bench: Benchm
     assert program._rows[1] == list(bench.rows("reference", "train", 1))
     with pytest.raises(ValueSimError, match="--set protocol"):
         check_settings("ml", {"protocol": "values"})
+
+
+def test_ml_answers_a_person_known_by_country_only_with_the_country_shares(bench: Benchmark) -> None:
+    selected = [{**{k: i[k] for k in BATCH_INPUTS}, "known": {}} for i in items(bench, "values", "dev", 1, 0, 6, 4)]
+    ml_module._FITS.clear()  # fits are shared per process: start without any
+    ml = PROGRAMS["ml"].from_benchmark(bench, smoothing=1.0)
+    country = PROGRAMS["country"].from_benchmark(bench, smoothing=1.0)
+    assert ml.predict_batch(selected) == country.predict_batch(selected)
+    assert not ml.fits  # no model was even fitted: nothing known, nothing to read
 
 
 # ---------------------------------------------------------------------------------------------------------------

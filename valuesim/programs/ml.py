@@ -31,8 +31,12 @@ regression at every history size: a linear model on one-hot answers cannot chang
 known (demographics matter at h=0, other answers at h=232), trees split on the known count and on missingness.
 `logreg`: multinomial LogisticRegression on one-hot answers (missing = no indicator on), kept as an option.
 
-The answer is the most probable of the item's options (ties to the first option); a question no fold holds out,
-or a person none of whose options the model saw, gets the country majority. Fits are kept per process (keyed by
+The answer is the most probable of the item's options (ties to the first option); its distribution is
+predict_proba restricted to the item's options and renormalized. A question no fold holds out, a person none of
+whose options the model saw, and a person of whom nothing is known but the country (the `reference` protocol at
+history 0, where demographics are part of the shuffled profile) get the country majority and its smoothed shares:
+with the country alone, those are what the model can at best approximate (its boosted trees, trained on a mix of
+history sizes, stayed under them there: BENCHMARKS §11). Fits are kept per process (keyed by
 dataset fingerprint, protocol and settings), so a bench over history sizes fits each question once; prediction is
 one predict_proba per question for the batch's persons who are asked it. OpenMP runs `threads` threads (1: on
 shared busy cores more threads spin-wait and fit many times slower).
@@ -370,7 +374,8 @@ class TrainedModel(_Fitted):
         answers: list[Guess | None] = [None] * len(items)
         by_question: dict[str, list[int]] = {}
         for n, item in enumerate(items):
-            by_question.setdefault(item["question_code"], []).append(n)
+            if item["known"]:  # a person of whom nothing is known but the country: the country's shares answer
+                by_question.setdefault(item["question_code"], []).append(n)
         encoded = None
         for question, which in by_question.items():
             fitted = self.fitted(question)
