@@ -281,9 +281,9 @@ def resolve_uri(uri: str) -> Path:
 def end_orphans(parent_run_id: str) -> list[str]:
     """Mark the parent and its child runs still RUNNING as KILLED: their process died (a rerun resumes them in new
     child runs). Returns the ids marked."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
+    # the project's store: a rerun in a new process calls this before any run is opened (MlflowClient() alone
+    # read MLflow's default store and did not find the parent)
+    client = setup_tracking().MlflowClient()
     parent = client.get_run(parent_run_id)
     found = client.search_runs(
         [parent.info.experiment_id],
