@@ -44,7 +44,9 @@ def test_bench_of_statistical_programs(bench_small: Path, tmp_path: Path) -> Non
     assert {"accuracy", "n", "n_questions", "n_persons"} <= set(child.metrics)
     assert "questions" not in child.metrics  # the parameter `questions` is questions per person
     assert not {"lm_calls_per_pred", "prompt_tokens_per_pred"} & set(child.metrics)  # no LM, no LM cost
-    assert len(child.metrics) <= 30  # accuracy-like metrics with CIs, population measures, counts, floors
+    # accuracy-like metrics and distribution scores with CIs, population measures, counts, floors
+    assert {"log_loss", "log_loss_ci_low", "brier", "rps", "ece", "uniform_log_loss"} <= set(child.metrics)
+    assert len(child.metrics) <= 40
 
 
 def test_compile_leaves_no_pending_models_and_no_prompt_traces(in_compile_home) -> None:  # noqa: F811

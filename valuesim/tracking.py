@@ -34,8 +34,7 @@ KIND = {KIND_TAG: "custom_model_development"}
 LOGGED_METRICS = [
     "accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "jsd", "kendall_tau",
     "n", "n_persons", "n_questions", "invalid", "failed", "random_accuracy", "country_accuracy", "normalized_accuracy",
-    "log_loss", "brier", "rps", "ece", "jsd_probs", "wasserstein_probs", "kendall_tau_probs", "prob_n", "prob_point",
-    "uniform_log_loss", "country_log_loss", "country_brier", "country_rps",
+    "log_loss", "brier", "rps", "ece", "jsd_probs", "prob_n", "uniform_log_loss", "country_log_loss",
 ]  # fmt: skip
 COST_METRICS = [
     "lm_calls_per_pred", "prompt_tokens_per_pred", "cached_tokens_per_pred", "completion_tokens_per_pred",
