@@ -296,8 +296,9 @@ def results_markdown(table: pd.DataFrame) -> str:
 
 def distributions_markdown(table: pd.DataFrame) -> str:
     """The distribution scores as a person reads them: log loss, Brier, RPS, ECE with CIs, the difference in log
-    loss to the reference, the uniform and country-share floors, population JSD from answers and from averaged
-    probabilities. A program with point masses only shows its note instead of scores."""
+    loss to the reference, the uniform and country-share floors, the population metrics (JSD, 1-Wasserstein,
+    Kendall tau) from the answers and from the averaged probabilities. A program with point masses only shows its
+    note instead of scores."""
     from valuesim.score.stats import format_ci
 
     out = table[["program", "fold", "history"]].copy()
@@ -317,7 +318,9 @@ def distributions_markdown(table: pd.DataFrame) -> str:
     for col, name in (("uniform_log_loss", "uniform log loss"), ("country_log_loss", "country log loss"),
                       ("uniform_brier", "uniform Brier"), ("country_brier", "country Brier"),
                       ("uniform_rps", "uniform RPS"), ("country_rps", "country RPS"),
-                      ("jsd", "JSD answers"), ("jsd_probs", "JSD probs")):  # fmt: skip
+                      ("jsd", "JSD answers"), ("jsd_probs", "JSD probs"), ("wasserstein", "W1 answers"),
+                      ("wasserstein_probs", "W1 probs"), ("kendall_tau", "tau answers"),
+                      ("kendall_tau_probs", "tau probs")):  # fmt: skip
         if col in table:
             out[name] = table[col].map(fixed)
     if "probs_note" in table:
