@@ -51,13 +51,14 @@ from valuesim.data.catalog import COUNTRY_SPECIFIC
 def summarize(preds: pd.DataFrame) -> dict:
     """All headline metrics as one flat dict: n, invalid, accuracy, macro_accuracy, within_one, nmae (in [0, 1]),
     the population metrics wasserstein and jsd (in [0, 1], 0 = same distributions) and kendall_tau (in [-1, 1],
-    1 = options ranked alike), persons, questions. Their 95% intervals: valuesim.score.stats.bootstrap_ci."""
+    1 = options ranked alike), the distribution scores of `distribution_scores` (when the table has
+    distributions), persons, questions. Their 95% intervals: valuesim.score.stats.bootstrap_ci (ece: ece_ci)."""
     if preds.empty:
         return {"n": 0, "invalid": 0}
     p = _derived(preds)
     ordinal = p[p["ordinal"]]
     population = population_table(p)
-    return distribution_scores(preds) | {
+    return {
         "n": int(len(p)),
         "invalid": int(p["invalid"].sum()),
         "accuracy": float(p["correct"].mean()),
@@ -65,6 +66,7 @@ def summarize(preds: pd.DataFrame) -> dict:
         "within_one": float(p["within_one"].mean()),
         "nmae": float(ordinal["nerr"].mean()) if len(ordinal) else float("nan"),
         **{name: _average(population, name) for name in POPULATION_METRICS},
+        **distribution_scores(preds),
         "persons": int(p["person_id"].nunique()),
         "questions": int(p["question"].nunique()),
     }
