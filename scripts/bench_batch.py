@@ -6,7 +6,8 @@
 Each cell is what the runner does for one program and history: select the items (valuesim.data.benchmark.items),
 build the program from the training respondents, predict in batches, store every prediction in a fresh run
 folder, compute the metrics with bootstrap CIs (valuesim.run.predict.evaluate_batch). Prints one row per cell
-(program, history, n, accuracy, random floor, seconds) and the total wall time. Nothing is logged to MLflow.
+(program, history, n, accuracy, random floor, log loss, Brier, RPS, ECE, seconds) and the total wall time.
+Nothing is logged to MLflow.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def main() -> None:
         select_seconds = time.perf_counter() - t0
         for name in programs:
             t0 = time.perf_counter()
-            program = PROGRAMS[name].from_benchmark(bench)
+            wired = {"protocol": args.protocol} if "protocol" in getattr(PROGRAMS[name], "wired", ()) else {}
+            program = PROGRAMS[name].from_benchmark(bench, **wired)
             result = evaluate_batch(
                 program, selected, out / f"f{args.fold}-h{history}-{name}", resamples=args.resamples
             )
@@ -69,6 +71,11 @@ def main() -> None:
                     "accuracy": round(m["accuracy"], 4),
                     "95% CI": f"[{m.get('accuracy_ci_low', nan):.3f}, {m.get('accuracy_ci_high', nan):.3f}]",
                     "random floor": round(m["random_accuracy"], 4),
+                    "log loss": round(m.get("log_loss") or nan, 4),
+                    "log loss CI": f"[{m.get('log_loss_ci_low', nan):.3f}, {m.get('log_loss_ci_high', nan):.3f}]",
+                    "brier": round(m.get("brier") or nan, 4),
+                    "rps": round(m.get("rps") or nan, 4),
+                    "ece": round(m.get("ece") or nan, 4),
                     "seconds": round(time.perf_counter() - t0 + select_seconds / len(programs), 1),
                 }
             )

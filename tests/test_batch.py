@@ -32,7 +32,7 @@ def stored_rows(run_dir: Path) -> list[tuple]:
     with sqlite3.connect(run_dir / "predictions.sqlite") as db:
         return db.execute(
             "SELECT key, person_id, question, gold, answer, status, error, detail, lm_calls, prompt_tokens, "
-            "completion_tokens, cached_tokens FROM predictions ORDER BY key"
+            "completion_tokens, cached_tokens, probs, probs_method FROM predictions ORDER BY key"
         ).fetchall()
 
 

@@ -35,8 +35,12 @@ def test_random_floor_is_the_mean_of_one_over_options(bench: Benchmark, tmp_path
     assert abs(result.metrics["accuracy"] - expected) < 0.1
     again = PROGRAMS["random"].from_benchmark(bench).predict_batch(inputs(selected))
     assert list(result.predictions.sort_values("key")["answer"]) == [
-        a for _, a in sorted(zip([f"{i['person_id']}|{i['question_code']}" for i in selected], again, strict=True))
+        g.answer
+        for _, g in sorted(zip([f"{i['person_id']}|{i['question_code']}" for i in selected], again, strict=True))
     ]
+    assert all(
+        g.probs == dict.fromkeys(i["options"], 1 / len(i["options"])) for g, i in zip(again, selected, strict=True)
+    )
 
 
 class DevAltered(Benchmark):
@@ -104,8 +108,9 @@ def test_ml_settings(bench: Benchmark) -> None:
     logreg = TrainedModel.from_benchmark(bench, model="logreg", max_iter=50)
     selected = items(bench, "values", "dev", 1, 58, 6, 5)
     answers = logreg.predict_batch(inputs(selected))
-    assert all(a in i["options"] for a, i in zip(answers, selected, strict=True))
-    assert answers == [logreg(**i).answer for i in inputs(selected)]
+    assert all(a.answer in i["options"] for a, i in zip(answers, selected, strict=True))
+    assert [a.answer for a in answers] == [logreg(**i).answer for i in inputs(selected)]
+    assert [a.probs for a in answers] == [logreg(**i).probs for i in inputs(selected)]
 
 
 def test_an_item_with_more_codes_than_hgb_takes_keeps_the_most_frequent() -> None:

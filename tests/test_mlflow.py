@@ -60,7 +60,9 @@ def test_bench_of_statistical_programs(bench_small: Path, tmp_path: Path) -> Non
     for tags in (child.tags, parent.data.tags):
         assert tags["valuesim.version"] and len(tags["git.commit"]) == 40  # the tests run from a git checkout
     assert not {"lm_calls_per_pred", "prompt_tokens_per_pred"} & set(child.metrics)  # no LM, no LM cost
-    assert len(child.metrics) <= 30  # accuracy-like metrics with CIs, population measures, counts, floors
+    # accuracy-like metrics and distribution scores with CIs, population measures, counts, floors
+    assert {"log_loss", "log_loss_ci_low", "brier", "rps", "ece", "uniform_log_loss"} <= set(child.metrics)
+    assert len(child.metrics) <= 40
 
 
 SIGTERMED = """

@@ -89,6 +89,11 @@ def test_evaluate_json(bench_small: Path, tmp_path: Path) -> None:
     out = invoke("evaluate", "--program", "knn", "--data", bench_small, "--persons", 3, "--questions", 4,
                  "--run-dir", tmp_path / "run", "--json")  # fmt: skip
     assert out["metrics"]["n"] == 12
+    assert all(isinstance(out["metrics"][m], float) for m in ("log_loss", "brier", "ece", "uniform_log_loss"))
+    assert len(out["predictions"]) == 12
+    for row in out["predictions"]:
+        assert row["probs_method"] == "counts" and sum(row["probs"].values()) == pytest.approx(1.0)
+    assert (tmp_path / "run" / "reliability.png").stat().st_size > 0
     assert_strict_files(tmp_path / "run")
 
 
@@ -101,9 +106,15 @@ def test_bench_json_with_a_reference_row(bench_small: Path, tmp_path: Path) -> N
     assert rows and all(r["vs_reference"] is None and r["p_value"] is None for r in rows)
     others = [r for r in out["results"] if r["program"] != "country"]
     assert all(isinstance(r["vs_reference"], float) for r in others)
+    assert all(isinstance(r["vs_reference_log_loss"], float) for r in others)
+    for r in out["results"]:  # every row: the distribution scores with their CIs and the floors
+        for m in ("log_loss", "brier", "rps", "ece"):
+            assert isinstance(r[m], float) and r[f"{m}_ci_low"] <= r[m] <= r[f"{m}_ci_high"], (m, r)
+        assert r["uniform_log_loss"] > 0 and isinstance(r["country_log_loss"], float)
     assert_strict_files(tmp_path / "bench")
     report = tmp_path / "bench" / "report"
-    for name in ("results.csv", "results.md", "cost.csv", "cost.md"):
+    assert (report / "reliability.png").read_bytes().startswith(b"\x89PNG")
+    for name in ("results.csv", "results.md", "distributions.md", "cost.csv", "cost.md"):
         text = (report / name).read_text()
         assert "nan" not in text.lower(), (name, text)
     results = pd.read_csv(report / "results.csv")

@@ -43,6 +43,7 @@ LOGGED_METRICS = [
     "accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "jsd", "kendall_tau",
     "n_predictions", "n_persons", "n_distinct_questions", "invalid", "failed", "random_accuracy",
     "country_majority_floor", "normalized_accuracy",
+    "log_loss", "brier", "rps", "ece", "jsd_probs", "prob_n", "uniform_log_loss", "country_log_loss",
 ]  # fmt: skip
 # A result's counts under the names MLflow shows: what was used, beside the params saying what was asked.
 METRIC_NAMES = {"n": "n_predictions", "persons": "n_persons", "questions": "n_distinct_questions"}
@@ -269,6 +270,13 @@ def log_result(result: EvalResult, prefix: str = "", with_cost: bool = True, ste
     mlflow.log_table(result.by_category, artifact_file=f"{prefix}by_category.json")
 
 
+def log_file(path: Path, artifact_path: str | None = None) -> None:
+    """One file of the run's report (a reliability diagram) as an artifact of the active run."""
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path)
+
+
 def log_prompts(program: dspy.Module, example: dspy.Example) -> None:
     """The prompts a program says it sends for one example (`program.prompts(example)`, {predictor: text}; see
     valuesim/programs/prompts.py), as text artifacts prompts/<predictor>.txt. Programs without prompts log none."""
@@ -440,9 +448,9 @@ def resolve_uri(uri: str) -> Path:
 def end_orphans(parent_run_id: str) -> list[str]:
     """Mark the parent and its child runs still RUNNING as KILLED: their process died (a rerun resumes them in new
     child runs). Returns the ids marked."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
+    # the project's store: a rerun in a new process calls this before any run is opened (MlflowClient() alone
+    # read MLflow's default store and did not find the parent)
+    client = setup_tracking().MlflowClient()
     parent = client.get_run(parent_run_id)
     found = client.search_runs(
         [parent.info.experiment_id],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -96,7 +97,10 @@ def evaluate(
         result, params = run_evaluate(setup, open_benchmark(data), run_dir=run_dir, progress=not as_json)
     if as_json:
         keys = ("metrics", "by_country", "by_category")
-        emit_json({"params": params} | {k: getattr(result, k) for k in keys})
+        columns = ["key", "person_id", "question", "gold", "answer", "status", "probs", "probs_method"]
+        predictions = result.predictions[[c for c in columns if c in result.predictions]].copy()
+        predictions["probs"] = [json.loads(p) if isinstance(p, str) else None for p in predictions["probs"]]
+        emit_json({"params": params} | {k: getattr(result, k) for k in keys} | {"predictions": predictions})
         return
     title = f"{params['program']} on {params['split']}, fold {params['fold']}, history {params['history']}"
     out.print(metrics_table(f"{title} ({params['protocol']})", result.metrics))

@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from valuesim.data.catalog import Catalog, Question
-from valuesim.programs.statistical import Item, _Fitted, group_persons, option_codes
+from valuesim.programs.statistical import Item, Votes, _Fitted, group_persons, option_codes
 
 
 class KNN(_Fitted):
@@ -27,8 +27,14 @@ class KNN(_Fitted):
 
     BLOCK = 512  # persons per similarity matrix: 512 x 4,000 float64 = 16 MB
 
-    def __init__(self, train: pd.DataFrame, catalog: Catalog, k: Annotated[int, Field(ge=1)] = 25):
-        super().__init__(train, catalog)
+    def __init__(
+        self,
+        train: pd.DataFrame,
+        catalog: Catalog,
+        k: Annotated[int, Field(ge=1)] = 25,
+        smoothing: Annotated[float, Field(ge=0)] | None = None,
+    ):
+        super().__init__(train, catalog, smoothing)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         self.k = k
@@ -53,6 +59,9 @@ class KNN(_Fitted):
         self.answered_t = np.ascontiguousarray(~np.isnan(self.matrix).T, dtype="float32")  # (questions x train)
         self.n_answered = (~np.isnan(self.matrix)).sum(axis=0)
         self.countries = self.train["country"].to_numpy(dtype=object)
+
+    def own_settings(self) -> dict:
+        return {"k": self.k}
 
     @staticmethod
     def _scale(q: Question) -> float:
@@ -88,9 +97,11 @@ class KNN(_Fitted):
         num = num.astype("float64") + self.unit * same
         return num / (self.unit * (shared.astype("float64") + 1))
 
-    def predict_batch(self, items: list[Item]) -> list[str | None]:
+    def votes_batch(self, items: list[Item]) -> list[Votes]:
+        """The neighbours' similarity-weighted votes over each item's options (the country's counts, or everyone's,
+        when no neighbour answered with one of the options)."""
         persons, person_of = group_persons(items)
-        answers: list[str | None] = [None] * len(items)
+        answers: list[Votes] = [None] * len(items)
         by_person = np.argsort(person_of, kind="stable")
         bounds = np.searchsorted(person_of[by_person], np.arange(0, len(persons) + self.BLOCK, self.BLOCK))
         for b, start in enumerate(range(0, len(persons), self.BLOCK)):
@@ -113,7 +124,7 @@ class KNN(_Fitted):
         rows: np.ndarray,
         sims: np.ndarray,
         order: np.ndarray,
-        answers: list[str | None],
+        answers: list[Votes],
     ) -> None:
         """Per question: each item's first k respondents (in its person's order) who answered, weighted vote."""
         questions = np.array([self.column.get(items[n]["question_code"], -1) for n in chosen])
@@ -148,7 +159,7 @@ class KNN(_Fitted):
         answer: np.ndarray,
         weight: np.ndarray,
         pick: np.ndarray,
-        answers: list[str | None],
+        answers: list[Votes],
     ) -> None:
         """Weighted votes restricted to each item's options, added neighbour by neighbour in similarity order (the
         same additions in the same order for an item alone or in a batch); ties to the first option."""
@@ -163,8 +174,6 @@ class KNN(_Fitted):
             hit = pick[:, t, None] & (answer[:, t, None] == codes)
             votes += np.where(hit, weight[:, t, None], 0.0)
             count += hit
-        votes[count == 0] = -np.inf
-        best = np.argmax(votes, axis=1)  # the first maximum: ties to the first option
-        for i, n in enumerate(which):
+        for i, n in enumerate(which):  # the answer: the first maximum (ties to the first option), see `smoothed`
             if count[i].any():
-                answers[n] = list(items[n]["options"])[best[i]]
+                answers[n] = votes[i, : len(options[i])].copy()

@@ -31,8 +31,12 @@ regression at every history size: a linear model on one-hot answers cannot chang
 known (demographics matter at h=0, other answers at h=232), trees split on the known count and on missingness.
 `logreg`: multinomial LogisticRegression on one-hot answers (missing = no indicator on), kept as an option.
 
-The answer is the most probable of the item's options (ties to the first option); a question no fold holds out,
-or a person none of whose options the model saw, gets the country majority. Fits are kept per process (keyed by
+The answer is the most probable of the item's options (ties to the first option); its distribution is
+predict_proba restricted to the item's options and renormalized. A question no fold holds out, a person none of
+whose options the model saw, and a person of whom nothing is known but the country (the `reference` protocol at
+history 0, where demographics are part of the shuffled profile) get the country majority and its smoothed shares:
+with the country alone, those are what the model can at best approximate (its boosted trees, trained on a mix of
+history sizes, stayed under them there: BENCHMARKS §11). Fits are kept per process (keyed by
 dataset fingerprint, protocol and settings), so a bench over history sizes fits each question once; prediction is
 one predict_proba per question for the batch's persons who are asked it. OpenMP runs `threads` threads (1: on
 shared busy cores more threads spin-wait and fit many times slower).
@@ -53,7 +57,16 @@ from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from valuesim.data.catalog import NUMERIC_ITEMS, Catalog
-from valuesim.programs.statistical import Item, _Fitted, group_persons, option_codes
+from valuesim.programs.statistical import (
+    CountryMajority,
+    Guess,
+    Item,
+    _Fitted,
+    choose_smoothing,
+    group_persons,
+    option_codes,
+    smoothed,
+)
 
 if TYPE_CHECKING:
     from valuesim.data.benchmark import Benchmark
@@ -164,7 +177,9 @@ def load_rows(bench: Benchmark, protocol: str, fold: int) -> list[dict[str, Any]
 class TrainedModel(_Fitted):
     """A classifier per held-out question on training respondents (see the module docstring)."""
 
-    wired = ("folds", "cache_key")  # passed by from_benchmark, not settings a user gives
+    # passed by from_benchmark, not settings a user gives: the protocol is the run's (valuesim.run.runner passes it),
+    # so the models learn from training inputs shaped as the dev inputs they will see
+    wired = ("folds", "cache_key", "protocol")
 
     def __init__(
         self,
@@ -182,10 +197,12 @@ class TrainedModel(_Fitted):
         histories: str = ",".join(map(str, HISTORIES)),
         protocol: str = "values",
         cache_key: tuple | None = None,
+        smoothing: Annotated[float, Field(ge=0)] | None = None,
     ):
         """`folds`: fold -> the training respondents' benchmark rows of that fold (person_id, country,
-        demographics, profile, heldout), or a callable returning them (loaded on first use)."""
-        super().__init__(train, catalog)
+        demographics, profile, heldout), or a callable returning them (loaded on first use). `smoothing`: of the
+        country shares that answer where no model does (None: chosen on training persons as for `country`)."""
+        super().__init__(train, catalog, smoothing)
         if model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
         self.model, self.max_iter, self.copies, self.top, self.threads = model, max_iter, copies, top, threads
@@ -202,12 +219,18 @@ class TrainedModel(_Fitted):
         self.fits: dict[str, Fit | None] = _FITS.setdefault(key, {}) if key else {}
 
     @classmethod
-    def from_benchmark(cls, bench: Benchmark, **settings: Any) -> TrainedModel:
-        """Fitted lazily on the benchmark's training respondents and their rows (setting `protocol`) of each fold;
+    def from_benchmark(cls, bench: Benchmark, protocol: str = "values", **settings: Any) -> TrainedModel:
+        """Fitted lazily on the benchmark's training respondents and their rows in `protocol` of each fold;
         fits are shared by every program built from the same benchmark and settings in this process."""
-        protocol = settings.get("protocol", "values")
         folds = {f: functools.partial(load_rows, bench, protocol, f) for f in range(1, bench.manifest["folds"] + 1)}
-        return cls(bench.respondents("train"), bench.catalog, folds, cache_key=(bench.fingerprint,), **settings)
+        return cls(bench.respondents("train"), bench.catalog, folds, protocol=protocol,
+                   cache_key=(bench.fingerprint,), **settings)  # fmt: skip
+
+    def smoothing_constant(self) -> float:
+        """The country fallback's smoothing, chosen as the `country` program chooses its own."""
+        if self.smoothing is None:
+            self.smoothing = choose_smoothing(CountryMajority(self.train, self.catalog))
+        return self.smoothing
 
     def rows(self, fold: int) -> list[dict]:
         if fold not in self._rows:
@@ -339,19 +362,20 @@ class TrainedModel(_Fitted):
             model = LogisticRegression(C=self.c, max_iter=self.max_iter)
             return model.fit(x[rows], y), None
 
-    def predict_batch(self, items: list[Item]) -> list[str | None]:
+    def predict_batch(self, items: list[Item]) -> list[Guess]:
         """Per question asked in the batch: its model (fitted on first use) on the batch's persons who are asked
         it. OpenMP/BLAS limited to `threads` (on shared, busy cores more threads spin and run many times slower)."""
         estimators()
         with threadpool_limits(self.threads):
             return self._predict(items)
 
-    def _predict(self, items: list[Item]) -> list[str | None]:
+    def _predict(self, items: list[Item]) -> list[Guess]:
         persons, person_of = group_persons(items)
-        answers: list[str | None] = [None] * len(items)
+        answers: list[Guess | None] = [None] * len(items)
         by_question: dict[str, list[int]] = {}
         for n, item in enumerate(items):
-            by_question.setdefault(item["question_code"], []).append(n)
+            if item["known"]:  # a person of whom nothing is known but the country: the country's shares answer
+                by_question.setdefault(item["question_code"], []).append(n)
         encoded = None
         for question, which in by_question.items():
             fitted = self.fitted(question)
@@ -364,19 +388,25 @@ class TrainedModel(_Fitted):
             proba = model.predict_proba(x if keep is None else x[:, keep])
             classes = model.classes_.astype("float64")
             for i, n in enumerate(which):
-                answers[n] = best_option(proba[i], classes, items[n]["options"])
+                answers[n] = model_guess(proba[i], classes, items[n]["options"])
+        a = self.smoothing_constant() if any(g is None for g in answers) else 0.0
         return [
-            a if a is not None else self.country_or_global(item["question_code"], item["options"], item["country"])
-            for item, a in zip(items, answers, strict=True)
-        ]
+            g if g is not None else smoothed(self.country_or_global(i["question_code"], i["options"], i["country"]),
+                                             i["options"], a)
+            for i, g in zip(items, answers, strict=True)
+        ]  # fmt: skip
 
 
-def best_option(proba: np.ndarray, classes: np.ndarray, options: dict) -> str | None:
-    """The most probable option (ties to the first option); None when the model knows none of the options."""
-    best, answer = -1.0, None
+def model_guess(proba: np.ndarray, classes: np.ndarray, options: dict) -> Guess | None:
+    """predict_proba restricted to the item's options and renormalized (an option the model never saw: 0), the
+    answer its most probable option (ties to the first option); None when the model knows none of the options."""
     index = {c: n for n, c in enumerate(classes)}
-    for code, number in zip(options, option_codes(options), strict=True):
-        n = index.get(number)
-        if n is not None and proba[n] > best:
-            best, answer = proba[n], code
-    return answer
+    p = np.array([proba[index[number]] if number in index else 0.0 for number in option_codes(options)])
+    if not any(number in index for number in option_codes(options)) or not p.sum() > 0:
+        return None
+    best = -1.0
+    answer = None
+    for code, number, value in zip(options, option_codes(options), p, strict=True):
+        if number in index and value > best:
+            best, answer = value, code
+    return Guess(answer, dict(zip(options, (p / p.sum()).tolist(), strict=True)), "model")

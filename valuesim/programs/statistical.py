@@ -1,5 +1,6 @@
 """Statistical baselines behind the same interface as the LM programs: a dspy.Module whose forward takes the
-example inputs and returns dspy.Prediction(answer=<option code as str>). Each is fitted on the benchmark's
+example inputs and returns dspy.Prediction(answer=<option code as str>, probs={code: probability},
+probs_method="counts" | "model"). Each is fitted on the benchmark's
 training respondents; none sees a held-out answer of the person it predicts for. This module holds their shared
 plumbing (`_Fitted`, answer tallies) and the random, majority and demographic-cell baselines; knn.py and ml.py
 build on it.
@@ -9,12 +10,23 @@ items at once (dicts with person_id, country, known, question_code, options: wha
 passes), and `forward` is `predict_batch` on one item, so the batch path and the per-item path (dspy, simulate)
 give the same answers. Ties are deterministic in both: a vote tie goes to the option that comes first in the
 question's option order (scale order), a neighbour tie to the training respondent that comes first in the table.
+
+Distributions: every program answers with a `Guess`: the answer and a probability per option of the item. The
+counting programs (majority, country, cell, knn) smooth their votes additively, p_k = (v_k + a) / (V + K a) over
+the item's K options, so an option no training respondent (or neighbour) chose keeps some mass; the answer is the
+most voted option as before (smoothing changes no ranking, so top-1 is unchanged). The constant a is the setting
+`smoothing`; left unset it is chosen on TRAINING persons only (`choose_smoothing`): a fifth of them (at most
+TUNING_PERSONS, picked by a hash of the person id) are held out, the program is refitted on the rest, and a is the
+value of SMOOTHING_GRID with the lowest log loss on the held-out persons' answers (each shows its demographics and
+a random share of its value answers, as a dev person at some history size; up to TUNING_QUESTIONS of its other
+value answers are predicted). Dev and test persons are never read.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import dspy
@@ -29,6 +41,31 @@ if TYPE_CHECKING:
 
 # person_id, country, known ({code: answer code}), question_code, options ({"code": label}, scale order)
 Item = dict[str, Any]
+# votes over an item's options, in option order (None: nobody to count)
+Votes = np.ndarray | None
+
+SMOOTHING_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+TUNING_PERSONS = 400  # training persons held out to choose the smoothing constant
+TUNING_QUESTIONS = 10  # of their value answers predicted, per person
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A batch program's prediction for one item: the answer (an option code, None when there is nothing to go
+    on), the probability of each of the item's options (None without an answer) and how it was made: "counts"
+    (smoothed shares of votes) or "model" (a classifier's predict_proba)."""
+
+    answer: str | None
+    probs: dict[str, float] | None
+    method: str = "counts"
+
+
+def smoothed(votes: Votes, options: dict[str, str], a: float) -> Guess:
+    """The item's answer (most votes, ties to the first option) and (v_k + a) / (V + K a) over its options."""
+    if votes is None or not votes.sum() > 0:
+        return Guess(None, None)
+    p = (votes + a) / (votes.sum() + a * len(votes))
+    return Guess(list(options)[int(np.argmax(votes))], dict(zip(options, p.tolist(), strict=True)))
 
 
 def option_codes(options: dict[str, str]) -> list[float]:
@@ -71,6 +108,12 @@ class Tallies:
     def vote(self, question: str, options: dict[str, str], group: object = 0) -> str | None:
         return first_best(self.tally.get((group, question), {}), options)
 
+    def votes(self, question: str, options: dict[str, str], group: object = 0) -> Votes:
+        """Answer counts of the group over the item's options, in option order; None when none was chosen."""
+        tally = self.tally.get((group, question), {})
+        v = np.array([tally.get(n, 0.0) for n in option_codes(options)])
+        return v if v.sum() > 0 else None
+
 
 class _Fitted(dspy.Module):
     needs_lm = False  # fitted on training respondents; runs through the batch path (predict_batch)
@@ -81,12 +124,23 @@ class _Fitted(dspy.Module):
 
     reads: tuple[str, ...] | None = None
 
-    def __init__(self, train: pd.DataFrame, catalog: Catalog):
+    def __init__(self, train: pd.DataFrame, catalog: Catalog, smoothing: float | None = None):
         super().__init__()
         self.train = train.reset_index(drop=True)
         self.catalog = catalog
         self.codes = [q.code for q in catalog if not q.open and q.code in self.train]
         self._tallies: dict[str, Tallies] = {}
+        self.smoothing = smoothing  # None: chosen on training persons at the first prediction
+
+    def own_settings(self) -> dict[str, Any]:
+        """The settings a refit on other training persons takes (besides smoothing)."""
+        return {}
+
+    def smoothing_constant(self) -> float:
+        """The additive smoothing constant: the setting, or chosen on held-out training persons (once)."""
+        if self.smoothing is None:
+            self.smoothing = choose_smoothing(self)
+        return self.smoothing
 
     @classmethod
     def from_benchmark(cls, bench: Benchmark, **settings: Any) -> _Fitted:
@@ -99,27 +153,32 @@ class _Fitted(dspy.Module):
             self._tallies[by] = Tallies(self.train, self.codes, None if by == "all" else self.train[by])
         return self._tallies[by]
 
-    def majority(self, question: str, options: dict[str, str], country: str | None = None) -> str | None:
-        """The most common training answer among the options, within `country` when given (None: nobody)."""
+    def majority(self, question: str, options: dict[str, str], country: str | None = None) -> Votes:
+        """Training answer counts over the options, within `country` when given (None: nobody chose one)."""
         if country is None:
-            return self.tallies("all").vote(question, options)
-        return self.tallies("country").vote(question, options, country)
+            return self.tallies("all").votes(question, options)
+        return self.tallies("country").votes(question, options, country)
 
-    def country_or_global(self, question: str, options: dict[str, str], country: str) -> str | None:
-        return self.majority(question, options, country) or self.majority(question, options)
+    def country_or_global(self, question: str, options: dict[str, str], country: str) -> Votes:
+        votes = self.majority(question, options, country)
+        return votes if votes is not None else self.majority(question, options)
 
-    def predict_batch(self, items: list[Item]) -> list[str | None]:
-        """Answers (option codes as str, None when there is nothing to go on) for many items at once."""
+    def votes_batch(self, items: list[Item]) -> list[Votes]:
+        """Unsmoothed votes over each item's options (counting programs; `predict_batch` smooths them)."""
         raise NotImplementedError
+
+    def predict_batch(self, items: list[Item]) -> list[Guess]:
+        """A Guess (answer, probabilities, method) for many items at once."""
+        a = self.smoothing_constant()
+        return [smoothed(v, i["options"], a) for v, i in zip(self.votes_batch(items), items, strict=True)]
 
     def forward(self, **inputs: Any) -> dspy.Prediction:
         """One item: `predict_batch` on it, so both paths share one implementation."""
-        return dspy.Prediction(answer=self.predict_batch([inputs])[0])
+        guess = self.predict_batch([inputs])[0]
+        return dspy.Prediction(answer=guess.answer, probs=guess.probs, probs_method=guess.method)
 
 
-def memoized(
-    items: list[Item], key: Callable[[Item], Hashable], answer: Callable[[Item], str | None]
-) -> list[str | None]:
+def memoized(items: list[Item], key: Callable[[Item], Hashable], answer: Callable[[Item], Votes]) -> list[Votes]:
     """answer(item) for each item, computed once per key(item): majorities are the same for many items."""
     memo: dict = {}
     out = []
@@ -139,15 +198,17 @@ class Random(_Fitted):
     reads = ()
 
     def __init__(self, train: pd.DataFrame, catalog: Catalog, seed: int = 0):
-        super().__init__(train, catalog)
+        super().__init__(train, catalog, smoothing=0.0)
         self.seed = seed
 
-    def predict_batch(self, items: list[Item]) -> list[str | None]:
+    def predict_batch(self, items: list[Item]) -> list[Guess]:
+        """The random option, and the uniform distribution it is drawn from."""
         out = []
         for item in items:
             codes = list(item["options"])
             h = zlib.crc32(f"{self.seed}|{item['person_id']}|{item['question_code']}".encode())
-            out.append(codes[h % len(codes)] if codes else None)
+            uniform = dict.fromkeys(codes, 1 / len(codes)) if codes else None
+            out.append(Guess(codes[h % len(codes)] if codes else None, uniform))
         return out
 
 
@@ -156,7 +217,10 @@ class GlobalMajority(_Fitted):
 
     reads = ()
 
-    def predict_batch(self, items: list[Item]) -> list[str | None]:
+    def __init__(self, train: pd.DataFrame, catalog: Catalog, smoothing: Annotated[float, Field(ge=0)] | None = None):
+        super().__init__(train, catalog, smoothing)
+
+    def votes_batch(self, items: list[Item]) -> list[Votes]:
         return memoized(
             items,
             lambda i: (i["question_code"], tuple(i["options"])),
@@ -169,7 +233,10 @@ class CountryMajority(_Fitted):
 
     reads = ()
 
-    def predict_batch(self, items: list[Item]) -> list[str | None]:
+    def __init__(self, train: pd.DataFrame, catalog: Catalog, smoothing: Annotated[float, Field(ge=0)] | None = None):
+        super().__init__(train, catalog, smoothing)
+
+    def votes_batch(self, items: list[Item]) -> list[Votes]:
         return memoized(
             items,
             lambda i: (i["question_code"], i["country"], tuple(i["options"])),
@@ -180,9 +247,9 @@ class CountryMajority(_Fitted):
 _COUNTRY_FITS: dict[str, CountryMajority] = {}  # dataset fingerprint -> fitted program (a bench scores many cells)
 
 
-def country_majorities(bench: Benchmark, items: list[Any]) -> dict[str, str | None]:
-    """person|question -> the country majority's answer, for the items (dicts or dspy.Examples) of any run: the
-    country floor every evaluate/bench table prints beside the random floor."""
+def country_majorities(bench: Benchmark, items: list[Any]) -> dict[str, Guess]:
+    """person|question -> the country majority's Guess (answer and smoothed country shares), for the items (dicts
+    or dspy.Examples) of any run: the country floor every evaluate/bench table prints beside the random floor."""
     fit = _COUNTRY_FITS.get(bench.fingerprint)
     if fit is None:
         fit = _COUNTRY_FITS[bench.fingerprint] = CountryMajority.from_benchmark(bench)
@@ -215,8 +282,14 @@ class DemographicCell(_Fitted):
 
     reads = ("Q260", "Q262", "Q275")
 
-    def __init__(self, train: pd.DataFrame, catalog: Catalog, min_cell: Annotated[int, Field(ge=1)] = 10):
-        super().__init__(train, catalog)
+    def __init__(
+        self,
+        train: pd.DataFrame,
+        catalog: Catalog,
+        min_cell: Annotated[int, Field(ge=1)] = 10,
+        smoothing: Annotated[float, Field(ge=0)] | None = None,
+    ):
+        super().__init__(train, catalog, smoothing)
         self.min_cell = min_cell
         train = self.train
         self.cells = train["country"] + "|" + self._cells(train["Q260"], train["Q262"], train["Q275"])
@@ -233,7 +306,10 @@ class DemographicCell(_Fitted):
         attrs = [sex_key(known.get("Q260")), age_band(known.get("Q262")), education_band(known.get("Q275"))]
         return None if None in attrs else f"{country}|{attrs[0]}|{attrs[1]}|{attrs[2]}"
 
-    def cell_vote(self, cell: str | None, question: str, options: dict[str, str]) -> str | None:
+    def own_settings(self) -> dict[str, Any]:
+        return {"min_cell": self.min_cell}
+
+    def cell_vote(self, cell: str | None, question: str, options: dict[str, str]) -> Votes:
         if cell is None:
             return None
         if "cell" not in self._tallies:
@@ -241,19 +317,18 @@ class DemographicCell(_Fitted):
         tallies = self._tallies["cell"]
         if tallies.total.get((cell, question), 0) < self.min_cell:  # answers of any code count, as before
             return None
-        return tallies.vote(question, options, cell)
+        return tallies.votes(question, options, cell)
 
-    def predict_batch(self, items: list[Item]) -> list[str | None]:
+    def votes_batch(self, items: list[Item]) -> list[Votes]:
         cells: dict[int, str | None] = {}  # a person's known answers are one dict shared by their items
         for item in items:
             if id(item["known"]) not in cells:
                 cells[id(item["known"])] = self.cell_of(item["country"], item["known"])
 
-        def answer(item: Item) -> str | None:
+        def answer(item: Item) -> Votes:
             q, options = item["question_code"], item["options"]
-            return self.cell_vote(cells[id(item["known"])], q, options) or self.country_or_global(
-                q, options, item["country"]
-            )
+            votes = self.cell_vote(cells[id(item["known"])], q, options)
+            return votes if votes is not None else self.country_or_global(q, options, item["country"])
 
         return memoized(
             items, lambda i: (cells[id(i["known"])], i["question_code"], i["country"], tuple(i["options"])), answer
@@ -273,3 +348,49 @@ def group_persons(items: list[Item]) -> tuple[list[tuple[str, dict]], np.ndarray
             persons.append((item["country"], item["known"]))
         of[n] = index[key]
     return persons, of
+
+
+def tuning_items(train: pd.DataFrame, catalog: Catalog, seed: int = 0) -> list[Item]:
+    """Items of training persons, as a dev person's would look: known = their demographics and a random share
+    (uniform in [0, 1]) of their value answers; asked = up to TUNING_QUESTIONS of their other closed value answers.
+    The gold answer is in "answer" (never passed to a program)."""
+    values = [q.code for q in catalog if q.kind == "value" and not q.open and q.code in train]
+    demographics = [q.code for q in catalog if q.kind != "value" and q.code in train]
+    out = []
+    for _, person in train.iterrows():
+        rng = np.random.default_rng(zlib.crc32(f"{seed}|{person['person_id']}".encode()))
+        answered = [c for c in values if pd.notna(person[c])]
+        rng.shuffle(answered)
+        cut = int(rng.uniform() * (len(answered) + 1))
+        known = {c: person[c] for c in demographics if pd.notna(person[c])} | {c: person[c] for c in answered[:cut]}
+        for code in answered[cut:][:TUNING_QUESTIONS]:
+            options = {str(c): label for c, label in catalog[code].options_for(person["country"]).items()}
+            gold = str(int(person[code]))
+            if gold in options:
+                out.append({"person_id": person["person_id"], "country": person["country"], "known": known,
+                            "question_code": code, "options": options, "answer": gold})  # fmt: skip
+    return out
+
+
+def choose_smoothing(program: _Fitted) -> float:
+    """The SMOOTHING_GRID value with the lowest log loss on held-out TRAINING persons (see the module docstring):
+    the program refitted on the other training persons votes for their items. 1.0 when there are too few."""
+    ids = program.train["person_id"].astype(str)
+    share = max(5, len(ids) // min(TUNING_PERSONS, max(len(ids) // 5, 1)))  # ~a fifth, at most TUNING_PERSONS
+    held = ids.map(lambda p: zlib.crc32(f"smoothing|{p}".encode()) % share == 0).to_numpy()
+    if held.sum() < 2 or (~held).sum() < 2:
+        return 1.0
+    refit = type(program)(program.train[~held], program.catalog, smoothing=0.0, **program.own_settings())
+    items = tuning_items(program.train[held], program.catalog)
+    votes, gold = [], []
+    for v, item in zip(refit.votes_batch(items), items, strict=True):
+        if v is not None:
+            votes.append(v)
+            gold.append(list(item["options"]).index(item["answer"]))
+    if not votes:
+        return 1.0
+    losses = []
+    for a in SMOOTHING_GRID:
+        p = [(v[g] + a) / (v.sum() + a * len(v)) for v, g in zip(votes, gold, strict=True)]
+        losses.append(-float(np.mean(np.log(p))))
+    return SMOOTHING_GRID[int(np.argmin(losses))]

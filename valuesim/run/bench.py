@@ -23,9 +23,17 @@ from valuesim.programs.settings import check_settings
 from valuesim.run.folder import _locked
 from valuesim.run.predict import EvalResult
 from valuesim.run.runner import Setup, params_of, read_finished, run_evaluate, sample_params
+from valuesim.score.plots import reliability_png
 from valuesim.score.stats import paired_difference
 
 RESULT_COLUMNS = ["accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "invalid", "failed", "n"]
+PROB_COLUMNS = ["log_loss", "brier", "rps", "ece"]  # scores of the distributions, with CIs
+PROB_EXTRA = [
+    "prob_n", "prob_point", "prob_missing", "probs_note", "jsd", "jsd_probs", "wasserstein_probs", "kendall_tau",
+    "kendall_tau_probs", "uniform_log_loss", "uniform_brier", "uniform_rps", "country_log_loss", "country_brier",
+    "country_rps",
+]  # fmt: skip
+PAIRED = {"accuracy": "vs_reference", "log_loss": "vs_reference_log_loss"}  # metric -> column of the difference
 COST_COLUMNS = [
     "lm_calls_per_pred",
     "prompt_tokens_per_pred",
@@ -178,7 +186,7 @@ def _run_bench(
             tracking.log_params({"reference": reference})
         # the latest comparison: a rerun may compare with another program, and MLflow keeps a parameter's first value
         tracking.set_tags({"reference": str(reference)})
-        outputs = write_bench_outputs(table, out_dir)
+        outputs = write_bench_outputs(table, out_dir, preds)
         tracking.log_folder(out_dir / "report", "report")
         # one curve per program, drawn by MLflow's own charts: accuracy at step = history size (mean over folds)
         for (program, history), acc in table.groupby(["program", "history"], sort=False)["accuracy"].mean().items():
@@ -220,18 +228,25 @@ def best_statistical(table: pd.DataFrame) -> str | None:
 
 def paired_table(preds: dict, reference: str | None, resamples: int, seed: int) -> pd.DataFrame:
     """Each program minus the reference on the same persons and questions, per fold and history: difference in
-    accuracy, its 95% CI (paired bootstrap over persons) and a sign-flip permutation p-value."""
+    accuracy (vs_reference) and in log loss (vs_reference_log_loss, on the items both scored), each with its 95% CI
+    (paired bootstrap over persons) and a sign-flip permutation p-value (p_value, p_value_log_loss)."""
+    columns = ["program", "fold", "history"]
+    for metric, col in PAIRED.items():
+        p_col = "p_value" if metric == "accuracy" else f"p_value_{metric}"
+        columns += [col, f"{col}_ci_low", f"{col}_ci_high", p_col]
     rows = []
     for (fold, history, program), p in preds.items():
         ref = preds.get((fold, history, reference))
         if reference is None or ref is None or program == reference:
             continue
-        d = paired_difference(p, ref, "accuracy", n_resamples=max(resamples, 200), seed=seed)
-        rows.append({"program": program, "fold": fold, "history": history, "vs_reference": d["difference"],
-                     "vs_reference_ci_low": d["ci_low"], "vs_reference_ci_high": d["ci_high"],
-                     "p_value": d["p_value"]})  # fmt: skip
-    return pd.DataFrame(rows, columns=["program", "fold", "history", "vs_reference", "vs_reference_ci_low",
-                                       "vs_reference_ci_high", "p_value"])  # fmt: skip
+        row: dict = {"program": program, "fold": fold, "history": history}
+        for metric, col in PAIRED.items():
+            d = paired_difference(p, ref, metric, n_resamples=max(resamples, 200), seed=seed)
+            p_col = "p_value" if metric == "accuracy" else f"p_value_{metric}"
+            row |= {col: d["difference"], f"{col}_ci_low": d["ci_low"], f"{col}_ci_high": d["ci_high"],
+                    p_col: d["p_value"]}  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def p_text(p: float) -> str:
@@ -279,8 +294,46 @@ def results_markdown(table: pd.DataFrame) -> str:
     return markdown(out)
 
 
-def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
-    """results.md/.csv, cost.md/.csv and accuracy_by_history.png under out_dir/report/."""
+def distributions_markdown(table: pd.DataFrame) -> str:
+    """The distribution scores as a person reads them: log loss, Brier, RPS, ECE with CIs, the difference in log
+    loss to the reference, the uniform and country-share floors, the population metrics (JSD, 1-Wasserstein,
+    Kendall tau) from the answers and from the averaged probabilities. A program with point masses only shows its
+    note instead of scores."""
+    from valuesim.score.stats import format_ci
+
+    out = table[["program", "fold", "history"]].copy()
+    for m in PROB_COLUMNS:
+        if m in table:
+            out[m] = [
+                "" if pd.isna(r[m]) else format_ci(r[m], r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high"))
+                for _, r in table.iterrows()
+            ]
+    if "vs_reference_log_loss" in table:
+        d = "vs_reference_log_loss"
+        out["log loss vs reference"] = [
+            "" if pd.isna(r[d])
+            else f"{format_ci(r[d], r[f'{d}_ci_low'], r[f'{d}_ci_high'])}, " + p_text(r["p_value_log_loss"])
+            for _, r in table.iterrows()
+        ]  # fmt: skip
+    for col, name in (("uniform_log_loss", "uniform log loss"), ("country_log_loss", "country log loss"),
+                      ("uniform_brier", "uniform Brier"), ("country_brier", "country Brier"),
+                      ("uniform_rps", "uniform RPS"), ("country_rps", "country RPS"),
+                      ("jsd", "JSD answers"), ("jsd_probs", "JSD probs"), ("wasserstein", "W1 answers"),
+                      ("wasserstein_probs", "W1 probs"), ("kendall_tau", "tau answers"),
+                      ("kendall_tau_probs", "tau probs")):  # fmt: skip
+        if col in table:
+            out[name] = table[col].map(fixed)
+    if "probs_note" in table:
+        out["note"] = table["probs_note"].fillna("")
+    if "prob_point" in table:
+        out["point rows left out"] = table["prob_point"].fillna(0).astype(int)
+    return markdown(out)
+
+
+def write_bench_outputs(table: pd.DataFrame, out_dir: Path, preds: dict | None = None) -> dict[str, str]:
+    """results.md/.csv, distributions.md, cost.md/.csv, accuracy_by_history.png and reliability.png (the
+    reliability diagram of every program with distributions, one panel per history of the first fold) under
+    out_dir/report/."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,7 +342,11 @@ def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
     report = out_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
     keys = ["program", "fold", "history"]
-    with_ci = [f"{m}_ci_{e}" for m in ("accuracy", "macro_accuracy", "within_one", "nmae") for e in ("low", "high")]
+    with_ci = [
+        f"{m}_ci_{e}"
+        for m in ("accuracy", "macro_accuracy", "within_one", "nmae", *PROB_COLUMNS)
+        for e in ("low", "high")
+    ]
     extra = [
         "random_accuracy",
         "country_majority_floor",
@@ -297,14 +354,21 @@ def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
         "vs_reference_ci_low",
         "vs_reference_ci_high",
         "p_value",
+        "vs_reference_log_loss",
+        "vs_reference_log_loss_ci_low",
+        "vs_reference_log_loss_ci_high",
+        "p_value_log_loss",
+        *PROB_EXTRA,
     ]
-    results = table[keys + [c for c in [*RESULT_COLUMNS, *with_ci, *extra] if c in table]].round(4)
+    columns = [c for c in [*RESULT_COLUMNS, *PROB_COLUMNS, *with_ci, *extra] if c in table]
+    results = table[keys + columns].round(4)
     cost = table[keys + [c for c in COST_COLUMNS if c in table]].round(2)
     if "usd_total" in cost:  # small runs cost fractions of a cent
         cost["usd_total"] = table["usd_total"].astype(float).round(6)
     files.write_atomic(report / "results.csv", results.to_csv(index=False, na_rep=""))  # undefined: empty, not nan
     files.write_atomic(report / "cost.csv", cost.to_csv(index=False, na_rep=""))
     files.write_atomic(report / "results.md", results_markdown(table) + "\n")
+    files.write_atomic(report / "distributions.md", distributions_markdown(table) + "\n")
     files.write_atomic(report / "cost.md", markdown(cost) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for program, g in table.groupby("program", sort=False):
@@ -321,7 +385,10 @@ def write_bench_outputs(table: pd.DataFrame, out_dir: Path) -> dict[str, str]:
     fig.savefig(png, format="png", dpi=120)
     files.write_atomic(report / "accuracy_by_history.png", png.getvalue())
     plt.close(fig)
-    return {
-        name: str(report / name)
-        for name in ("results.md", "results.csv", "cost.md", "cost.csv", "accuracy_by_history.png")
-    }
+    names = ["results.md", "results.csv", "distributions.md", "cost.md", "cost.csv", "accuracy_by_history.png"]
+    fold = min((k[0] for k in preds), default=None) if preds else None
+    first = {(h, p): v for (f, h, p), v in (preds or {}).items() if f == fold}
+    if first:
+        files.write_atomic(report / "reliability.png", reliability_png(first))
+        names.append("reliability.png")
+    return {name: str(report / name) for name in names}

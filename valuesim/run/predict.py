@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+import numpy as np
 import pandas as pd
 
 from valuesim.errors import ValueSimError
+from valuesim.programs.statistical import Guess
 from valuesim.progress import bars
 from valuesim.run.store import RunStore
 from valuesim.score.metrics import breakdown
@@ -39,6 +41,9 @@ from valuesim.score.results import cost_summary, only_keys, predictions_table_of
 from valuesim.score.stats import N_RESAMPLES
 
 BATCH_INPUTS = ("person_id", "country", "known", "question_code", "options")  # what a batch program may read
+# how a prediction's probabilities were made: smoothed counts, a classifier, an LM's log-probabilities, the shares of
+# K sampled answers, or none (a point mass on the answer)
+PROB_METHODS = ("counts", "model", "logprobs", "samples", "point")
 FAIL_FAST = 20  # a run whose first this many predictions all failed stops: the model or server is broken
 
 
@@ -80,8 +85,11 @@ def read_stored(
     examples is missing, or failed and would be retried."""
     if not (Path(run_dir) / "predictions.sqlite").exists():
         return None
+    keys = {example_key(ex) for ex in examples}
     with open_store(run_dir) as store:
-        stored = only_keys(store.frame(), {example_key(ex) for ex in examples})
+        if examples and isinstance(examples[0], dict) and keys - store.done(need_probs=True):
+            return None  # a batch program's answers stored before distributions: predicted again
+        stored = only_keys(store.frame(), keys)
     if not examples or len(stored) < len(examples) or (retry_failed and (stored["status"] == "failed").any()):
         return None
     return result_of(stored, examples, resamples, seed)
@@ -206,7 +214,7 @@ def evaluate_batch(
     writes and computes for the same items (seconds: the batch's time shared among its items)."""
     keys = [example_key(item) for item in items]
     with open_store(run_dir) as store:
-        done = store.done(include_failed=not retry_failed)
+        done = store.done(include_failed=not retry_failed, need_probs=True)
         todo = [n for n, key in enumerate(keys) if key not in done]
         failures: Counter = Counter()
         visible = itemgetter(*BATCH_INPUTS)
@@ -218,7 +226,7 @@ def evaluate_batch(
                 try:
                     answers, error = program.predict_batch(inputs), None
                 except Exception as e:  # noqa: BLE001 - as in `evaluate`: the items are stored as failed, with the reason
-                    answers, error = [None] * len(chunk), f"{type(e).__name__}: {e}"
+                    answers, error = [Guess(None, None)] * len(chunk), f"{type(e).__name__}: {e}"
                     failures[error.splitlines()[0][:200]] += len(chunk)
                 seconds = (time.perf_counter() - t0) / len(chunk)
                 store.add_many(
@@ -251,10 +259,14 @@ def person_batches(items: list[dict], todo: list[int], batch_persons: int) -> li
     return batches
 
 
-def batch_row(key: str, item: dict, raw: str | None, seconds: float, error: str | None = None) -> dict:
-    """The row `row_of` stores for this item and raw answer, without a dspy.Prediction (no detail, no LM)."""
+def batch_row(key: str, item: dict, guess: Guess, seconds: float, error: str | None = None) -> dict:
+    """The row `row_of` stores for this item and a batch program's Guess, without a dspy.Prediction (no detail, no
+    LM)."""
+    raw = guess.answer
     answer = None if raw is None else str(raw).strip()
     answer = answer if answer in item["options"] else None
+    probs, method, bad = checked_probs(guess.probs, guess.method, answer, item["options"])
+    error = error or bad
     return {
         "key": key,
         "person_id": item["person_id"],
@@ -264,6 +276,8 @@ def batch_row(key: str, item: dict, raw: str | None, seconds: float, error: str 
         "status": "failed" if error else "ok" if answer is not None else "invalid",
         "error": error or (None if answer else f"not an option: {raw!r}"),
         "detail": {},
+        "probs": probs,
+        "probs_method": method,
         "lm_calls": 0,
         "prompt_tokens": 0,
         "completion_tokens": 0,
@@ -276,6 +290,10 @@ def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:
     """What the store keeps of one prediction."""
     answer = valid_answer(pred, example.options)
     cost = getattr(pred, "cost", {})
+    given, how = getattr(pred, "probs", None), getattr(pred, "probs_method", None)
+    probs, method, bad = checked_probs(given, how, answer, example.options)
+    if bad and not cost.get("error"):
+        cost = {**cost, "error": bad}
     return {
         "key": example_key(example),
         "person_id": example.person_id,
@@ -284,7 +302,9 @@ def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:
         "answer": answer,
         "status": "failed" if cost.get("error") else "ok" if answer is not None else "invalid",
         "error": cost.get("error") or (None if answer else f"not an option: {getattr(pred, 'answer', None)!r}"),
-        "detail": {k: v for k, v in pred.items() if k not in ("answer", "cost")},
+        "detail": {k: v for k, v in pred.items() if k not in ("answer", "cost", "probs", "probs_method")},
+        "probs": probs,
+        "probs_method": method,
         "lm_calls": cost.get("lm_calls", 0),
         "prompt_tokens": cost.get("prompt_tokens", 0),
         "completion_tokens": cost.get("completion_tokens", 0),
@@ -292,6 +312,38 @@ def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:
         "cost_usd": cost.get("cost_usd"),
         "seconds": cost.get("seconds", 0.0),
     }
+
+
+def probs_of(
+    probs: dict | None, method: str | None, answer: str | None, options: dict[str, str]
+) -> tuple[dict[str, float] | None, str | None]:
+    """(probability per option, method) a row stores: a program's distribution over exactly the item's options
+    (missing options 0, renormalized unless it sums to 1 within 1e-9), or a point mass on the answer (method
+    "point") when the program gave none; (None, None) without a valid answer (failed and invalid predictions). A
+    distribution that is not one (negative, not finite, all zero) is an error: a program bug, not something to
+    score."""
+    if answer is None:
+        return None, None
+    if probs is None:
+        return {code: float(code == answer) for code in options}, "point"
+    if method not in PROB_METHODS:
+        raise ValueError(f"probs_method must be one of {', '.join(PROB_METHODS)}, got {method!r}")
+    p = np.array([float(probs.get(code, 0.0)) for code in options])
+    if not np.isfinite(p).all() or (p < 0).any() or not p.sum() > 0:
+        raise ValueError(f"not a probability distribution over the options: {probs!r}")
+    if abs(p.sum() - 1) > 1e-9:  # a sum off by rounding stays as given (a renormalized copy differs by an ulp)
+        p = p / p.sum()
+    return dict(zip(options, p.tolist(), strict=True)), method
+
+
+def checked_probs(
+    probs: dict | None, method: str | None, answer: str | None, options: dict[str, str]
+) -> tuple[dict[str, float] | None, str | None, str | None]:
+    """`probs_of`, with a malformed distribution as the prediction's error (the item is stored as failed)."""
+    try:
+        return (*probs_of(probs, method, answer, options), None)
+    except ValueError as e:
+        return None, None, f"ValueError: {e}"
 
 
 class PersonQueue:

@@ -28,6 +28,7 @@ from valuesim.programs.settings import check_settings
 from valuesim.programs.statistical import country_majorities
 from valuesim.run.folder import claim
 from valuesim.run.predict import EvalResult, evaluate, evaluate_batch, read_stored
+from valuesim.score.plots import reliability_png
 from valuesim.score.results import country_floor
 from valuesim.score.stats import paired_difference
 
@@ -117,11 +118,15 @@ def preflight(lm: dspy.LM, api_base: str | None) -> None:
         raise ValueSimError(f"LM {lm.model}{where} is not reachable: {reason}") from None
 
 
-def build_program(spec: str, bench: Benchmark, settings: dict | None = None) -> tuple[dspy.Module, str, dict]:
-    """A program from a name or a compiled-program URI. Returns (program, program name, its settings)."""
+def build_program(
+    spec: str, bench: Benchmark, settings: dict | None = None, protocol: str = "values"
+) -> tuple[dspy.Module, str, dict]:
+    """A program from a name or a compiled-program URI. Returns (program, program name, its settings). A program
+    that learns from the benchmark rows (`ml`: "protocol" in its `wired`) gets the run's protocol."""
     if spec in PROGRAMS:
         check_settings(spec, settings or {})
-        return PROGRAMS[spec].from_benchmark(bench, **(settings or {})), spec, settings or {}
+        wired = {"protocol": protocol} if "protocol" in getattr(PROGRAMS[spec], "wired", ()) else {}
+        return PROGRAMS[spec].from_benchmark(bench, **wired, **(settings or {})), spec, settings or {}
     program, meta = load_program(tracking.resolve_uri(spec))
     return program, meta["program"], meta.get("settings", {})
 
@@ -238,7 +243,7 @@ def prepare(setup: Setup, bench: Benchmark, items: list[dict] | None = None, con
 def ready_program(setup: Setup, bench: Benchmark, configure: bool = True) -> tuple[dspy.Module, str, dict]:
     """The run's program and, when it needs one, its LM configured as DSPy's default with the run's adapter (or
     only described when `configure` is False). Returns (program, its name, lm_info or {})."""
-    program, name, _ = build_program(setup.program, bench, setup.settings)
+    program, name, _ = build_program(setup.program, bench, setup.settings, setup.protocol)
     if not needs_lm(name):
         return program, name, {}
     lm = configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout) if configure else describe_lm(setup)
@@ -278,6 +283,11 @@ def run_evaluate(
                                     config.BATCH_PERSONS, setup.retry_failed, progress)  # fmt: skip
         result.metrics |= country_floor(result.predictions, country_majorities(bench, run.examples))
         tracking.log_result(result, with_cost=needs_lm(run.name), step=setup.history)
+        if result.metrics.get("prob_n"):  # the reliability diagram of its distributions, in the run folder too
+            files.write_atomic(
+                run_dir / "reliability.png", reliability_png({(setup.history, run.name): result.predictions})
+            )
+            tracking.log_file(run_dir / "reliability.png")
         if needs_lm(run.name):
             tracking.log_prompts(run.program, run.examples[0])
         params["mlflow_run_id"] = active.info.run_id

@@ -7,6 +7,7 @@ impossible.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from operator import itemgetter
@@ -25,10 +26,18 @@ CREATE TABLE IF NOT EXISTS predictions (
     detail TEXT,            -- JSON: module answers, analyses, backstory
     lm_calls INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL,
     cached_tokens INTEGER,  -- prompt tokens the engine reused from its KV/prefix cache
-    cost_usd REAL           -- dollars of the prediction's LM calls as DSPy priced them; NULL: no price
+    cost_usd REAL,          -- dollars of the prediction's LM calls as DSPy priced them; NULL: no price
+    probs TEXT,             -- JSON {option code: probability} over the question's options; NULL: no valid answer
+    probs_method TEXT       -- counts | model | logprobs | samples | point; NULL: no valid answer, or a store
+                            -- written before distributions (its rows count as point masses, see `frame`)
 )
 """
-ADDED_COLUMNS = {"cached_tokens": "INTEGER", "cost_usd": "REAL"}  # missing from stores written before them
+# missing from stores written before them
+ADDED_COLUMNS = {"cached_tokens": "INTEGER", "cost_usd": "REAL", "probs": "TEXT", "probs_method": "TEXT"}
+
+
+def _probs_json(probs: dict | None) -> str | None:
+    return None if probs is None else files.strict_json(probs, indent=None)
 
 
 def _detail_json(detail: dict) -> str:
@@ -54,14 +63,18 @@ class RunStore:
                 self._db.execute(f"ALTER TABLE predictions ADD COLUMN {name} {kind}")
         self._db.commit()
 
-    def done(self, include_failed: bool = True) -> set[str]:
-        """Keys already predicted; without the failed ones when a resumed run should retry them."""
-        where = "" if include_failed else " WHERE status != 'failed'"
+    def done(self, include_failed: bool = True, need_probs: bool = False) -> set[str]:
+        """Keys already predicted; without the failed ones when a resumed run should retry them, and with
+        `need_probs` without the valid answers stored before distributions were (a batch program predicts those
+        again: it is cheap and gives the same answer with its distribution)."""
+        where = ["1"] if include_failed else ["status != 'failed'"]
+        if need_probs:
+            where.append("(probs_method IS NOT NULL OR status != 'ok')")
         with self._lock:
-            return {k for (k,) in self._db.execute(f"SELECT key FROM predictions{where}")}
+            return {k for (k,) in self._db.execute(f"SELECT key FROM predictions WHERE {' AND '.join(where)}")}
 
     def add(self, row: dict) -> None:
-        row = {**row, "detail": _detail_json(row.get("detail") or {})}
+        row = {**row, "detail": _detail_json(row.get("detail") or {}), "probs": _probs_json(row.get("probs"))}
         cols = ", ".join(row)
         with self._lock:
             self._db.execute(
@@ -76,11 +89,14 @@ class RunStore:
             return
         cols = list(rows[0])
         get, detail = itemgetter(*cols), cols.index("detail") if "detail" in cols else None
+        probs = cols.index("probs") if "probs" in cols else None
         values = []
         for r in rows:
             v = list(get(r))
             if detail is not None:
                 v[detail] = _detail_json(v[detail]) if v[detail] else "{}"
+            if probs is not None:
+                v[probs] = _probs_json(v[probs])
             values.append(v)
         sql = f"INSERT OR REPLACE INTO predictions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
         with self._lock:
@@ -88,8 +104,17 @@ class RunStore:
             self._db.commit()
 
     def frame(self) -> pd.DataFrame:
+        """Every stored row; `probs` parsed into a dict. A valid answer stored before distributions were (no
+        probs_method) reads as a point mass on it (method "point"): that is all such a row knows."""
         with self._lock:
-            return pd.read_sql_query("SELECT * FROM predictions", self._db)
+            frame = pd.read_sql_query("SELECT * FROM predictions", self._db)
+        old = (frame["probs_method"].isna() & (frame["status"] == "ok") & frame["answer"].notna()).to_numpy()
+        frame["probs"] = [
+            {str(a): 1.0} if o else json.loads(p) if isinstance(p, str) else None
+            for p, a, o in zip(frame["probs"], frame["answer"], old, strict=True)
+        ]
+        frame.loc[old, "probs_method"] = "point"
+        return frame
 
     def close(self) -> None:
         self._db.close()

@@ -18,6 +18,23 @@ Per-country items (Q223 parties, Q290 ethnic groups: option 1 is a different par
 within each country, never pooled. Averages: mean over questions; a question split by country is first the
 mean over its countries weighted by their number of answers; undefined values (NaN) are left out.
 summarize reports them as wasserstein, jsd and kendall_tau. Uncertainty for all of these: valuesim/score/stats.py.
+
+Scores of distributions (a table with `probs_pos`, probabilities by scale position, and `probs_method`):
+
+    log_loss  -ln p(gold), natural log, p floored at EPSILON (so one impossible answer costs 13.8, not infinity)
+    brier     sum over the options of (p_k - [k = gold])^2, in [0, 2]
+    rps       ranked probability score, ordinal items only: sum over k < K of (P_k - O_k)^2 / (K - 1), P and O the
+              cumulative forecast and outcome, in [0, 1]; 0 = all mass on the gold answer
+    ece       expected calibration error of the answer's probability: ECE_BINS equal-width bins of that
+              probability, sum over bins of (rows in bin / rows) * |accuracy in bin - mean probability in bin|
+
+Which rows are scored (`prob_scores`): rows whose distribution is real (method counts, model, logprobs, samples),
+and rows without a valid answer (failed, invalid), which are scored as the uniform distribution over their options
+(they cannot improve a score by being left out, and say nothing). A point mass (method "point": a program that
+gave no distribution) is never averaged with real distributions: a run with point masses only has no
+distribution scores (null, `probs_note` says why); in a run that mixes both, the point-mass rows are left out of
+these scores and counted in `prob_point`. Population metrics from the persons' averaged probabilities
+(wasserstein_probs, jsd_probs, kendall_tau_probs) sit beside those from their answers.
 """
 
 from __future__ import annotations
@@ -34,7 +51,8 @@ from valuesim.data.catalog import COUNTRY_SPECIFIC
 def summarize(preds: pd.DataFrame) -> dict:
     """All headline metrics as one flat dict: n, invalid, accuracy, macro_accuracy, within_one, nmae (in [0, 1]),
     the population metrics wasserstein and jsd (in [0, 1], 0 = same distributions) and kendall_tau (in [-1, 1],
-    1 = options ranked alike), persons, questions. Their 95% intervals: valuesim.score.stats.bootstrap_ci."""
+    1 = options ranked alike), the distribution scores of `distribution_scores` (when the table has
+    distributions), persons, questions. Their 95% intervals: valuesim.score.stats.bootstrap_ci (ece: ece_ci)."""
     if preds.empty:
         return {"n": 0, "invalid": 0}
     p = _derived(preds)
@@ -48,6 +66,7 @@ def summarize(preds: pd.DataFrame) -> dict:
         "within_one": float(p["within_one"].mean()),
         "nmae": float(ordinal["nerr"].mean()) if len(ordinal) else float("nan"),
         **{name: _average(population, name) for name in POPULATION_METRICS},
+        **distribution_scores(preds),
         "persons": int(p["person_id"].nunique()),
         "questions": int(p["question"].nunique()),
     }
@@ -61,6 +80,123 @@ DEFAULT_CEILING = 0.81
 # population metrics: summarize keys, population_table / population_by columns
 POPULATION_METRICS = ("wasserstein", "jsd", "kendall_tau")
 NAN = float("nan")
+
+EPSILON = 1e-6  # probabilities are floored here for the log loss: -ln(1e-6) = 13.8 nats at most per item
+PROB_METRICS = ("log_loss", "brier", "rps")  # per-item scores of distributions (ece is binned, see `ece`)
+REAL_METHODS = ("counts", "model", "logprobs", "samples")  # distributions; "point" is a point mass on the answer
+ECE_BINS = 10
+
+
+def prob_matrix(preds: pd.DataFrame) -> np.ndarray:
+    """(rows x widest scale) probabilities by position; rows without a distribution are NaN."""
+    width = int(preds["n_options"].max()) if len(preds) else 0
+    out = np.full((len(preds), width), np.nan)
+    if "probs_pos" not in preds:
+        return out
+    for n, p in enumerate(preds["probs_pos"].to_numpy(dtype=object)):
+        if isinstance(p, list | tuple | np.ndarray) and len(p):
+            out[n, :] = 0.0
+            out[n, : len(p)] = p
+    return out
+
+
+def prob_scores(preds: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per row: scored (bool, see the module docstring), log_loss, brier, rps (NaN on nominal items), confidence
+    (the answer's probability) and correct, NaN/False where not scored. Rows without a gold position are not
+    scored."""
+    n = len(preds)
+    methods = preds["probs_method"].to_numpy(dtype=object) if "probs_method" in preds else np.full(n, None)
+    real = np.isin(methods, REAL_METHODS)
+    gold = preds["gold_pos"].to_numpy(float)
+    k = preds["n_options"].to_numpy(int)
+    width = int(k.max()) if n else 0
+    p = prob_matrix(preds)
+    missing = np.isnan(p[:, 0]) if width else np.ones(n, dtype=bool)
+    scored = (real | (missing & real.any())) & ~np.isnan(gold)
+    inside = np.arange(width)[None, :] < k[:, None]
+    p = np.where(missing[:, None], inside / np.maximum(k, 1)[:, None], p)  # no distribution: uniform
+    g = np.where(np.isnan(gold), 0, gold).astype(int)
+    onehot = (np.arange(width)[None, :] == g[:, None]).astype(float)
+    pg = p[np.arange(n), np.minimum(g, max(width - 1, 0))] if width else np.zeros(n)
+    log_loss = -np.log(np.maximum(pg, EPSILON))
+    brier = ((p - onehot) ** 2 * inside).sum(axis=1)
+    cum = np.cumsum(p - onehot, axis=1) ** 2 * (np.arange(width)[None, :] < (k - 1)[:, None])
+    rps = cum.sum(axis=1) / np.maximum(k - 1, 1)
+    ordinal = preds["ordinal"].to_numpy(bool)
+    pred = preds["pred_pos"].to_numpy(float)
+    has = ~np.isnan(pred)
+    confidence = np.where(
+        has, p[np.arange(n), np.where(has, pred, 0).astype(int)] if width else 0.0, 1 / np.maximum(k, 1)
+    )
+    nan = np.full(n, np.nan)
+    return {
+        "scored": scored,
+        "point": (methods == "point") & ~np.isnan(gold),
+        "missing": missing & scored,
+        "log_loss": np.where(scored, log_loss, nan),
+        "brier": np.where(scored, brier, nan),
+        "rps": np.where(scored & ordinal, rps, nan),
+        "confidence": np.where(scored, confidence, nan),
+        "correct": scored & has & (pred == gold),
+    }
+
+
+def reliability(preds: pd.DataFrame, bins: int = ECE_BINS) -> pd.DataFrame:
+    """The reliability diagram's points: per bin of the answer's probability (equal width), rows n, mean
+    probability (confidence) and accuracy, over the scored rows."""
+    s = prob_scores(preds)
+    conf, correct = s["confidence"][s["scored"]], s["correct"][s["scored"]].astype(float)
+    b = np.minimum((conf * bins).astype(int), bins - 1)
+    n = np.bincount(b, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame({
+            "bin_low": np.arange(bins) / bins,
+            "n": n,
+            "confidence": np.bincount(b, weights=conf, minlength=bins) / n,
+            "accuracy": np.bincount(b, weights=correct, minlength=bins) / n,
+        })  # fmt: skip
+
+
+def ece(preds: pd.DataFrame, bins: int = ECE_BINS) -> float:
+    """Expected calibration error of the answer's probability over the scored rows (NaN when none)."""
+    r = reliability(preds, bins)
+    total = r["n"].sum()
+    if not total:
+        return NAN
+    used = r["n"] > 0
+    return float((r.loc[used, "n"] * (r.loc[used, "accuracy"] - r.loc[used, "confidence"]).abs()).sum() / total)
+
+
+def distribution_scores(preds: pd.DataFrame) -> dict:
+    """log_loss, brier, rps, ece (means over the scored rows), prob_n (rows scored), prob_point (point masses
+    left out), prob_missing (rows without a valid answer, scored as uniform), and the population metrics of the
+    averaged probabilities; with point masses only, the scores are None and probs_note says why."""
+    if "probs_method" not in preds:  # a table without distributions (written before them, or by hand)
+        return {}
+    s = prob_scores(preds)
+    out: dict = {"prob_n": int(s["scored"].sum()), "prob_point": int((s["point"] & ~s["scored"]).sum()),
+                 "prob_missing": int(s["missing"].sum())}  # fmt: skip
+    if not s["scored"].any():
+        note = "point masses only: the program gave no distribution" if s["point"].any() else "no distribution"
+        return out | dict.fromkeys([*PROB_METRICS, "ece"]) | {"probs_note": note}
+    for m in PROB_METRICS:
+        out[m] = float(np.nanmean(s[m])) if (~np.isnan(s[m])).any() else NAN
+    out["ece"] = ece(preds)
+    population = population_table(preds, source="probs")
+    out |= {f"{m}_probs": _average(population, m) for m in POPULATION_METRICS}
+    return out
+
+
+def uniform_floor(preds: pd.DataFrame) -> dict:
+    """Exact scores of the uniform distribution over each scored row's options (all rows with a gold answer
+    when none is scored): uniform_log_loss (mean ln K), uniform_brier (1 - 1/K), uniform_rps (ordinal rows)."""
+    s = prob_scores(preds)
+    rows = s["scored"] if s["scored"].any() else preds["gold_pos"].notna().to_numpy()
+    if not rows.any():
+        return {}
+    u = preds[rows].assign(probs_pos=None, probs_method="counts")  # no distribution + a real method: uniform
+    su = prob_scores(u)
+    return {f"uniform_{m}": float(np.nanmean(su[m])) if (~np.isnan(su[m])).any() else NAN for m in PROB_METRICS}
 
 
 def random_floor(preds: pd.DataFrame) -> dict:
@@ -108,6 +244,7 @@ def population_table(
     by_country: bool = False,
     per_country: Collection[str] | None = None,
     by: str | None = None,
+    source: str = "answers",
 ) -> pd.DataFrame:
     """One row per pair of answer distributions compared: the real answers (gold) against the predicted ones.
 
@@ -124,6 +261,10 @@ def population_table(
     predictions), wasserstein, jsd, kendall_tau. Metrics are NaN where undefined (no valid prediction, a
     one-option scale; for kendall_tau also an all-equal frequency vector).
 
+    source="answers" builds the predicted distribution from the answers (each person one vote on their answer);
+    source="probs" from the persons' averaged probabilities (each person spreads one vote over the options as
+    their distribution does; rows without one are left out, as invalid answers are).
+
     wasserstein: 1-Wasserstein distance. Ordinal items on scale positions divided by the scale length
         (n_options - 1), so 0 is identical and 1 is all mass at opposite ends; nominal items with every pair of
         distinct options 1 apart, which is the total variation distance. In [0, 1].
@@ -137,6 +278,8 @@ def population_table(
     if groups is None:
         return pd.DataFrame(columns=[*_group_keys(by), "ordinal", "n_options", "n", "n_pred", *POPULATION_METRICS])
     gold, pred = groups.histograms()
+    if source == "probs":
+        pred = groups.prob_histograms(prob_matrix(preds)[groups.rows])
     out = {**groups.labels, "ordinal": groups.ordinal, "n_options": groups.n_options}
     out |= {"n": gold.sum(axis=1), "n_pred": pred.sum(axis=1)}
     out |= _distribution_metrics(gold, pred, groups.n_options, groups.ordinal)
@@ -206,6 +349,15 @@ class _Groups:
         cells = self.gid[valid] * width + self.pred_pos[valid].astype(int)
         pred = np.bincount(cells, minlength=size)
         return gold.reshape(groups, width), pred.reshape(groups, width)
+
+    def prob_histograms(self, probs: np.ndarray) -> np.ndarray:
+        """Summed probabilities (used rows x scale positions, NaN rows: no distribution), groups x widest scale."""
+        width = int(self.n_options.max())
+        out = np.zeros((len(self.ordinal), width))
+        p = np.zeros((len(probs), width))
+        p[:, : probs.shape[1]] = np.nan_to_num(probs[:, :width], nan=0.0)
+        np.add.at(out, self.gid, p)
+        return out
 
 
 def _group_keys(by: str | None) -> list[str]:

@@ -8,8 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from valuesim.score.metrics import normalized_accuracy, random_floor, summarize
-from valuesim.score.stats import N_RESAMPLES, bootstrap_ci
+from valuesim import files
+from valuesim.programs.statistical import Guess
+from valuesim.score.metrics import (
+    PROB_METRICS,
+    normalized_accuracy,
+    prob_scores,
+    random_floor,
+    summarize,
+    uniform_floor,
+)
+from valuesim.score.stats import N_RESAMPLES, bootstrap_ci, ece_ci
 
 
 def only_keys(stored: pd.DataFrame, keys: set[str]) -> pd.DataFrame:
@@ -19,7 +28,9 @@ def only_keys(stored: pd.DataFrame, keys: set[str]) -> pd.DataFrame:
 
 def predictions_table_of(stored: pd.DataFrame, meta: list[tuple]) -> pd.DataFrame:
     """Stored rows joined with (key, country, category, ordinal, option codes) per item; gold and answer as
-    0-based positions on the item's options (NaN when missing or not an option)."""
+    0-based positions on the item's options (NaN when missing or not an option); `probs` (JSON text
+    {code: probability}, None without a distribution), `probs_pos` (the same as a list by position, what the
+    scores read) and `probs_method`."""
     frame = pd.DataFrame(
         {
             "key": [m[0] for m in meta],
@@ -37,29 +48,57 @@ def predictions_table_of(stored: pd.DataFrame, meta: list[tuple]) -> pd.DataFram
         p[out] = np.array(
             [options[k].index(v) if v in options[k] else np.nan for k, v in zip(keys, values, strict=True)], dtype=float
         )
+    if "probs" not in p:  # a table of rows from before distributions
+        p["probs"], p["probs_method"] = None, None
+    p["probs_pos"] = [
+        None if not isinstance(d, dict) else [float(d.get(code, 0.0)) for code in options[k]]
+        for k, d in zip(keys, p["probs"], strict=True)
+    ]
+    # as JSON text: a column of dicts with different keys per question comes back from parquet (the MLflow table
+    # of a large run) with every question's keys in every row
+    p["probs"] = [files.strict_json(d, indent=None) if isinstance(d, dict) else None for d in p["probs"]]
     return p
 
 
 def score(preds: pd.DataFrame, resamples: int = N_RESAMPLES, seed: int = 0) -> dict:
-    """Headline metrics, their 95% CIs over persons (<metric>_ci_low/_high) and the random floor."""
+    """Headline metrics, their 95% CIs over persons (<metric>_ci_low/_high), the random floor and the uniform
+    distribution's scores."""
     metrics = summarize(preds)
     if resamples > 0:
         for name, (lo, hi) in bootstrap_ci(preds, n_resamples=resamples, seed=seed).items():
             metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = lo, hi
-    metrics |= random_floor(preds)
+        interval = ece_ci(preds, n_resamples=resamples, seed=seed)
+        if interval is not None:
+            metrics["ece_ci_low"], metrics["ece_ci_high"] = interval
+    metrics |= random_floor(preds) | uniform_floor(preds)
     if "accuracy" in metrics and "random_accuracy" in metrics:  # 0 at chance, 1 at the retest ceiling
         metrics["normalized_accuracy"] = normalized_accuracy(metrics["accuracy"], metrics["random_accuracy"])
     return metrics
 
 
-def country_floor(preds: pd.DataFrame, majority: dict[str, str | None]) -> dict:
-    """Accuracy of the country majority (valuesim.programs.statistical.CountryMajority) on the same items: the floor
-    a person-level simulator has to beat, since the country alone already gives it."""
+def country_floor(preds: pd.DataFrame, majority: dict[str, Guess]) -> dict:
+    """Accuracy of the country majority (valuesim.programs.statistical.CountryMajority) on the same items, and the
+    scores of its smoothed country shares (country_log_loss, country_brier, country_rps): the floor a person-level
+    simulator has to beat, since the country alone already gives it."""
     answered = preds[preds["gold"].notna()]
     if answered.empty:
         return {}
-    hits = [majority.get(k) == g for k, g in zip(answered["key"], answered["gold"].astype(str), strict=True)]
-    return {"country_majority_floor": float(np.mean(hits))}
+    guesses = [majority.get(k, Guess(None, None)) for k in answered["key"]]
+    hits = [m.answer == g for m, g in zip(guesses, answered["gold"].astype(str), strict=True)]
+    out = {"country_majority_floor": float(np.mean(hits))}
+    # the country's distributions in the run's table (same rows, positions): scored by the same rules
+    width = answered["n_options"].to_numpy(int)
+    shares = answered.assign(
+        probs_pos=[
+            None if m.probs is None else list(m.probs.values())[:w] for m, w in zip(guesses, width, strict=True)
+        ],
+        probs_method="counts",
+        pred_pos=[np.nan if m.probs is None else float(np.argmax(list(m.probs.values()))) for m in guesses],
+    )
+    s = prob_scores(shares)
+    for m in PROB_METRICS:
+        out[f"country_{m}"] = float(np.nanmean(s[m])) if (~np.isnan(s[m])).any() else float("nan")
+    return out
 
 
 def cost_summary(stored: pd.DataFrame) -> dict:

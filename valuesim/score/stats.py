@@ -48,9 +48,9 @@ import numpy as np
 import pandas as pd
 
 from valuesim import config
-from valuesim.score.metrics import POPULATION_METRICS, _item_scores
+from valuesim.score.metrics import ECE_BINS, POPULATION_METRICS, PROB_METRICS, _item_scores, prob_scores
 
-METRICS = ("accuracy", "macro_accuracy", "within_one", "nmae")
+METRICS = ("accuracy", "macro_accuracy", "within_one", "nmae", *PROB_METRICS)
 LEVEL = 0.95
 N_RESAMPLES = config.RESAMPLES
 # resample count matrices are built in blocks of at most this many cells (memory stays small for huge tables)
@@ -143,6 +143,41 @@ def paired_difference(
     }
 
 
+def ece_ci(
+    preds: pd.DataFrame, n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = LEVEL, bins: int = ECE_BINS
+) -> tuple[float, float] | None:
+    """95% interval of the expected calibration error (valuesim.score.metrics.ece) from the same cluster bootstrap
+    over persons: per person and bin, rows, summed probability and hits; each resample's ECE from those sums.
+
+    ECE sums absolute gaps, so a resample (which duplicates persons: noisier bins) has a larger ECE on average than
+    the sample; on a calibrated program the plain percentile interval lay wholly above the estimate. The interval is
+    therefore the percentile interval shifted by that bias (the resamples' mean minus the estimate), clipped at 0:
+    the bootstrap's spread around the estimate. None without scored rows or with fewer than 2 persons."""
+    _check([], n_resamples, level)
+    s = prob_scores(preds)
+    rows = s["scored"]
+    if not rows.any():
+        return None
+    person_idx, persons = pd.factorize(preds["person_id"].to_numpy()[rows], sort=True)
+    if len(persons) < 2:
+        return None
+    conf, hit = s["confidence"][rows], s["correct"][rows].astype(float)
+    cell = person_idx * bins + np.minimum((conf * bins).astype(int), bins - 1)
+    size = len(persons) * bins
+    n, c, a = (np.bincount(cell, weights=w, minlength=size).reshape(len(persons), bins)
+               for w in (None, conf, hit))  # fmt: skip
+    values = []
+    for counts in _resample_counts(len(persons), n_resamples, seed):
+        rn, rc, ra = counts @ n, counts @ c, counts @ a
+        values.append(np.abs(ra - rc).sum(axis=1) / rn.sum(axis=1))
+    boot = np.concatenate(values)
+    interval = _percentiles(boot, level)
+    if interval is None:
+        return None
+    bias = float(np.nanmean(boot)) - float(np.abs(a.sum(axis=0) - c.sum(axis=0)).sum() / n.sum())
+    return max(interval[0] - bias, 0.0), max(interval[1] - bias, 0.0)
+
+
 def format_ci(value: float, lo: float | None, hi: float | None, digits: int = 3) -> str:
     """ "0.603 [0.597, 0.609]"; the value alone when there is no interval (None or NaN bounds)."""
     if lo is None or hi is None or np.isnan(lo) or np.isnan(hi):
@@ -173,7 +208,9 @@ def _per_item(preds: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per row: 1/0 for accuracy (also macro_accuracy) and within_one, the normalized error on ordinal rows only."""
     scores = _item_scores(preds)
     correct = scores["correct"].astype(float)
+    probs = prob_scores(preds)
     return {
+        **{m: probs[m] for m in PROB_METRICS},  # NaN on rows not scored (see valuesim.score.metrics)
         "person_id": preds["person_id"].to_numpy(),
         "question": preds["question"].to_numpy(),
         "accuracy": correct,
