@@ -159,15 +159,20 @@ def screenshots(port: int, out: Path) -> None:
     experiments = api(port, "/api/2.0/mlflow/experiments/search", {"max_results": 100})["experiments"]
     ids = {e["name"]: e["experiment_id"] for e in experiments}
     compile_run = api(port, "/api/2.0/mlflow/runs/search", {"experiment_ids": [ids["valuesim-compile"]]})["runs"][0]
+    models = api(port, "/api/2.0/mlflow/logged-models/search", {"experiment_ids": [ids["valuesim-compile"]]})
+    model_id = models["models"][0]["info"]["model_id"]
+    bench = f"#/experiments/{ids['valuesim-bench']}/runs?workflowType=machine_learning"  # the link `valuesim ui` prints
     pages = {
-        # the link `valuesim ui` prints: MLflow 3.17 shows runs only with its "Model training" toggle on
-        "experiment-runs-table.png": f"#/experiments/{ids['valuesim-bench']}?workflowType=machine_learning",
+        "experiments.png": "#/experiments",
+        "experiment-runs-table.png": bench,
+        "bench-history-chart.png": bench + "&compareRunsMode=CHART",  # the runs' metrics at step = history
         "compile-run.png": f"#/experiments/{ids['valuesim-compile']}/runs/{compile_run['info']['run_id']}"
         "?workflowType=machine_learning",
+        "compile-model.png": f"#/experiments/{ids['valuesim-compile']}/models/{model_id}",
     }
     for name, page in pages.items():
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        "--virtual-time-budget=15000", "--window-size=1400,900", f"--screenshot={out / name}",
+                        "--virtual-time-budget=40000", "--window-size=1800,1000", f"--screenshot={out / name}",
                         f"http://127.0.0.1:{port}/{page}"], capture_output=True, timeout=120)  # fmt: skip
         print(f"saved {out / name}")
 
