@@ -22,11 +22,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from dspy.lm15 import (
     ContextLengthError,
     Message,
     Request,
     Response,
+    TokenLogprob,
+    TopLogprob,
     UnsupportedFeatureError,
     Usage,
     response_to_events,
@@ -200,7 +203,9 @@ class LlamaCppEngine:
     supports_response_schema = True
     supports_function_calling = False
     supports_reasoning = False
-    supported_params = frozenset({"temperature", "max_tokens", "top_p", "top_k", "stop", "seed", "response_format"})
+    supported_params = frozenset(
+        {"temperature", "max_tokens", "top_p", "top_k", "stop", "seed", "response_format", "logprobs", "top_logprobs"}
+    )
 
     def __init__(
         self,
@@ -252,6 +257,7 @@ class LlamaCppEngine:
             start = time.perf_counter()
             self._use_prefix_cache(loaded)
             decoded, prompt_seconds = loaded.decoded()
+            steps = _Steps(config.logprobs) if config.logprobs is not None else None
             try:
                 result = llm.create_chat_completion(
                     messages=_chat_messages(request),
@@ -262,6 +268,7 @@ class LlamaCppEngine:
                     seed=self.seed if config.seed is None else config.seed,
                     max_tokens=max_tokens,
                     response_format=_response_format(config.response_format, max_tokens),
+                    logits_processor=None if steps is None else [steps],
                 )
             except ValueError as exc:
                 if "exceed context window" in str(exc):
@@ -281,6 +288,7 @@ class LlamaCppEngine:
             stats.prompt_seconds += now_seconds - prompt_seconds
             stats.seconds += time.perf_counter() - start
             self.last_response_format = config.response_format
+            token_logprobs = None if steps is None else steps.token_logprobs(llm, prompt_tokens)
         choice = result["choices"][0]
         return Response(
             id=result.get("id"),
@@ -294,6 +302,7 @@ class LlamaCppEngine:
                 output_tokens=completion_tokens,
                 cache_read_tokens=prompt_tokens - evaluated,
             ),
+            logprobs=token_logprobs,
         )
 
     def stream(self, request: Request) -> Iterator[Any]:
@@ -330,6 +339,61 @@ class LlamaCppEngine:
         loaded.llm.set_cache(None)
         if self.prefix_cache == "off":
             loaded.llm.reset()  # forget the previous prompt: the whole prompt is evaluated
+
+
+class _Steps:
+    """llama_cpp logits processor recording each generated token's log-probabilities (`logprobs` requests).
+
+    llama-cpp-python returns logprobs only from a model built with logits_all=True, which keeps n_ctx x vocabulary
+    floats (8.6 GB for Gemma at n_ctx 8192) and computes the output layer for every prompt token. A logits
+    processor instead sees each step's logits as the model gives them: it is the first stage of llama.cpp's sampler
+    chain, before the repetition penalties and the JSON grammar, so these are the model's own probabilities over
+    the whole vocabulary, as OpenAI-compatible servers report them. It returns the logits unchanged.
+    """
+
+    def __init__(self, top: int) -> None:
+        self.top = max(int(top), 1)
+        # per step: (tokens in the context, top ids, their logprobs, the logprob of the token chosen at this step)
+        self.rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.chosen: dict[int, float] = {}  # context length -> logprob of the token chosen there
+        self._last: np.ndarray | None = None  # the previous step's log-softmax, until its chosen token is known
+
+    def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        if self._last is not None and len(input_ids):  # the previous step chose the token just appended
+            self.chosen[len(input_ids) - 1] = float(self._last[int(input_ids[-1])])
+        x = np.asarray(logits, dtype=np.float64)
+        logprobs = x - x.max()
+        logprobs -= np.log(np.exp(logprobs).sum())
+        best = np.argpartition(-logprobs, min(self.top, len(logprobs) - 1))[: self.top]
+        best = best[np.argsort(-logprobs[best], kind="stable")]
+        self.rows.append((len(input_ids), best, logprobs[best]))
+        self._last = logprobs
+        return logits
+
+    def token_logprobs(self, llm: Any, prompt_tokens: int) -> tuple[TokenLogprob, ...]:
+        """One TokenLogprob per generated token, in OpenAI's shape: the chosen token and the top alternatives.
+
+        A step that saw n tokens chose the token at position n of llm.input_ids. The last step (the end-of-text
+        token the grammar forces after the closing brace) is never added to the context, so it has no chosen token
+        to report and is left out."""
+
+        def piece(token: int) -> tuple[str, tuple[int, ...]]:
+            raw = llm.detokenize([token], special=True)
+            return raw.decode("utf-8", errors="replace"), tuple(raw)
+
+        out = []
+        for seen, ids, values in self.rows:
+            if seen not in self.chosen or seen < prompt_tokens:
+                continue
+            token = int(llm.input_ids[seen])
+            text, raw = piece(token)
+            top = tuple(
+                TopLogprob(token=t, logprob=float(v), bytes=b, token_id=int(i))
+                for i, v in zip(ids, values, strict=True)
+                for t, b in [piece(int(i))]
+            )
+            out.append(TokenLogprob(token=text, logprob=self.chosen[seen], bytes=raw, token_id=token, top=top))
+        return tuple(out)
 
 
 class AsyncLlamaCppEngine:
