@@ -47,6 +47,8 @@ def request(lm: Any = None) -> dict[str, Any]:
 
 def _steps(logprobs: Any) -> list[tuple[str, list[tuple[str, float]]]] | None:
     """[(chosen token, [(alternative, probability), ...]), ...] from OpenAI's `{"content": [...]}` (or the list)."""
+    if hasattr(logprobs, "model_dump"):  # LiteLLM hands over the OpenAI SDK's pydantic ChoiceLogprobs
+        logprobs = logprobs.model_dump()
     content = logprobs.get("content") if isinstance(logprobs, Mapping) else logprobs
     if not isinstance(content, Sequence) or not content:
         return None
