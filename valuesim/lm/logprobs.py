@@ -31,7 +31,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 TOP_LOGPROBS = 20  # alternatives per token asked of a served model: OpenAI's and vLLM's maximum
-TOP_LOGPROBS_EMBEDDED = 100  # the embedded engine has no cap; more alternatives, fewer options at the floor
+# The embedded engine has no cap and lists alternatives at the answer's tokens only (valuesim/lm/engine.py): with
+# 256, no option of the test questions was outside the list on SmolLM2; with 100 a 10-point scale lost one
+TOP_LOGPROBS_EMBEDDED = 256
 # What may follow a code's closing quote inside the same token: the end of the object or the next field
 _AFTER_QUOTE = re.compile(r"[\s,}\]]*")
 _ANSWER_KEY = re.compile(r'"answer"\s*:\s*"')
