@@ -204,6 +204,13 @@ def test_a_server_refusing_logprobs_is_asked_again_without_them(stub_lm) -> None
     assert [bool(r.get("logprobs")) for r in stub.requests] == [True, False, False]
 
 
+def test_a_server_error_is_not_taken_for_a_refusal_of_logprobs(stub_lm) -> None:
+    stub, _ = stub_lm(lambda body: (500, {"error": {"message": "out of memory", "type": "server_error"}}))
+    with pytest.raises(Exception, match="out of memory"):
+        PROGRAMS["demographics"]()(**make_ex(options=IMPORTANCE).inputs())
+    assert [bool(r.get("logprobs")) for r in stub.requests] == [True]  # raised as is, not retried without
+
+
 def test_samples_draw_k_distinct_rollouts_when_there_are_no_logprobs(stub_lm) -> None:
     codes = list(IMPORTANCE)
 

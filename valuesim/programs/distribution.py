@@ -42,6 +42,17 @@ def _asks_logprobs(lm: Any) -> bool:
         return _key(lm) not in _refused
 
 
+def refused(error: BaseException) -> bool:
+    """Whether an LM error may be the server refusing the logprobs parameter: a 400 (invalid request, not a full
+    context window), an unsupported feature, or any error naming logprobs (llama-cpp-python's server started
+    without logits_all answers 500 "logprobs is not supported ..."). Rate limits and timeouts are not."""
+    from dspy.utils.exceptions import ContextWindowExceededError, LMInvalidRequestError, LMUnsupportedFeatureError
+
+    if isinstance(error, ContextWindowExceededError):
+        return False
+    return isinstance(error, LMInvalidRequestError | LMUnsupportedFeatureError) or "logprob" in str(error).lower()
+
+
 def ask(predictor: dspy.Predict, **kwargs: Any) -> tuple[dspy.Prediction, dict | None]:
     """Call `predictor(**kwargs)` asking for logprobs; returns its prediction (without the raw logprobs) and the
     probabilities of `kwargs["options"]`, None when the LM gave none."""
@@ -52,7 +63,9 @@ def ask(predictor: dspy.Predict, **kwargs: Any) -> tuple[dspy.Prediction, dict |
     config = dict(kwargs.pop("config", None) or {})
     try:
         pred = predictor(config=config | logprobs.request(lm), **kwargs)
-    except Exception:  # noqa: BLE001 - whatever the provider raises for the parameter; retried without it below
+    except Exception as e:
+        if not refused(e):
+            raise
         pred = predictor(config=config, **kwargs)  # fails as before when the parameter was not the cause
         with _refused_lock:
             _refused.add(_key(lm))
