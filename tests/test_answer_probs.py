@@ -218,7 +218,7 @@ def test_samples_draw_k_distinct_rollouts_when_there_are_no_logprobs(stub_lm) ->
         code = codes[body.get("seed", 0) % 3] if body.get("temperature", 0) > 0 else "4"
         return 200, completion(json.dumps({"answer": code}))
 
-    stub, _ = stub_lm(reply, cache=True)
+    stub, lm = stub_lm(reply, cache=True)
     program = PROGRAMS["demographics"]()
     program.samples = 5
     pred = program(**make_ex(options=IMPORTANCE).inputs())
@@ -230,6 +230,12 @@ def test_samples_draw_k_distinct_rollouts_when_there_are_no_logprobs(stub_lm) ->
     n = len(stub.requests)
     again = program(**make_ex(options=IMPORTANCE).inputs())  # DSPy's cache keeps each rollout apart
     assert len(stub.requests) == n and again.probs == pred.probs
+    # a program carrying its own LM (valuesim.load sets it on the predictors) samples the same way
+    own = PROGRAMS["demographics"]()
+    own.set_lm(lm)
+    own.samples = 5
+    with dspy.context(lm=build_lm("dummy")):
+        assert own(**make_ex(options=IMPORTANCE).inputs()).probs == pred.probs
 
 
 def test_samples_are_not_drawn_when_logprobs_are_given(stub_lm) -> None:
@@ -333,3 +339,23 @@ def test_embedded_distribution_is_the_softmax_of_the_models_logits(
     expected = reference_probs(reference, prompt, generated, list(options))
     assert max(abs(pred.probs[c] - expected[c]) for c in options) < 1e-4, (pred.probs, expected)
     assert pred.answer == max(pred.probs, key=pred.probs.get)
+
+
+@pytest.mark.llm
+@needs_smollm2
+def test_valuesim_on_the_embedded_model_gives_a_logprobs_distribution_per_prediction(bench_small) -> None:
+    """What `valuesim evaluate --program valuesim --lm smollm2 --persons 2 --questions 3` predicts, read from the
+    program's predictions (the store's columns for them are another change's)."""
+    from valuesim.data.benchmark import Benchmark
+
+    lm = build_lm("smollm2", cache=False)
+    dspy.configure(lm=lm, adapter=OptionsAdapter())
+    examples = Benchmark(bench_small).examples("values", "dev", 1, 20, 2, 3)
+    assert len(examples) == 6
+    program = PROGRAMS["valuesim"]()
+    for ex in examples:
+        pred = program(**ex.inputs())
+        assert pred.probs_method == "logprobs", pred
+        assert set(pred.probs) == {str(c) for c in ex.options}
+        assert sum(pred.probs.values()) == pytest.approx(1.0, abs=1e-9)
+        assert pred.answer == max(pred.probs, key=pred.probs.get) and pred.answer in pred.probs

@@ -22,6 +22,9 @@ import dspy
 from valuesim.lm import logprobs
 
 SAMPLE_TEMPERATURE = 1.0  # the model's own distribution, the one its logprobs give
+# The rollout a sampled run is in, as a DSPy setting: dspy.context reaches dspy.Parallel's threads, and the answer
+# calls add it to their own config, so it applies whichever LM a predictor uses (valuesim.load sets one per program)
+ROLLOUT = "valuesim_rollout"
 METHODS = ("logprobs", "samples", "point")
 
 _refused: set[tuple[str, str | None]] = set()  # LMs (model, api_base) that refused a logprobs request
@@ -58,9 +61,12 @@ def ask(predictor: dspy.Predict, **kwargs: Any) -> tuple[dspy.Prediction, dict |
     probabilities of `kwargs["options"]`, None when the LM gave none."""
     options = kwargs["options"]
     lm = predictor.lm or dspy.settings.lm
-    if not _asks_logprobs(lm):
-        return predictor(**kwargs), None
     config = dict(kwargs.pop("config", None) or {})
+    rollout = getattr(dspy.settings, ROLLOUT, None)
+    if rollout is not None:  # rollout_id keys DSPy's cache apart; the seed makes the engine draw differently
+        config |= {"rollout_id": rollout, "temperature": SAMPLE_TEMPERATURE, "seed": rollout}
+    if not _asks_logprobs(lm):
+        return predictor(config=config, **kwargs), None
     try:
         pred = predictor(config=config | logprobs.request(lm), **kwargs)
     except Exception as e:
@@ -96,10 +102,9 @@ def sampled(run: Callable[[], dspy.Prediction], pred: dspy.Prediction, options: 
     1, rollouts 1..k, and put the answers' shares (method `samples`) on `pred`."""
     if k <= 0 or pred.get("probs_method") != "point":
         return
-    lm = dspy.settings.lm
     answers = []
     for rollout in range(1, k + 1):
-        with dspy.context(lm=lm.copy(rollout_id=rollout, temperature=SAMPLE_TEMPERATURE, seed=rollout)):
+        with dspy.context(**{ROLLOUT: rollout}):
             answers.append(run().answer)
     probs = logprobs.shares(answers, list(options))
     pred["probs"], pred["probs_method"] = probs, "samples"
