@@ -138,7 +138,9 @@ class RecordingEngine:
 def request_text(index: int, name: str, request: Request) -> str:
     config = request.config
     settings = {
-        k: getattr(config, k) for k in ("max_tokens", "temperature", "top_p", "seed") if getattr(config, k) is not None
+        k: getattr(config, k)
+        for k in ("max_tokens", "temperature", "top_p", "seed", "logprobs")
+        if getattr(config, k) is not None
     }
     if config.stop:
         settings["stop"] = list(config.stop)

@@ -12,11 +12,19 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import dspy
 import pytest
+from helpers import IMPORTANCE, SCALE10, make_ex
+from test_answer_probs import SATISFIED
 from test_lm import _smollm2_available
 from typer.testing import CliRunner
 
 from valuesim.cli import app
+from valuesim.lm import build_lm
+from valuesim.lm.logprobs import read_codes
+from valuesim.programs import PROGRAMS
+from valuesim.programs.options import OptionsAdapter
+from valuesim.testing.logits import prompt_tokens, reference_llama, reference_probs, token_ids
 from valuesim.testing.servers import free_port, start_server
 
 pytestmark = [
@@ -111,6 +119,60 @@ def test_server_killed_mid_run_then_resume(bench_small: Path, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["metrics"]["failed"] == 0
     assert stored(tmp_path / "run") == 12
+
+
+@pytest.mark.parametrize(
+    ("options", "question"),
+    [(IMPORTANCE, None), (SCALE10, f"{SATISFIED} You are completely satisfied, so your answer is 10.")],
+    ids=["4 codes", "10 codes"],
+)
+def test_served_distribution_is_the_softmax_of_the_servers_logits(
+    monkeypatch: pytest.MonkeyPatch, options: dict, question: str | None
+) -> None:
+    """The server's top_logprobs (20) read into the options' distribution equal a softmax of the same model's
+    logits (a second llama.cpp instance decoding the same tokens) where every option is in the top 20; an option
+    outside them is at the documented floor and the others keep the logits' ratios.
+
+    A fresh server, one request: a server reuses the previous request's KV cache for the shared prompt prefix, and
+    logits computed in other batches differ (BENCHMARKS.md §12), so only a first request is evaluated as the
+    reference evaluates it (the prompt in one batch, then token by token)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "local")
+    port = free_port()
+    proc = start_server(port)
+    try:
+        lm = build_lm("openai/smollm2", api_base=f"http://127.0.0.1:{port}/v1", cache=False, timeout=900)
+        dspy.configure(lm=lm, adapter=OptionsAdapter())
+        pred = PROGRAMS["demographics"]()(**make_ex(options=options, question=question).inputs())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert pred.probs_method == "logprobs" and set(pred.probs) == set(options)
+    assert sum(pred.probs.values()) == pytest.approx(1.0, abs=1e-12)
+    entry = lm.history[-1]
+    raw = entry["response"].choices[0].logprobs
+    raw = raw.model_dump() if hasattr(raw, "model_dump") else raw
+    _, floored = read_codes(raw, list(options), pred.answer)
+    pieces = [t["token"] for t in raw["content"]]
+    end = next(i for i in range(len(pieces)) if '"}' in "".join(pieces[: i + 1])[-3:]) + 1
+    ref = reference_llama()
+    prompt = prompt_tokens(ref, entry["messages"])
+    expected = reference_probs(ref, prompt, token_ids(ref, pieces[:end]), list(options))
+    if not floored:
+        assert max(abs(pred.probs[c] - expected[c]) for c in options) < 1e-4, (pred.probs, expected)
+    # With options floored, the listed ones keep the logits' ratios. Compared per first token ("1" holds codes 1
+    # and 10): how "1" splits between them also needs the closing-quote tokens after it, of which the top 20 list
+    # only some (see BENCHMARKS.md), so the split is compared apart, more loosely.
+    groups: dict[str, list[str]] = {}
+    for code in options:
+        groups.setdefault(code[0], []).append(code)
+    listed = [g for g, codes in groups.items() if not set(codes) & floored]
+    ours = {g: sum(pred.probs[c] for c in groups[g]) for g in listed}
+    theirs = {g: sum(expected[c] for c in groups[g]) for g in listed}
+    assert max(abs(ours[g] / sum(ours.values()) - theirs[g] / sum(theirs.values())) for g in listed) < 1e-4
+    for g in listed:
+        for c in groups[g]:
+            assert abs(pred.probs[c] / ours[g] - expected[c] / theirs[g]) < 0.01, (c, pred.probs, expected)
+    assert pred.answer == max(pred.probs, key=pred.probs.get)
 
 
 class RateLimited(BaseHTTPRequestHandler):

@@ -317,3 +317,29 @@ def test_simulate_statistical_program_needs_no_lm(bench_small, person_file) -> N
     out = json.loads(result.stdout)
     assert out["valid"] is True and out["lm"] is None
     assert dspy.settings.lm is None  # --lm was not even configured
+
+
+def test_simulate_prints_and_returns_the_answer_distribution(
+    bench_small, saved_valuesim, person_file, scripted
+) -> None:
+    """The scripted LM gives no logprobs: the distribution is a point mass, recorded as such, drawn as bars."""
+    args = ["--person", person_file, "--question", "Q46", "--program", saved_valuesim, "--data", bench_small]
+    out = json.loads(invoke("simulate", *args, "--json").stdout)
+    assert out["probs_method"] == "point" and out["probs"] == {c: float(c == "2") for c in out["options"]}
+    text = invoke("simulate", *args).stdout
+    assert "Answer distribution (point)" in text
+    rows = [
+        line for line in text.splitlines() if line.strip()[:1].isdigit() and line.rstrip().endswith(("0.000", "1.000"))
+    ]
+    assert [line.split()[0] for line in rows] == list(out["options"])  # one bar per option, in option order
+    assert [line.split()[-1] for line in rows] == ["1.000" if c == "2" else "0.000" for c in out["options"]]
+
+
+def test_simulate_samples_without_logprobs(bench_small, person_file, catalog) -> None:
+    """--lm dummy gives no logprobs; --samples 3 draws three more answers (all its first option) and uses their
+    shares."""
+    args = ["--person", person_file, "--question", "Q1", "--program", "demographics", "--data", bench_small]
+    out = json.loads(invoke("simulate", *args, "--lm", "dummy", "--samples", 3, "--json").stdout)
+    first = str(next(iter(catalog["Q1"].options)))
+    assert out["probs_method"] == "samples" and out["probs"] == {c: float(c == first) for c in out["options"]}
+    assert dspy.settings.lm.engine.calls == 1 + 1 + 3  # the preflight ping, the answer, 3 rollouts

@@ -18,6 +18,7 @@ from valuesim.cli.options import (
     Protocol,
     Questions,
     Resamples,
+    Samples,
     Seed,
     Settings,
     Split,
@@ -49,6 +50,7 @@ def bench(
     api_base: ApiBase = None,
     threads: Threads = 1,
     timeout: Timeout = config.TIMEOUT,
+    samples: Samples = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass DSPy's LM cache (to measure cost)")] = False,
     out_dir: Annotated[
         Path | None,
@@ -91,6 +93,7 @@ def bench(
         seed=seed,
         threads=threads,
         timeout=timeout,
+        samples=samples,
         cache=not no_cache,
     )
     folder = out_dir or config.runs_dir() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -72,6 +72,14 @@ Threads = Annotated[int, typer.Option(min=1, help="Parallel predictions (use >1 
 Timeout = Annotated[
     float, typer.Option(min=1, help="Seconds a remote LM call may take; then retried 3 times, then the item fails")
 ]
+Samples = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="LM programs: when the LM gives no log-probabilities, draw N answers at temperature 1 and use their "
+        "shares as the answer's distribution (N+1 runs of the program per item; 0: a point mass)",
+    ),
+]
 Settings = Annotated[
     list[str] | None,
     typer.Option("--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"),

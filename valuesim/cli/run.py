@@ -24,6 +24,7 @@ from valuesim.cli.options import (
     Questions,
     Resamples,
     RunDir,
+    Samples,
     Seed,
     Settings,
     Split,
@@ -52,6 +53,7 @@ def evaluate(
     api_base: ApiBase = None,
     threads: Threads = 1,
     timeout: Timeout = config.TIMEOUT,
+    samples: Samples = 0,
     run_dir: RunDir = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir, skipping finished predictions")] = False,
     keep_failed: Annotated[
@@ -92,6 +94,7 @@ def evaluate(
         retry_failed=not keep_failed,
         threads=threads,
         timeout=timeout,
+        samples=samples,
     )
     with handled(as_json):
         result, params = run_evaluate(setup, open_benchmark(data), run_dir=run_dir, progress=not as_json)
@@ -220,6 +223,7 @@ def simulate(
     lm: LM = config.DEFAULT_LM,
     api_base: ApiBase = None,
     timeout: Timeout = config.TIMEOUT,
+    samples: Samples = 0,
     as_json: AsJson = False,
 ) -> None:
     """Simulate one person's answer to one question: backstory, each module's view, the final answer.
@@ -235,7 +239,9 @@ def simulate(
     with handled(as_json):
         bench = open_benchmark(data)
         example = ask(person, question, bench.catalog)
-        prog, _, lm_info = ready_program(Setup(program=program, lm=lm, api_base=api_base, timeout=timeout), bench)
+        prog, _, lm_info = ready_program(
+            Setup(program=program, lm=lm, api_base=api_base, timeout=timeout, samples=samples), bench
+        )
         try:
             pred = prog(**example.inputs())
         except Exception as e:  # noqa: BLE001 - an LM fault (unparseable output, server error) is one line
@@ -263,3 +269,19 @@ def simulate(
             out.print(f"  {result.get(view + '_analysis', '')}")
     out.print(f"\n[bold]{question}[/bold] {example.question}")
     out.print(f"[bold]Answer[/bold]: {answer} ({result['answer_label'] or 'not an option'})")
+    if isinstance(result.get("probs"), dict):
+        out.print(distribution_table(example.options, result["probs"], result.get("probs_method"), answer))
+
+
+def distribution_table(options: dict[str, str], probs: dict[str, float], method: Any, answer: Any) -> Table:
+    """The answer's distribution as a bar per option, in option order, the chosen one in bold."""
+    from rich.bar import Bar
+
+    t = Table(title=f"Answer distribution ({method})", title_justify="left", box=None, padding=(0, 1))
+    for col, justify in (("code", "right"), ("option", "left"), ("", "left"), ("p", "right")):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for code, label in options.items():
+        p = float(probs.get(str(code), 0.0))
+        style = "bold" if str(code) == str(answer) else ""
+        t.add_row(str(code), str(label), Bar(1.0, 0.0, p, width=30, color="green"), f"{p:.3f}", style=style)
+    return t

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import dspy
 
+from valuesim.programs.distribution import ask, finish, settle
 from valuesim.programs.options import with_options
 from valuesim.programs.prompts import BACKSTORY, LoggedPrompts
 from valuesim.programs.valuesim import BackstoryWords, StoryTeller
@@ -37,13 +38,14 @@ class Backstory(_Direct):
         self, demographics: list[str], profile: list[str], question: str, options: dict[str, str], **_: Any
     ) -> dspy.Prediction:
         backstory = self.story(demographics=demographics, profile=profile)
-        pred = self.answer(
+        pred, probs = ask(
+            self.answer,
             signature=with_options(self.answer.signature, options),
             backstory=backstory,
             question=question,
             options=options,
         )
-        return dspy.Prediction(answer=pred.answer, backstory=backstory)
+        return dspy.Prediction(**finish(pred.answer, options, probs), backstory=backstory)
 
 
 class FullInfo(_Direct):
@@ -56,13 +58,15 @@ class FullInfo(_Direct):
     def forward(
         self, demographics: list[str], profile: list[str], question: str, options: dict[str, str], **_: Any
     ) -> dspy.Prediction:
-        return self.answer(
+        pred, probs = ask(
+            self.answer,
             signature=with_options(self.answer.signature, options),
             demographics=demographics,
             profile=profile,
             question=question,
             options=options,
         )
+        return settle(pred, options, probs)  # the predictor's own Prediction, as before
 
 
 class Demographics(_Direct):
@@ -73,9 +77,11 @@ class Demographics(_Direct):
         self.answer = dspy.Predict(AnswerFromDemographics)
 
     def forward(self, demographics: list[str], question: str, options: dict[str, str], **_: Any) -> dspy.Prediction:
-        return self.answer(
+        pred, probs = ask(
+            self.answer,
             signature=with_options(self.answer.signature, options),
             demographics=demographics,
             question=question,
             options=options,
         )
+        return settle(pred, options, probs)

@@ -11,6 +11,7 @@ from typing import Any
 
 import dspy
 
+from valuesim.programs.distribution import sampled
 from valuesim.programs.options import OptionsAdapter
 
 BACKSTORY = "<the person's backstory>"
@@ -31,12 +32,22 @@ class LoggedPrompts:
 
     needs_lm = True  # every program with prompts calls an LM
     adapter: dspy.Adapter | None = None
+    samples: int = 0  # --samples K: answers drawn when the LM gives no logprobs (programs/distribution.py)
 
     def __call__(self, *args: Any, **kwargs: Any) -> dspy.Prediction:
         if self.adapter is None:
-            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+            return self._sampled(*args, **kwargs)
         with dspy.context(adapter=self.adapter):
-            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+            return self._sampled(*args, **kwargs)
+
+    def _sampled(self, *args: Any, **kwargs: Any) -> dspy.Prediction:
+        def run() -> dspy.Prediction:
+            return super(LoggedPrompts, self).__call__(*args, **kwargs)  # type: ignore[misc]
+
+        pred = run()
+        if self.samples and "options" in kwargs:
+            sampled(run, pred, kwargs["options"], self.samples)
+        return pred
 
     async def acall(self, *args: Any, **kwargs: Any) -> dspy.Prediction:
         if self.adapter is None:

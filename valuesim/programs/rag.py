@@ -28,6 +28,7 @@ from pydantic import Field
 
 from valuesim import config
 from valuesim.errors import ValueSimError
+from valuesim.programs.distribution import ask, settle
 from valuesim.programs.options import with_options
 from valuesim.programs.prompts import LoggedPrompts
 from valuesim.signatures import AnswerFromProfile
@@ -234,7 +235,8 @@ class Rag(LoggedPrompts, dspy.Module):
         self, demographics: list[str], profile: list[str], question: str, options: dict[str, str], **_: Any
     ) -> dspy.Prediction:
         retrieved, scores = self.retrieve(profile, question, options)
-        pred = self.answer(
+        pred, probs = ask(
+            self.answer,
             signature=with_options(self.answer.signature, options),
             demographics=demographics,
             profile=retrieved,
@@ -242,5 +244,6 @@ class Rag(LoggedPrompts, dspy.Module):
             options=options,
         )
         # Extend the predictor's own Prediction (not a new one) so whatever DSPy attached to it stays.
+        settle(pred, options, probs)
         pred["retrieved"], pred["scores"] = retrieved, scores
         return pred

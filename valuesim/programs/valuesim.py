@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import dspy
 from pydantic import Field
 
+from valuesim.programs.distribution import ask, finish
 from valuesim.programs.options import with_options
 from valuesim.programs.prompts import BACKSTORY, LoggedPrompts, view_placeholders
 from valuesim.signatures import Affective, Behavioral, Cognitive, Coordinate, WriteBackstory
@@ -86,6 +87,14 @@ BackstoryWords = Annotated[int, Field(ge=10, le=2000)]  # the word budget the ba
 VIEWS = ("cognitive", "affective", "behavioral")
 
 
+def pooled(distributions: list[dict | None]) -> dict | None:
+    """The views' mean distribution when they agree (None unless every view has one); see docs/reference.md."""
+    if any(d is None for d in distributions) or not distributions:
+        return None
+    codes = list(distributions[0])  # type: ignore[arg-type]
+    return {code: sum(d[code] for d in distributions) / len(distributions) for code in codes}  # type: ignore[index]
+
+
 class ValueSim(LoggedPrompts, dspy.Module):
     def __init__(
         self,
@@ -134,24 +143,29 @@ class ValueSim(LoggedPrompts, dspy.Module):
             for name in VIEWS
         ]
         if self.parallel:
-            results = dspy.Parallel(num_threads=3, disable_progress_bar=True)(calls)
+            asks = [(ask, dict(predictor=module, **kwargs)) for module, kwargs in calls]
+            results = dspy.Parallel(num_threads=3, disable_progress_bar=True)(asks)
         else:
-            results = [module(**kwargs) for module, kwargs in calls]
-        views = dict(zip(VIEWS, results, strict=True))
+            results = [ask(module, **kwargs) for module, kwargs in calls]
+        views = {name: pred for name, (pred, _) in zip(VIEWS, results, strict=True)}
+        view_probs = [probs for _, probs in results]
         answers = {name: v.answer for name, v in views.items()}
         coordinated = len(set(answers.values())) > 1
         if coordinated:
-            final = self.coordinator(
+            pred, probs = ask(
+                self.coordinator,
                 signature=with_options(self.coordinator.signature, options),
                 backstory=backstory,
                 question=question,
                 options=options,
                 **{f"{name}_{field}": v[field] for name, v in views.items() for field in ("answer", "analysis")},
-            ).answer
+            )
+            final = pred.answer
         else:
             final = answers["cognitive"]
+            probs = pooled(view_probs)
         return dspy.Prediction(
-            answer=final,
+            **finish(final, options, probs),
             backstory=backstory,
             coordinated=coordinated,
             **{f"{name}_answer": v.answer for name, v in views.items()},

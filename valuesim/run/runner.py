@@ -52,6 +52,7 @@ class Setup:
     resamples: int = config.RESAMPLES  # bootstrap draws over persons for the 95% CIs (0: none)
     retry_failed: bool = True  # a resumed run predicts failed items again
     timeout: float = config.TIMEOUT  # seconds per remote LM call before it is retried (then recorded as failed)
+    samples: int = 0  # LM programs without logprobs: answers drawn for the distribution (programs/distribution.py)
     settings: dict = field(default_factory=dict)  # program settings (backstory_words, ...)
 
     def selection(self, **changes: Any) -> dict[str, Any]:
@@ -188,6 +189,7 @@ def params_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
         "lm": setup.lm if lm else None,  # the name asked for (gemma, a path, ...); lm_model is what it resolved to
         **{f"setting_{k}": v for k, v in setup.settings.items()},
         **{f"lm_{k}": v for k, v in lm.items()},
+        **({"samples": setup.samples} if setup.samples and lm else {}),
     }
 
 
@@ -200,6 +202,7 @@ def identity_of(setup: Setup, bench: Benchmark, name: str, lm: dict) -> dict:
         "compiled_program": program_fingerprint(setup.program) if setup.program not in PROGRAMS else None,
         "settings": setup.settings,
         "lm": {k: v for k, v in lm.items() if k != "api_base"},
+        **({"samples": setup.samples} if setup.samples and lm else {}),  # absent when off: older runs still resume
         **setup.selection(),
         "dataset": bench.fingerprint,
         "valuesim": version("valuesim"),
@@ -246,6 +249,7 @@ def ready_program(setup: Setup, bench: Benchmark, configure: bool = True) -> tup
     program, name, _ = build_program(setup.program, bench, setup.settings, setup.protocol)
     if not needs_lm(name):
         return program, name, {}
+    program.samples = setup.samples
     lm = configure_lm(setup.lm, setup.api_base, setup.cache, setup.timeout) if configure else describe_lm(setup)
     return program, name, lm
 
