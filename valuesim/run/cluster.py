@@ -12,9 +12,10 @@ again (`max_restarts`, `max_task_retries`); one that stays dead is replaced and 
 new worker. The driver stores a row only for a call it is still waiting on, and the store's key is the person
 and question, so nothing is lost or counted twice.
 
-Programs without an LM: the fitted program is put once in Ray's object store (its numpy arrays are read in place
-by every worker, not copied per task) and each batch of persons is one Ray task; `ml` fits its question models
-as parallel tasks first (`fit_in_parallel`).
+Programs without an LM: a Ray task builds the program (`ml` fitting its question models as parallel tasks,
+`fit_in_parallel`) and returns it into Ray's object store, once per connection; each batch of persons is one Ray
+task on it (its numpy arrays, kNN's training matrix among them, are read in place by every worker, not copied per
+task). The driver never holds the program: it keeps the items, the store and the tables.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def connected(address: str) -> Iterator[None]:
     try:
         yield
     finally:
+        _BUILT.clear()
         ray.shutdown()
 
 
@@ -200,15 +202,43 @@ def _answer_batch(program: Any, inputs: list[dict]) -> tuple[list, str | None, f
     return answer_batch(program, inputs)
 
 
-def batches_on_workers(
-    program: Any, batches: Iterable[list[dict]], questions: Iterable[str] = ()
-) -> Iterator[BatchResult]:
-    """The batches as parallel Ray tasks (a task whose worker dies is run again by Ray), yielded as they finish;
-    the program is put in the object store once, after fitting what it fits per question (`ml`) for `questions`
-    in parallel. At most two batches per CPU are in flight, so the batches' inputs are built as they are needed."""
+@ray.remote(max_retries=RESTARTS)
+def _build(setup: Any, data: Path, questions: frozenset[str]) -> Any:
+    """The run's program without an LM, built (and for `ml` fitted on the `questions`, in parallel tasks) on the
+    cluster: its return value goes to the object store, so the driver never holds a copy."""
+    from valuesim.data.benchmark import Benchmark
+    from valuesim.run.runner import build_program
+
+    program, _, _ = build_program(setup.program, Benchmark(data), setup.settings)
     if hasattr(program, "fit_in_parallel"):
         program.fit_in_parallel(fit_remotely, questions)
-    shared = ray.put(program)
+    return program
+
+
+_BUILT: dict[tuple, Any] = {}  # (program, settings, benchmark, questions, cluster) -> the built program's ref
+
+
+def built(setup: Any, data: Path, questions: frozenset[str]) -> Any:
+    """The program's object in the object store, built once per connection (a bench's histories share it)."""
+    key = (
+        setup.program,
+        repr(sorted(setup.settings.items())),
+        str(data),
+        questions,
+        ray.get_runtime_context().gcs_address,
+    )
+    if key not in _BUILT:
+        _BUILT[key] = _build.remote(setup, data, questions)
+    return _BUILT[key]
+
+
+def batches_on_workers(
+    program: Any, batches: Iterable[list[dict]], build: tuple[Any, Path, frozenset[str]] | None = None
+) -> Iterator[BatchResult]:
+    """The batches as parallel Ray tasks (a task whose worker dies is run again by Ray), yielded as they finish.
+    The program is in the object store once: built there from `build` (setup, benchmark folder, questions), or
+    the given one put there. At most two batches per CPU are in flight, so their inputs are built as needed."""
+    shared = built(*build) if build else ray.put(program)
     limit = 2 * worker_count()
     pending = iter(enumerate(batches))
     in_flight: dict[Any, int] = {}

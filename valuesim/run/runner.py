@@ -213,7 +213,7 @@ def program_fingerprint(spec: str) -> str:
 class Prepared:
     """One program on one selection, resolved once: what `run_evaluate` predicts and `read_finished` reads back."""
 
-    program: dspy.Module
+    program: Any  # a dspy.Module; None for a --ray run's program without an LM (built on the cluster)
     name: str  # the program's name (a compiled program's too)
     lm: dict  # the LM's lm_info; {} for a program that needs none
     examples: list  # dspy.Examples, or plain item dicts for programs without an LM (the batch path)
@@ -237,9 +237,13 @@ def prepare(setup: Setup, bench: Benchmark, items: list[dict] | None = None, con
     return Prepared(program, name, lm, examples)
 
 
-def ready_program(setup: Setup, bench: Benchmark, configure: bool = True) -> tuple[dspy.Module, str, dict]:
+def ready_program(setup: Setup, bench: Benchmark, configure: bool = True) -> tuple[Any, str, dict]:
     """The run's program and, when it needs one, its LM configured as DSPy's default with the run's adapter (or
-    only described when `configure` is False). Returns (program, its name, lm_info or {})."""
+    only described when `configure` is False). Returns (program, its name, lm_info or {}). A --ray run's program
+    without an LM is None: a Ray task builds it into the object store (valuesim/run/cluster.py)."""
+    if setup.ray is not None and setup.program in PROGRAMS and not needs_lm(setup.program):
+        check_settings(setup.program, setup.settings)  # built (and fitted) once on the cluster, not here
+        return None, setup.program, {}
     program, name, _ = build_program(setup.program, bench, setup.settings)
     if not needs_lm(name):
         return program, name, {}
@@ -278,7 +282,7 @@ def run_evaluate(
         else:  # persons per stored batch: a killed run loses at most one batch (seconds of work)
             result = evaluate_batch(run.program, run.examples, run_dir, setup.resamples, setup.seed,
                                     batch_persons(setup, run.persons), setup.retry_failed, progress,
-                                    batch_workers(setup, run.examples))  # fmt: skip
+                                    batch_workers(setup, bench, run.examples))  # fmt: skip
         result.metrics |= country_floor(result.predictions, country_majorities(bench, run.examples))
         tracking.log_result(result, with_cost=needs_lm(run.name))
         if needs_lm(run.name):
@@ -319,13 +323,15 @@ def batch_persons(setup: Setup, persons: list[tuple[str, str]]) -> int:
     return persons_per_batch(len({p for p, _ in persons}), config.BATCH_PERSONS)
 
 
-def batch_workers(setup: Setup, items: list[dict]) -> BatchRunner | None:
-    """A --ray run's batch runner for a program without an LM: parallel Ray tasks; None without --ray."""
+def batch_workers(setup: Setup, bench: Benchmark, items: list[dict]) -> BatchRunner | None:
+    """A --ray run's batch runner for a program without an LM: parallel Ray tasks on the program a Ray task built
+    from `setup` (or the given program: a compiled one); None without --ray."""
     if setup.ray is None:
         return None
     from valuesim.run.cluster import batches_on_workers
 
-    return functools.partial(batches_on_workers, questions={item["question_code"] for item in items})
+    questions = frozenset(item["question_code"] for item in items)
+    return functools.partial(batches_on_workers, build=(setup, bench.path, questions))
 
 
 def read_finished(setup: Setup, bench: Benchmark, run_dir: Path, items: list[dict] | None = None) -> EvalResult | None:
