@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/concurrency_bench.py                      # demographics and valuesim, N = 1, 4, 16, 64
     .venv/bin/python scripts/concurrency_bench.py --programs demographics --threads 1,16 --delay 0.2
+    .venv/bin/python scripts/concurrency_bench.py --threads 64 --ray      # one process against --ray, 64 in flight
 
 A stub OpenAI-compatible server on 127.0.0.1 stands in for vLLM: it answers every chat.completions request after
 `--delay` seconds, any number at once (one thread per connection), with a JSON object that fits the schema the
@@ -13,6 +14,11 @@ Startup (imports, the benchmark, MLflow) and the metrics afterwards take seconds
 concurrency, so the rate is measured on the server's side: predictions / (end of the last response - arrival of
 the first request), the preflight ping left out. The CLI's whole wall time is shown too. `ideal` is N x the N=1
 rate of the same program; `max in flight` is the most requests the server held at once.
+
+`--ray` adds, after each one-process cell, the same cell with `valuesim evaluate --ray` (a local Ray cluster
+started for the run, one worker per core) at the same requests in flight: `--threads N / workers` per worker
+(`--workers`, default the machine's cores; `--ray-address` for a running cluster). Its `client CPU` is the
+driver's alone (the workers are other processes); `vs one process` is its rate over the one-process cell's.
 
 Items per cell: `--rounds` x N predictions (at least `--min-items`), as persons x `--questions` questions, so a
 person's share of backstory work is the same in every cell. Needs a built benchmark (`--data`, default
@@ -145,16 +151,20 @@ class StubHandler(BaseHTTPRequestHandler):
         pass
 
 
-def run_cell(server: StubServer, args: argparse.Namespace, program: str, threads: int, work: Path) -> dict:
+def run_cell(
+    server: StubServer, args: argparse.Namespace, program: str, threads: int, work: Path, ray: bool = False
+) -> dict:
     items = max(args.min_items, args.rounds * threads)
     persons = math.ceil(items / args.questions)
-    home = work / f"{program}-n{threads}"
+    home = work / f"{program}-n{threads}{'-ray' if ray else ''}"
     home.mkdir(parents=True)
     cli = Path(sys.executable).parent / "valuesim"
+    per_process = max(1, threads // args.workers) if ray else threads
+    where = (["--ray-address", args.ray_address] if args.ray_address else ["--ray"]) if ray else []
     cmd = [str(cli), "evaluate", "--program", program, "--lm", "openai/stub", "--api-base", server.api_base,
            "--data", str(args.data), "--split", args.split, "--persons", str(persons), "--questions",
-           str(args.questions), "--history", str(args.history), "--threads", str(threads), "--resamples", "0",
-           "--run-dir", str(home / "run"), "--json"]  # fmt: skip
+           str(args.questions), "--history", str(args.history), "--threads", str(per_process), "--resamples", "0",
+           "--run-dir", str(home / "run"), "--json", *where]  # fmt: skip
     env = {**os.environ, "VALUESIM_HOME": str(home), "OPENAI_API_KEY": "stub", "DSPY_CACHEDIR": str(home / "dspy")}
     server.reset()
     t0 = time.perf_counter()
@@ -169,6 +179,7 @@ def run_cell(server: StubServer, args: argparse.Namespace, program: str, threads
     cpu = None if server.cpu_first is None or server.cpu_last is None else server.cpu_last - server.cpu_first
     return {
         "program": program,
+        "mode": f"--ray, {args.workers} x {per_process}" if ray else "one process",
         "N": threads,
         "items": int(metrics["n"]),
         "persons": persons,
@@ -187,6 +198,7 @@ def run_cell(server: StubServer, args: argparse.Namespace, program: str, threads
 # (header, row key, format) of the printed Markdown table
 COLUMNS = [
     ("program", "program", "{}"),
+    ("mode", "mode", "{}"),
     ("N", "N", "{}"),
     ("items", "items", "{}"),
     ("LM requests", "requests", "{}"),
@@ -196,6 +208,7 @@ COLUMNS = [
     ("predictions/s", "pred_per_s", "{:.2f}"),
     ("ideal (N x N=1)", "ideal", "{:.2f}"),
     ("% of ideal", "pct_ideal", "{:.0f}%"),
+    ("vs one process", "vs_one", "{:.2f}x"),
     ("failed+invalid", "bad", "{}"),
     ("client CPU ms/pred", "client_cpu_ms_per_pred", "{:.0f}"),
     ("client cores busy", "client_cores", "{:.2f}"),
@@ -218,6 +231,9 @@ def main() -> None:
     ap.add_argument("--split", default="dev")
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "benchmark")
     ap.add_argument("--json", action="store_true", help="also print the rows as JSON lines")
+    ap.add_argument("--ray", action="store_true", help="also run each cell with --ray at the same requests in flight")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Ray workers (cores of the cluster)")
+    ap.add_argument("--ray-address", help="a running Ray cluster instead of one started per cell")
     args = ap.parse_args()
     if not (args.data / "manifest.json").exists():
         sys.exit(f"{args.data}: no built benchmark (valuesim data build, or --data)")
@@ -231,17 +247,22 @@ def main() -> None:
         for program in args.programs.split(","):
             base = None
             for n in ns:
-                row = run_cell(server, args, program, n, Path(tmp))
-                base = base or (row["pred_per_s"] / n if n == 1 else None)
-                ideal = base * n if base else float("nan")
-                row |= {
-                    "ideal": ideal,
-                    "pct_ideal": 100 * row["pred_per_s"] / ideal,
-                    "bad": row["failed"] + row["invalid"],
-                }
-                print(markdown_row(["n/a" if row[k] is None else f.format(row[k]) for _, k, f in COLUMNS]), flush=True)
-                if args.json:
-                    print(json.dumps(row), flush=True)
+                one = None
+                for ray in (False, True) if args.ray else (False,):
+                    row = run_cell(server, args, program, n, Path(tmp), ray)
+                    one = one or row
+                    base = base or (row["pred_per_s"] / n if n == 1 else None)
+                    ideal = base * n if base else float("nan")
+                    row |= {
+                        "ideal": ideal,
+                        "pct_ideal": 100 * row["pred_per_s"] / ideal,
+                        "vs_one": row["pred_per_s"] / one["pred_per_s"],
+                        "bad": row["failed"] + row["invalid"],
+                    }
+                    cells = ["n/a" if row[k] is None else f.format(row[k]) for _, k, f in COLUMNS]
+                    print(markdown_row(cells), flush=True)
+                    if args.json:
+                        print(json.dumps(row), flush=True)
     print(f"load after: {os.getloadavg()}")
     server.shutdown()
 

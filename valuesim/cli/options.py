@@ -80,6 +80,18 @@ Samples = Annotated[
         "shares as the answer's distribution (N+1 runs of the program per item; 0: a point mass)",
     ),
 ]
+UseRay = Annotated[
+    bool,
+    typer.Option(
+        "--ray",
+        help="Spread the persons over a Ray cluster started for the run (one worker per CPU, each keeping --threads "
+        "predictions in flight); needs pip install 'valuesim\\[ray]'",
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(help="Run on the existing Ray cluster at this address (auto, ray://head:10001); implies --ray"),
+]
 Settings = Annotated[
     list[str] | None,
     typer.Option("--set", help="Program setting key=value, repeatable (backstory_words=200, analysis_tokens=120, k=5)"),
@@ -159,11 +171,17 @@ def open_benchmark(data: Path | None) -> Benchmark:
     return Benchmark(data or config.data_dir())
 
 
-def make_setup(settings: list[str] | None, **fields: Any) -> Setup:
-    """The run's Setup from the command's options, with --set pairs parsed."""
+def make_setup(settings: list[str] | None, ray: bool = False, ray_address: str | None = None, **fields: Any) -> Setup:
+    """The run's Setup from the command's options, with --set pairs parsed and --ray / --ray-address read."""
     from valuesim.run.runner import Setup
 
-    return Setup(settings=parse_settings(settings), **fields)
+    if ray or ray_address:
+        try:
+            import ray as _  # noqa: F401 - only checked: the run imports it where it uses it
+        except ImportError:
+            fail("--ray needs Ray: pip install 'valuesim[ray]'")
+    where = ray_address or ("local" if ray else None)
+    return Setup(settings=parse_settings(settings), ray=where, **fields)
 
 
 def parse_settings(pairs: list[str] | None) -> dict[str, Any]:

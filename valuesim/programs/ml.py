@@ -47,7 +47,7 @@ from __future__ import annotations
 import functools
 import warnings
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
@@ -330,6 +330,18 @@ class TrainedModel(_Fitted):
         question: str,
     ) -> Fit | None:
         """(model, columns it reads) for the question, None when there is nothing to learn."""
+        args = self.fit_args(x, targets, ranked, question)
+        return None if args is None else fit_one(x, *args)
+
+    def fit_args(
+        self,
+        x: np.ndarray,
+        targets: dict[str, list[tuple[int, int]]],
+        ranked: dict[str, np.ndarray],
+        question: str,
+    ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """What `fit_one` takes besides x for the question (estimator settings, training rows, answers, columns);
+        None when there is nothing to learn."""
         pairs = targets.get(question, [])
         if not pairs:
             return None
@@ -337,30 +349,31 @@ class TrainedModel(_Fitted):
         y = np.array([a for _, a in pairs], dtype="int64")
         if len(np.unique(y)) < 2:  # one answer for everyone: nothing to learn, the majority answers
             return None
-        HistGradientBoostingClassifier, LogisticRegression = estimators()
-        with warnings.catch_warnings(), threadpool_limits(self.threads):
-            warnings.simplefilter("ignore")  # convergence warnings at a small max_iter
-            if self.model == "hgb":
-                f = self.features
-                chosen = ranked.get(question, np.zeros(0, dtype=np.int64))
-                chosen = np.sort(chosen[: self.top] if self.top else chosen)
-                cols = np.concatenate([chosen, np.arange(len(f.closed), x.shape[1])])  # + numbers, country, count
-                xq = x[rows][:, cols]
-                known = ~np.isnan(xq).all(axis=0)
-                cols, xq = cols[known], xq[:, known]
-                model = HistGradientBoostingClassifier(
-                    max_iter=self.max_iter,
-                    learning_rate=self.learning_rate,
-                    max_leaf_nodes=self.leaves,
-                    min_samples_leaf=40,
-                    l2_regularization=1.0,
-                    categorical_features=f.hgb_categorical[cols],
-                    early_stopping=False,
-                    random_state=0,
-                )
-                return model.fit(xq, y), cols
-            model = LogisticRegression(C=self.c, max_iter=self.max_iter)
-            return model.fit(x[rows], y), None
+        spec = {"model": self.model, "max_iter": self.max_iter, "threads": self.threads, "c": self.c,
+                "learning_rate": self.learning_rate, "leaves": self.leaves}  # fmt: skip
+        if self.model != "hgb":
+            return spec, rows, y, None
+        f = self.features
+        chosen = ranked.get(question, np.zeros(0, dtype=np.int64))
+        chosen = np.sort(chosen[: self.top] if self.top else chosen)
+        cols = np.concatenate([chosen, np.arange(len(f.closed), x.shape[1])])  # + numbers, country, count
+        return spec | {"categorical": f.hgb_categorical}, rows, y, cols
+
+    def fit_in_parallel(self, run: Callable[[Callable, Any, list[tuple]], list], questions: Iterable[str]) -> None:
+        """Fit the models of `questions` not fitted yet, fold by fold: `run(fit_one, x, args)` returns
+        `[fit_one(x, *a) for a in args]`, computed by parallel Ray tasks in a --ray run (valuesim/run/cluster.py)."""
+        by_fold: dict[int, list[str]] = {}
+        for question in sorted(set(questions) - set(self.fits)):
+            fold = self.fold_of(question)
+            if fold is None:
+                self.fits[question] = None
+            else:
+                by_fold.setdefault(fold, []).append(question)
+        for fold, todo in by_fold.items():
+            x, targets, ranked = self.training(fold)
+            args = {q: a for q in todo if (a := self.fit_args(x, targets, ranked, q)) is not None}
+            fits = dict(zip(args, run(fit_one, x, list(args.values())), strict=True))
+            self.fits.update({q: fits.get(q) for q in todo})
 
     def predict_batch(self, items: list[Item]) -> list[Guess]:
         """Per question asked in the batch: its model (fitted on first use) on the batch's persons who are asked
@@ -395,6 +408,31 @@ class TrainedModel(_Fitted):
                                              i["options"], a)
             for i, g in zip(items, answers, strict=True)
         ]  # fmt: skip
+
+
+def fit_one(x: np.ndarray, spec: dict, rows: np.ndarray, y: np.ndarray, cols: np.ndarray | None) -> Fit:
+    """One question's model on training rows `rows` of `x` (answers `y`); hgb reads the columns `cols` of them
+    that any row knows."""
+    HistGradientBoostingClassifier, LogisticRegression = estimators()
+    with warnings.catch_warnings(), threadpool_limits(spec["threads"]):
+        warnings.simplefilter("ignore")  # convergence warnings at a small max_iter
+        if cols is None:
+            model = LogisticRegression(C=spec["c"], max_iter=spec["max_iter"])
+            return model.fit(x[rows], y), None
+        xq = x[rows][:, cols]
+        known = ~np.isnan(xq).all(axis=0)
+        cols, xq = cols[known], xq[:, known]
+        model = HistGradientBoostingClassifier(
+            max_iter=spec["max_iter"],
+            learning_rate=spec["learning_rate"],
+            max_leaf_nodes=spec["leaves"],
+            min_samples_leaf=40,
+            l2_regularization=1.0,
+            categorical_features=spec["categorical"][cols],
+            early_stopping=False,
+            random_state=0,
+        )
+        return model.fit(xq, y), cols
 
 
 def model_guess(proba: np.ndarray, classes: np.ndarray, options: dict) -> Guess | None:

@@ -22,7 +22,7 @@ from valuesim.programs import PROGRAMS, needs_lm
 from valuesim.programs.settings import check_settings
 from valuesim.run.folder import _locked
 from valuesim.run.predict import EvalResult
-from valuesim.run.runner import Setup, params_of, read_finished, run_evaluate, sample_params
+from valuesim.run.runner import Setup, on_ray, params_of, read_finished, run_evaluate, sample_params
 from valuesim.score.plots import reliability_png
 from valuesim.score.stats import paired_difference
 
@@ -73,7 +73,7 @@ def run_bench(
             bench.check_history(fold, history)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(out_dir):
+    with _locked(out_dir), on_ray(setup.ray):  # one Ray connection for every cell
         return _run_bench(setup, bench, programs, histories, folds, out_dir, progress, on_done, reference)
 
 

@@ -16,11 +16,12 @@ it logs whole examples on errors.
 from __future__ import annotations
 
 import contextvars
+import functools
 import sqlite3
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -183,14 +184,18 @@ def evaluate(
     resamples: int = N_RESAMPLES,
     seed: int = 0,
     retry_failed: bool = True,
+    predict: Predictor | None = None,
 ) -> EvalResult:
     """Predict every example not yet in `run_dir`'s store (and, with `retry_failed`, the ones that failed), then
-    score all of them; accuracy-like metrics get 95% CIs from `resamples` bootstrap draws over persons."""
+    score all of them; accuracy-like metrics get 95% CIs from `resamples` bootstrap draws over persons.
+
+    `predict(todo, store, threads, progress)` predicts and stores them: `predict_all` with this program by default,
+    Ray workers in a --ray run (valuesim/run/cluster.py)."""
     with open_store(run_dir) as store:
         done = store.done(include_failed=not retry_failed)
         todo = [ex for ex in examples if example_key(ex) not in done]
         if todo:
-            predict_all(program, todo, store, threads, progress)
+            (predict or functools.partial(predict_all, program))(todo, store, threads, progress)
         stored = store.frame()
     return result_of(stored, examples, resamples, seed)
 
@@ -204,6 +209,7 @@ def evaluate_batch(
     batch_persons: int = 256,
     retry_failed: bool = True,
     progress: bool = True,
+    batches: BatchRunner | None = None,
 ) -> EvalResult:
     """`evaluate` for programs that need no LM (`program.predict_batch(inputs) -> answers`), on the items of
     `valuesim.data.benchmark.items` (plain dicts: no dspy.Example, no rendered statements).
@@ -211,28 +217,30 @@ def evaluate_batch(
     `batch_persons` persons at a time are predicted in one call and stored in one transaction, so a killed run
     keeps its finished batches and a rerun on the same `run_dir` predicts only what is missing. The program sees
     only BATCH_INPUTS, never the gold answer. Store rows, predictions table and metrics are those `evaluate`
-    writes and computes for the same items (seconds: the batch's time shared among its items)."""
+    writes and computes for the same items (seconds: the batch's time shared among its items). `batches` runs
+    the batches (`in_order` by default; parallel Ray tasks in a --ray run) and yields them as they finish."""
     keys = [example_key(item) for item in items]
     with open_store(run_dir) as store:
         done = store.done(include_failed=not retry_failed, need_probs=True)
         todo = [n for n, key in enumerate(keys) if key not in done]
+        chunks = person_batches(items, todo, batch_persons)
         failures: Counter = Counter()
         visible = itemgetter(*BATCH_INPUTS)
+
+        def inputs_of(chunk: list[int]) -> list[dict]:
+            return [dict(zip(BATCH_INPUTS, visible(items[n]), strict=True)) for n in chunk]  # never the gold
+
         with bars(progress) as bar:
             task = bar.add_task("predicting", total=len(todo))
-            for b, chunk in enumerate(person_batches(items, todo, batch_persons)):
-                inputs = [dict(zip(BATCH_INPUTS, visible(items[n]), strict=True)) for n in chunk]  # never the gold
-                t0 = time.perf_counter()
-                try:
-                    answers, error = program.predict_batch(inputs), None
-                except Exception as e:  # noqa: BLE001 - as in `evaluate`: the items are stored as failed, with the reason
-                    answers, error = [Guess(None, None)] * len(chunk), f"{type(e).__name__}: {e}"
+            inputs = (inputs_of(chunk) for chunk in chunks)  # built as the runner takes them
+            for finished, (b, answers, error, seconds) in enumerate((batches or in_order)(program, inputs)):
+                chunk = chunks[b]
+                if error:
                     failures[error.splitlines()[0][:200]] += len(chunk)
-                seconds = (time.perf_counter() - t0) / len(chunk)
                 store.add_many(
                     [batch_row(keys[n], items[n], a, seconds, error) for n, a in zip(chunk, answers, strict=True)]
                 )
-                if error and b == 0:  # a broken program: no point in going on
+                if error and finished == 0:  # a broken program: no point in going on
                     raise RunStopped(
                         f"the first batch of {len(chunk)} predictions failed ({error.splitlines()[0][:200]}); stopped "
                         "with them stored as failed; fix the program and rerun with --resume (failed ones are retried)"
@@ -243,6 +251,27 @@ def evaluate_batch(
                   f"{failures.most_common(1)[0][0]}", file=sys.stderr)  # fmt: skip
         stored = store.frame()
     return result_of(stored, items, resamples, seed)
+
+
+BatchResult = tuple[int, list, str | None, float]  # batch index, answers, error, seconds per item
+BatchRunner = Callable[[Any, Iterable[list[dict]]], Iterator[BatchResult]]
+Predictor = Callable[[list, RunStore, int, bool], None]  # (todo, store, threads, progress), as predict_all
+
+
+def answer_batch(program: Any, inputs: list[dict]) -> tuple[list, str | None, float]:
+    """The program's answers to one batch, or Nones and the error when it raised; seconds per item."""
+    t0 = time.perf_counter()
+    try:
+        answers, error = program.predict_batch(inputs), None
+    except Exception as e:  # noqa: BLE001 - as in `evaluate`: the items are stored as failed, with the reason
+        answers, error = [Guess(None, None)] * len(inputs), f"{type(e).__name__}: {e}"
+    return answers, error, (time.perf_counter() - t0) / max(len(inputs), 1)
+
+
+def in_order(program: Any, batches: Iterable[list[dict]]) -> Iterator[BatchResult]:
+    """The batches predicted one after another in this process."""
+    for b, inputs in enumerate(batches):
+        yield b, *answer_batch(program, inputs)
 
 
 def person_batches(items: list[dict], todo: list[int], batch_persons: int) -> list[list[int]]:
@@ -377,16 +406,53 @@ class PersonQueue:
     def done(self, example: dspy.Example) -> None:
         self.ready.extend(self.held.pop(example.person_id, ()))
 
+    def remaining(self) -> list[dspy.Example]:
+        """The items not handed out yet (started persons' first)."""
+        return [*self.ready, *(ex for items in self.held.values() for ex in items),
+                *(ex for items in self.unstarted.values() for ex in items)]  # fmt: skip
+
+
+class Tally:
+    """What a prediction loop does with each finished row: store it, count it, advance the bar; stop a run whose
+    first FAIL_FAST predictions all failed; the closing line on failures. `predict_all` and the Ray workers' loop
+    (valuesim/run/cluster.py) share it."""
+
+    def __init__(self, store: RunStore, advance: Callable[[], None]):
+        self.store, self.advance = store, advance
+        self.failures: Counter = Counter()
+        self.finished = 0
+
+    def add(self, row: dict) -> None:
+        self.store.add(row)  # a commit costs ~0.5 ms: not what limits a run (see BENCHMARKS.md)
+        self.finished += 1
+        if row["status"] == "failed":
+            self.failures[row["error"].splitlines()[0][:200]] += 1
+        self.advance()
+
+    def stop_if_all_failed(self, before: int) -> None:
+        """Raise RunStopped when the rows added since `before` finished predictions took the count to FAIL_FAST
+        and every one failed."""
+        if before < FAIL_FAST <= self.finished and sum(self.failures.values()) == self.finished:
+            reason, count = self.failures.most_common(1)[0]
+            raise RunStopped(
+                f"the first {self.finished} predictions all failed ({count}x {reason}); stopped with them stored "
+                "as failed. Fix the model or server and rerun with --resume: failed predictions are retried"
+            )
+
+    def summary(self) -> None:
+        if self.failures:
+            print(f"{sum(self.failures.values())} of {self.finished} predictions failed; most often: "
+                  f"{self.failures.most_common(1)[0][0]}", file=sys.stderr)  # fmt: skip
+
 
 def predict_all(program: dspy.Module, todo: list[dspy.Example], store: RunStore, threads: int, progress: bool) -> None:
     """Keep `threads` predictions in flight (a person's first item before their others, see PersonQueue); store
     each as it finishes; stop early if the first ones all fail."""
     recorded = Recorded(program)
     queue = PersonQueue(todo)
-    failures: Counter = Counter()
-    finished = 0
     with bars(progress) as bar, ThreadPoolExecutor(max_workers=threads) as pool:
         task = bar.add_task("predicting", total=len(todo))
+        tally = Tally(store, functools.partial(bar.advance, task))
         in_flight: dict = {}
 
         def fill() -> None:
@@ -398,25 +464,16 @@ def predict_all(program: dspy.Module, todo: list[dspy.Example], store: RunStore,
         fill()
         while in_flight:
             ready, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            checked = finished >= FAIL_FAST
+            before = tally.finished
             for future in ready:
                 example = in_flight.pop(future)
                 queue.done(example)
-                row = row_of(example, future.result())
-                store.add(row)  # a commit costs ~0.5 ms: not what limits a run (see BENCHMARKS.md)
-                finished += 1
-                if row["status"] == "failed":
-                    failures[row["error"].splitlines()[0][:200]] += 1
-                bar.advance(task)
-            if not checked and finished >= FAIL_FAST and sum(failures.values()) == finished:
+                tally.add(row_of(example, future.result()))
+            try:
+                tally.stop_if_all_failed(before)
+            except RunStopped:
                 for future in in_flight:
                     future.cancel()
-                reason, count = failures.most_common(1)[0]
-                raise RunStopped(
-                    f"the first {finished} predictions all failed ({count}x {reason}); stopped with them stored "
-                    "as failed. Fix the model or server and rerun with --resume: failed predictions are retried"
-                )
+                raise
             fill()
-    if failures:
-        print(f"{sum(failures.values())} of {finished} predictions failed; most often: "
-              f"{failures.most_common(1)[0][0]}", file=sys.stderr)  # fmt: skip
+    tally.summary()

@@ -11,7 +11,8 @@ import functools
 import hashlib
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from valuesim.programs.saved import load_program, save_program
 from valuesim.programs.settings import check_settings
 from valuesim.programs.statistical import country_majorities
 from valuesim.run.folder import claim
-from valuesim.run.predict import EvalResult, evaluate, evaluate_batch, read_stored
+from valuesim.run.predict import BatchRunner, EvalResult, Predictor, evaluate, evaluate_batch, read_stored
 from valuesim.score.plots import reliability_png
 from valuesim.score.results import country_floor
 from valuesim.score.stats import paired_difference
@@ -54,6 +55,7 @@ class Setup:
     timeout: float = config.TIMEOUT  # seconds per remote LM call before it is retried (then recorded as failed)
     samples: int = 0  # LM programs without logprobs: answers drawn for the distribution (programs/distribution.py)
     settings: dict = field(default_factory=dict)  # program settings (backstory_words, ...)
+    ray: str | None = None  # spread the predictions over a Ray cluster: "local" (started for the run) or an address
 
     def selection(self, **changes: Any) -> dict[str, Any]:
         """Which persons and questions the run sees, as `Benchmark.examples` and `benchmark.items` take them."""
@@ -219,7 +221,7 @@ def program_fingerprint(spec: str) -> str:
 class Prepared:
     """One program on one selection, resolved once: what `run_evaluate` predicts and `read_finished` reads back."""
 
-    program: dspy.Module
+    program: Any  # a dspy.Module; None for a --ray run's program without an LM (built on the cluster)
     name: str  # the program's name (a compiled program's too)
     lm: dict  # the LM's lm_info; {} for a program that needs none
     examples: list  # dspy.Examples, or plain item dicts for programs without an LM (the batch path)
@@ -243,9 +245,13 @@ def prepare(setup: Setup, bench: Benchmark, items: list[dict] | None = None, con
     return Prepared(program, name, lm, examples)
 
 
-def ready_program(setup: Setup, bench: Benchmark, configure: bool = True) -> tuple[dspy.Module, str, dict]:
+def ready_program(setup: Setup, bench: Benchmark, configure: bool = True) -> tuple[Any, str, dict]:
     """The run's program and, when it needs one, its LM configured as DSPy's default with the run's adapter (or
-    only described when `configure` is False). Returns (program, its name, lm_info or {})."""
+    only described when `configure` is False). Returns (program, its name, lm_info or {}). A --ray run's program
+    without an LM is None: a Ray task builds it into the object store (valuesim/run/cluster.py)."""
+    if setup.ray is not None and setup.program in PROGRAMS and not needs_lm(setup.program):
+        check_settings(setup.program, setup.settings)  # built (and fitted) once on the cluster, not here
+        return None, setup.program, {}
     program, name, _ = build_program(setup.program, bench, setup.settings, setup.protocol)
     if not needs_lm(name):
         return program, name, {}
@@ -274,17 +280,18 @@ def run_evaluate(
 
     `items`: the selection's `benchmark_items`, when the caller already has them (a bench shares them between
     the programs without an LM of one history)."""
-    run = prepare(setup, bench, items)
+    run = prepare(setup, bench, items, configure=setup.ray is None)  # --ray: each worker builds the LM
     run_dir = Path(run_dir or config.runs_dir() / run_name(setup))
     params = params_of(setup, bench, run.name, run.lm) | {"run_dir": str(run_dir)} | sample_params(run.persons)
     with claim(run_dir, identity_of(setup, bench, run.name, run.lm)), \
-            tracking.run(experiment, run_dir.name, params, nested=nested) as active:  # fmt: skip
+            tracking.run(experiment, run_dir.name, params, nested=nested) as active, on_ray(setup.ray):  # fmt: skip
         if needs_lm(run.name):
             result = evaluate(run.program, run.examples, run_dir, setup.threads, progress, setup.resamples, setup.seed,
-                              setup.retry_failed)  # fmt: skip
+                              setup.retry_failed, lm_workers(setup, bench))  # fmt: skip
         else:  # persons per stored batch: a killed run loses at most one batch (seconds of work)
             result = evaluate_batch(run.program, run.examples, run_dir, setup.resamples, setup.seed,
-                                    config.BATCH_PERSONS, setup.retry_failed, progress)  # fmt: skip
+                                    batch_persons(setup, run.persons), setup.retry_failed, progress,
+                                    batch_workers(setup, bench, run.examples))  # fmt: skip
         result.metrics |= country_floor(result.predictions, country_majorities(bench, run.examples))
         tracking.log_result(result, with_cost=needs_lm(run.name), step=setup.history)
         if result.metrics.get("prob_n"):  # the reliability diagram of its distributions, in the run folder too
@@ -296,6 +303,49 @@ def run_evaluate(
             tracking.log_prompts(run.program, run.examples[0])
         params["mlflow_run_id"] = active.info.run_id
     return result, params
+
+
+@contextmanager
+def on_ray(address: str | None) -> Iterator[None]:
+    """Connected to Ray for a --ray run (valuesim/run/cluster.py, imported only then); nothing otherwise."""
+    if address is None:
+        yield
+        return
+    from valuesim.run.cluster import connected
+
+    with connected(address):
+        yield
+
+
+def lm_workers(setup: Setup, bench: Benchmark, state: dict | None = None) -> Predictor | None:
+    """A --ray run's predictor for an LM program: Ray workers that build `setup`'s program (with a compiled `state`
+    loaded) and its LM once each; None (one process) without --ray."""
+    if setup.ray is None:
+        return None
+    from valuesim.run.cluster import predict_on_workers
+
+    return functools.partial(predict_on_workers, setup, bench.path, state)
+
+
+def batch_persons(setup: Setup, persons: list[tuple[str, str]]) -> int:
+    """Persons per stored batch: config.BATCH_PERSONS in one process; in a --ray run smaller, so that every
+    worker gets batches (the answers do not depend on the batch)."""
+    if setup.ray is None:
+        return config.BATCH_PERSONS
+    from valuesim.run.cluster import persons_per_batch
+
+    return persons_per_batch(len({p for p, _ in persons}), config.BATCH_PERSONS)
+
+
+def batch_workers(setup: Setup, bench: Benchmark, items: list[dict]) -> BatchRunner | None:
+    """A --ray run's batch runner for a program without an LM: parallel Ray tasks on the program a Ray task built
+    from `setup` (or the given program: a compiled one); None without --ray."""
+    if setup.ray is None:
+        return None
+    from valuesim.run.cluster import batches_on_workers
+
+    questions = frozenset(item["question_code"] for item in items)
+    return functools.partial(batches_on_workers, build=(setup, bench.path, questions))
 
 
 def read_finished(setup: Setup, bench: Benchmark, run_dir: Path, items: list[dict] | None = None) -> EvalResult | None:
@@ -372,17 +422,18 @@ def run_compile(
             "train_persons": train_persons,
             "dev_persons": dev_persons,
         }
-        with claim(run_dir, identity), tracking.run("valuesim-compile", run_dir.name, params) as active:
+        with claim(run_dir, identity), tracking.run("valuesim-compile", run_dir.name, params) as active, \
+                on_ray(setup.ray):  # fmt: skip
             before = evaluate(program, devset, run_dir / "before", setup.threads, progress,
-                              setup.resamples, setup.seed)  # fmt: skip
+                              setup.resamples, setup.seed, predict=lm_workers(setup, bench))  # fmt: skip
             tracking.log_result(before, prefix="before_")
             t0 = time.perf_counter()
             compiled = compile_program(
                 program, optimizer, trainset, valset, seed=setup.seed, threads=setup.threads, proposer_lm=proposer
             )
             tracking.log_metrics({"compile_seconds": time.perf_counter() - t0})
-            after = evaluate(compiled, devset, run_dir / "after", setup.threads, progress,
-                             setup.resamples, setup.seed)  # fmt: skip
+            after = evaluate(compiled, devset, run_dir / "after", setup.threads, progress, setup.resamples,
+                             setup.seed, predict=lm_workers(setup, bench, compiled.dump_state()))  # fmt: skip
             tracking.log_result(after, prefix="after_")
             gain = paired_difference(after.predictions, before.predictions, "accuracy", max(setup.resamples, 200))
             tracking.log_metrics({f"gain_{k}": v for k, v in gain.items() if k != "n_items"})

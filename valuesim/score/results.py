@@ -27,10 +27,11 @@ def only_keys(stored: pd.DataFrame, keys: set[str]) -> pd.DataFrame:
 
 
 def predictions_table_of(stored: pd.DataFrame, meta: list[tuple]) -> pd.DataFrame:
-    """Stored rows joined with (key, country, category, ordinal, option codes) per item; gold and answer as
-    0-based positions on the item's options (NaN when missing or not an option); `probs` (JSON text
-    {code: probability}, None without a distribution), `probs_pos` (the same as a list by position, what the
-    scores read) and `probs_method`."""
+    """Stored rows joined with (key, country, category, ordinal, option codes) per item, in the items' order (not
+    the order predictions finished in, which threads and Ray workers change: float sums would differ in the last
+    bit); gold and answer as 0-based positions on the item's options (NaN when missing or not an option); `probs`
+    (JSON text {code: probability}, None without a distribution), `probs_pos` (the same as a list by position, what
+    the scores read) and `probs_method`."""
     frame = pd.DataFrame(
         {
             "key": [m[0] for m in meta],
@@ -40,8 +41,10 @@ def predictions_table_of(stored: pd.DataFrame, meta: list[tuple]) -> pd.DataFram
             "n_options": [len(m[4]) for m in meta],
         }
     ).drop_duplicates("key")
+    frame["item_order"] = np.arange(len(frame))
     options = {m[0]: m[4] for m in meta}
-    p = stored.merge(frame, on="key", how="inner")
+    p = stored.merge(frame, on="key", how="inner").sort_values("item_order", kind="stable")
+    p = p.drop(columns="item_order").reset_index(drop=True)
     keys = p["key"].to_numpy(dtype=object)
     for col, out in (("gold", "gold_pos"), ("answer", "pred_pos")):
         values = p[col].to_numpy(dtype=object)

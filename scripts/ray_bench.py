@@ -1,0 +1,128 @@
+"""One process against `--ray`: wall time and the peak memory of every process of a `valuesim bench` of statistical
+programs over a built benchmark (BENCHMARKS.md §13).
+
+    .venv/bin/python scripts/ray_bench.py --data /tmp/wvs7-full-bench --programs knn,ml --persons 2000 --history 0,232
+    .venv/bin/python scripts/ray_bench.py --data /tmp/wvs7-full-bench           # every program, whole test split
+
+Each program runs twice in a fresh VALUESIM_HOME: `valuesim bench` in one process, then the same with `--ray` (a
+local Ray cluster started by the command, one worker per core). While a command runs, every process it started
+(the CLI, and under --ray the Ray head processes and workers it spawns) is sampled every 0.5 s; a process's peak
+is the kernel's high-water mark of its resident memory (VmHWM, /proc/<pid>/status), so a peak between two samples
+is still seen. Shared memory (Ray's object store) counts in each process that touches it. The two runs' accuracies
+must be equal (the script stops otherwise). Build the benchmark as BENCHMARKS.md §9 does
+(`scripts/build_bench.py`). The machine's load average is printed before and after each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of `pid` (Linux /proc)."""
+    parent_of: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parent_of[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [p for p, parent in parent_of.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def peak_gb(pid: int) -> tuple[str, float] | None:
+    """(process name, peak resident GB) of a live process."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    name = title if title.startswith("ray::") else Path(title).name or fields["Name"].strip()
+    return name, int(fields.get("VmHWM", "0 kB").split()[0]) / 1024**2
+
+
+def measured(cmd: list[str], env: dict[str, str]) -> dict:
+    """Run `cmd`; wall time, its stdout and the peak memory of each process it started."""
+    load = os.getloadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peaks: dict[int, tuple[str, float]] = {}
+    while proc.poll() is None:
+        for pid in [proc.pid, *children(proc.pid)]:
+            seen = peak_gb(pid)
+            if seen and seen[1] >= peaks.get(pid, ("", 0.0))[1]:
+                peaks[pid] = seen
+        time.sleep(0.5)
+    stdout = proc.stdout.read() if proc.stdout else ""
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed (exit {proc.returncode})")
+    by_name: dict[str, list[float]] = defaultdict(list)
+    for name, gb in peaks.values():
+        by_name[name].append(gb)
+    return {
+        "wall_s": round(wall, 1),
+        "load_before": load,
+        "load_after": os.getloadavg(),
+        "max_process_gb": round(max(gb for _, gb in peaks.values()), 2),
+        "cli_gb": round(peaks[proc.pid][1], 2),
+        "processes": {n: [round(g, 2) for g in sorted(v, reverse=True)] for n, v in sorted(by_name.items())},
+        "results": json.loads(stdout)["results"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("/tmp/wvs7-full-bench"), help="a built benchmark")
+    ap.add_argument("--programs", default="random,majority,country,cell,knn,ml")
+    ap.add_argument("--persons", type=int, default=1_000_000, help="test persons (default: all)")
+    ap.add_argument("--history", default="0,58,116,174,232")
+    ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/ray-bench"), help="homes and bench folders")
+    args = ap.parse_args()
+    rows = []
+    for program in args.programs.split(","):
+        runs = {}
+        for mode in ("one process", "--ray"):
+            home = args.work / f"{program}-{'ray' if mode == '--ray' else 'one'}"
+            cmd = [str(BIN / "valuesim"), "bench", "--programs", program, "--split", "test", "--persons",
+                   str(args.persons), "--questions", "1000", "--history", args.history, "--resamples",
+                   str(args.resamples), "--data", str(args.data), "--out", str(home / "bench"), "--json",
+                   *(["--ray"] if mode == "--ray" else [])]  # fmt: skip
+            env = os.environ | {"VALUESIM_HOME": str(home)}
+            runs[mode] = run = measured(cmd, env)
+            print(json.dumps({"program": program, "mode": mode} | {k: v for k, v in run.items() if k != "results"}),
+                  flush=True)  # fmt: skip
+        one, spread = ([{k: v for k, v in r.items() if "seconds" not in k} for r in runs[m]["results"]]
+                       for m in ("one process", "--ray"))  # fmt: skip
+        if one != spread:
+            sys.exit(f"{program}: --ray results differ from one process")
+        n = sum(r["n"] for r in runs["one process"]["results"])
+        persons = runs["one process"]["results"][0]["persons"]
+        rows.append((program, persons, n, runs["one process"], runs["--ray"]))
+    print("| program | persons | predictions | one process wall | --ray wall | speed-up | one process peak GB | "
+          "--ray peak GB per process | load before (one / ray) |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for program, persons, n, one, spread in rows:
+        per = "; ".join(f"{k} {'/'.join(map(str, v))}" for k, v in spread["processes"].items() if max(v) >= 0.2)
+        print(f"| {program} | {persons:,} | {n:,} | {one['wall_s']:.0f} s | {spread['wall_s']:.0f} s | "
+              f"{one['wall_s'] / spread['wall_s']:.2f}x | {one['max_process_gb']} | {per} | "
+              f"{one['load_before'][0]:.1f} / {spread['load_before'][0]:.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""`--ray`: runs spread over a local Ray cluster of 2 CPUs (started once for the module in this process, shut down
+at the end) give exactly the rows and metrics of one process; a worker killed mid-run and a driver killed mid-run
+lose nothing and count nothing twice. LM calls go to the stub server of scripts/concurrency_bench.py (answers
+picked from a hash of the prompt: repeatable) or to the llama.cpp server fixture."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from valuesim.cli import app
+
+ray = pytest.importorskip("ray")
+ROOT = Path(__file__).resolve().parents[1]
+SELECTION = ["--persons", "8", "--questions", "6", "--history", "20", "--resamples", "50"]
+
+
+def _stub_module():
+    spec = importlib.util.spec_from_file_location("concurrency_bench", ROOT / "scripts" / "concurrency_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of 2 CPUs for the module; `--ray` runs in this process use it, subprocesses connect to
+    its address."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stub():
+    """The 200 ms stub of scripts/concurrency_bench.py, here answering after 0.1 s."""
+    server = _stub_module().StubServer(delay=0.1)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def invoke(*args: object, home: Path | None = None):
+    env = {"OPENAI_API_KEY": "stub"} | ({"VALUESIM_HOME": str(home)} if home else {})
+    r = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def rows(run_dir: Path) -> pd.DataFrame:
+    """The stored rows without their timings, by key."""
+    with sqlite3.connect(run_dir / "predictions.sqlite") as db:
+        frame = pd.read_sql_query("SELECT * FROM predictions", db)
+    return frame.drop(columns=["seconds"]).sort_values("key").reset_index(drop=True)
+
+
+def untimed(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if "seconds" not in k}
+
+
+@pytest.mark.parametrize("program", ["knn", "ml", "cell", "valuesim"])
+def test_ray_evaluate_gives_the_one_process_rows_and_metrics(
+    cluster, bench_small: Path, tmp_path: Path, program: str
+) -> None:
+    lm = ["--lm", "dummy", "--threads", "3"] if program == "valuesim" else []
+    common = ["evaluate", "--program", program, *lm, "--data", bench_small, *SELECTION, "--json"]
+    one = invoke(*common, "--run-dir", tmp_path / "one")
+    spread = invoke(*common, "--run-dir", tmp_path / "ray", "--ray")
+    assert one["metrics"]["n"] == 48 and untimed(spread["metrics"]) == untimed(one["metrics"])
+    assert spread["by_country"] == one["by_country"] and spread["by_category"] == one["by_category"]
+    assert rows(tmp_path / "ray").equals(rows(tmp_path / "one"))
+
+
+def test_ray_bench_gives_the_one_process_table(cluster, bench_small: Path, tmp_path: Path) -> None:
+    common = ["bench", "--programs", "knn,ml,demographics", "--history", "0,20", "--lm", "dummy", "--persons", "6",
+              "--questions", "4", "--resamples", "50", "--data", bench_small, "--json"]  # fmt: skip
+    one = invoke(*common, "--out", tmp_path / "one")["results"]
+    spread = invoke(*common, "--out", tmp_path / "ray", "--ray")["results"]
+    assert len(one) == 6
+    for a, b in zip(one, spread, strict=True):
+        assert {k: v for k, v in a.items() if "seconds" not in k} == {k: v for k, v in b.items() if "seconds" not in k}
+
+
+def worker_pids() -> list[int]:
+    """The ValueSim Ray workers of this module's cluster: processes titled ray::Worker whose raylet this process
+    started."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode()
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            grandparent = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if title.startswith("ray::Worker") and grandparent == os.getpid():
+            found.append(int(proc.name))
+    return found
+
+
+def stored_count(run_dir: Path) -> int:
+    try:
+        with sqlite3.connect(run_dir / "predictions.sqlite", timeout=30) as db:
+            return int(db.execute("SELECT count(*) FROM predictions").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def start_driver(cluster: str, stub, bench: Path, run_dir: Path, home: Path, *extra: str) -> subprocess.Popen:
+    """`valuesim evaluate --ray-address <this module's cluster>` as its own process (demographics on the stub)."""
+    args = [sys.executable, "-m", "valuesim", "evaluate", "--program", "demographics", "--lm", "openai/stub",
+            "--api-base", stub.api_base, "--threads", "2", "--data", str(bench), *SELECTION, "--run-dir",
+            str(run_dir), "--ray-address", cluster, "--json", *extra]  # fmt: skip
+    env = os.environ | {"VALUESIM_HOME": str(home), "OPENAI_API_KEY": "stub", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_rows(run_dir: Path, proc: subprocess.Popen, count: int) -> None:
+    deadline = time.time() + 300
+    while stored_count(run_dir) < count:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.time() < deadline, "the run stored too few predictions in 5 minutes"
+        time.sleep(0.1)
+
+
+def one_process(stub, bench: Path, tmp_path: Path) -> dict:
+    return invoke("evaluate", "--program", "demographics", "--lm", "openai/stub", "--api-base", stub.api_base,
+                  "--threads", "4", "--data", bench, *SELECTION, "--run-dir", tmp_path / "one", "--json",
+                  home=tmp_path / "home-one")  # fmt: skip
+
+
+def test_a_worker_killed_mid_run_loses_nothing(cluster, stub, bench_small: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "ray"
+    proc = start_driver(cluster, stub, bench_small, run_dir, tmp_path / "home-ray")
+    wait_for_rows(run_dir, proc, 6)
+    pids = worker_pids()
+    assert len(pids) == 2, pids  # one worker per CPU
+    os.kill(pids[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert worker_pids() == [] or pids[0] not in worker_pids()
+    result = json.loads(out)
+    stored = rows(run_dir)
+    assert len(stored) == 48 and stored["key"].is_unique and (stored["status"] == "ok").all()
+    one = one_process(stub, bench_small, tmp_path)
+    assert untimed(result["metrics"]) == untimed(one["metrics"])
+    assert stored.drop(columns=["detail"]).equals(rows(tmp_path / "one").drop(columns=["detail"]))
+
+
+def test_resume_after_the_driver_was_killed(cluster, stub, bench_small: Path, tmp_path: Path) -> None:
+    run_dir, home = tmp_path / "ray", tmp_path / "home-ray"
+    proc = start_driver(cluster, stub, bench_small, run_dir, home)
+    wait_for_rows(run_dir, proc, 6)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert 6 <= stored_count(run_dir) < 48
+    resumed = start_driver(cluster, stub, bench_small, run_dir, home, "--resume")
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-2000:]
+    stored = rows(run_dir)
+    assert len(stored) == 48 and stored["key"].is_unique and (stored["status"] == "ok").all()
+    one = one_process(stub, bench_small, tmp_path)
+    assert untimed(json.loads(out)["metrics"]) == untimed(one["metrics"])
+
+
+@pytest.mark.llm
+def test_an_lm_program_on_the_llama_cpp_server(cluster, bench_small: Path, tmp_path: Path) -> None:
+    from test_lm import _smollm2_available
+
+    from valuesim.testing.servers import free_port, start_server
+
+    if not _smollm2_available():
+        pytest.skip("llama_cpp or the SmolLM2 GGUF is not installed")
+    port = free_port()
+    server = start_server(port)
+    try:
+        out = invoke("evaluate", "--program", "demographics", "--lm", "openai/smollm2", "--api-base",
+                     f"http://127.0.0.1:{port}/v1", "--threads", "2", "--timeout", "900", "--data", bench_small,
+                     "--persons", "2", "--questions", "2", "--history", "20", "--run-dir", tmp_path / "run",
+                     "--ray", "--json")  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    m = out["metrics"]
+    assert m["n"] == 4 and m["failed"] == 0 and m["lm_calls_per_pred"] >= 1 and m["prompt_tokens_per_pred"] > 0

@@ -1,0 +1,262 @@
+"""Runs spread over a Ray cluster (`--ray`, `--ray-address`): the only module that imports Ray, imported only by a
+run that asks for it (`import valuesim` loads no Ray).
+
+LM programs: one actor (worker) per CPU of the cluster builds the program and its LM once (an embedded model is
+loaded once per worker) and runs up to `threads` predictions at once (a threaded actor), so in-flight requests =
+workers x threads. Each person's items go to one worker, its first item before the others (PersonQueue, as in one
+process), so a backstory is written once. Workers return the row `row_of` makes (whatever columns it carries);
+the driver is the single writer of the run's store and commits each row as it arrives (`ray.wait`).
+
+A worker that dies (killed, out of memory, its node lost) is restarted by Ray, which runs its unfinished calls
+again (`max_restarts`, `max_task_retries`); one that stays dead is replaced and its unfinished persons go to the
+new worker. The driver stores a row only for a call it is still waiting on, and the store's key is the person
+and question, so nothing is lost or counted twice.
+
+Programs without an LM: a Ray task builds the program (`ml` fitting its question models as parallel tasks,
+`fit_in_parallel`) and returns it into Ray's object store, once per connection; each batch of persons is one Ray
+task on it (its numpy arrays, kNN's training matrix among them, are read in place by every worker, not copied per
+task). The driver never holds the program: it keeps the items, the store and the tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dspy
+import ray
+from ray.exceptions import RayActorError
+
+from valuesim.errors import ValueSimError
+from valuesim.progress import bars
+from valuesim.run.predict import (
+    BatchResult,
+    PersonQueue,
+    Recorded,
+    RunStopped,
+    Tally,
+    answer_batch,
+    row_of,
+)
+from valuesim.run.store import RunStore
+
+LOCAL = "local"  # --ray without an address: a cluster started for the run on this machine
+RESTARTS = 3  # Ray restarts a dead worker this often (rerunning its calls) before the driver replaces it
+REPLACEMENTS = 3  # workers the driver replaces per run before it stops (the --resume message keeps what was stored)
+# what a worker needs of the driver's environment: where ValueSim keeps state, MLflow, DSPy's cache, API keys
+PASSED_PREFIXES = ("VALUESIM_", "DSPY_", "MLFLOW_", "LITELLM_", "HF_", "TRANSFORMERS_")
+PASSED_SUFFIXES = ("_API_KEY", "_API_BASE")
+
+
+@contextmanager
+def connected(address: str) -> Iterator[None]:
+    """Ray for the run: a local cluster with this machine's CPUs (`LOCAL`), or the cluster at `address` (`auto`,
+    `ray://head:10001`); shut down at the end. A process already connected (a bench's later cells, a test, a
+    notebook) keeps its connection."""
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        if address == LOCAL:
+            # "local" always starts a new cluster: a plain ray.init() would join one another process started here
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ValueSimError(f"--ray {address}: cannot connect to a Ray cluster ({str(e).splitlines()[0]})") from None
+    try:
+        yield
+    finally:
+        _BUILT.clear()
+        ray.shutdown()
+
+
+def worker_count() -> int:
+    """One worker per CPU of the cluster."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def persons_per_batch(persons: int, most: int) -> int:
+    """Batches small enough that every worker gets about four (at most `most` persons each)."""
+    return max(1, min(most, -(-persons // (4 * worker_count()))))
+
+
+def passed_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(PASSED_PREFIXES) or k.endswith(PASSED_SUFFIXES)}
+
+
+class Worker:
+    """One Ray actor: the program and its LM, built once from the run's Setup (and a compiled state)."""
+
+    def __init__(self, setup: Any, data: str, state: dict | None):
+        from valuesim.data.benchmark import Benchmark
+        from valuesim.run.runner import ready_program
+
+        self.error: str | None = None
+        try:  # a user error (an unreachable LM, a bad model file) is reported by `ready`, not a crash loop
+            program, _, _ = ready_program(setup, Benchmark(data))
+            if state is not None:
+                program.load_state(state)
+            self.recorded = Recorded(program)
+        except Exception as e:  # noqa: BLE001 - any build error is reported to the driver as one line
+            self.error = str(e) if isinstance(e, ValueSimError) else f"{type(e).__name__}: {e}"
+
+    def ready(self) -> tuple[int, str | None]:
+        """(the worker's process id, its build error or None)."""
+        return os.getpid(), self.error
+
+    def predict(self, example: dspy.Example) -> dict:
+        return row_of(example, self.recorded(**example.inputs()))
+
+
+class Workers:
+    """The run's LM workers and the predictions each has in flight."""
+
+    def __init__(self, setup: Any, data: Path, state: dict | None, threads: int, count: int):
+        self.args, self.threads = (setup, str(data), state), threads
+        self.actor = ray.remote(Worker).options(
+            num_cpus=1,
+            max_concurrency=threads,
+            max_restarts=RESTARTS,
+            max_task_retries=RESTARTS,
+            runtime_env={"env_vars": passed_env()},
+        )
+        self.handles: list[Any] = [self.actor.remote(*self.args) for _ in range(count)]  # Ray actor handles
+        self.pids = [self.check(h) for h in self.handles]
+        self.replaced = 0
+
+    def check(self, handle: Any) -> int:
+        pid, error = ray.get(handle.ready.remote())
+        if error:
+            raise ValueSimError(f"a Ray worker could not build the program: {error}")
+        return pid
+
+    def replace(self, w: int) -> None:
+        """A new worker in place of worker `w`, which stayed dead after Ray's restarts."""
+        self.replaced += 1
+        if self.replaced > REPLACEMENTS:
+            raise RunStopped(
+                f"{self.replaced} Ray workers died and stayed dead; stopped with what finished stored: check the "
+                "cluster (memory, nodes) and rerun with --resume"
+            )
+        self.handles[w] = self.actor.remote(*self.args)
+        self.pids[w] = self.check(self.handles[w])
+
+
+def predict_on_workers(
+    setup: Any, data: Path, state: dict | None, todo: list[dspy.Example], store: RunStore, threads: int, progress: bool
+) -> None:
+    """`predict_all` over Ray workers (see the module docstring): the same rows, store, bar and failure rules."""
+    count = worker_count()
+    workers = Workers(setup, data, state, threads, count)
+    persons = list(dict.fromkeys(ex.person_id for ex in todo))
+    worker_of = {p: n % count for n, p in enumerate(persons)}  # a person's items stay with one worker
+    queues = [PersonQueue([ex for ex in todo if worker_of[ex.person_id] == w]) for w in range(count)]
+    in_flight: dict[Any, tuple[int, dspy.Example]] = {}  # call -> (worker, example)
+
+    def fill(w: int) -> None:
+        busy = sum(1 for v, _ in in_flight.values() if v == w)
+        while busy < threads and (example := queues[w].next()) is not None:
+            in_flight[workers.handles[w].predict.remote(example)] = (w, example)
+            busy += 1
+
+    def requeue(w: int) -> None:
+        """Worker `w` stayed dead: its unfinished items, in-flight ones first, go to its replacement."""
+        lost = [in_flight.pop(ref)[1] for ref in [r for r, (v, _) in in_flight.items() if v == w]]
+        queues[w] = PersonQueue([*lost, *queues[w].remaining()])
+        workers.replace(w)
+
+    with bars(progress) as bar:
+        task = bar.add_task("predicting", total=len(todo))
+        tally = Tally(store, lambda: bar.advance(task))
+        for w in range(count):
+            fill(w)
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            before, dead = tally.finished, set()
+            for ref in ready:
+                if ref not in in_flight:  # a call of a worker replaced meanwhile: its item was sent again
+                    continue
+                w, example = in_flight[ref]
+                try:
+                    row = ray.get(ref)
+                except RayActorError:
+                    dead.add(w)
+                    continue
+                del in_flight[ref]
+                queues[w].done(example)
+                tally.add(row)
+            tally.stop_if_all_failed(before)
+            for w in dead:
+                requeue(w)
+            for w in range(count):
+                fill(w)
+    tally.summary()
+
+
+@ray.remote(max_retries=RESTARTS, retry_exceptions=False)
+def _answer_batch(program: Any, inputs: list[dict]) -> tuple[list, str | None, float]:
+    return answer_batch(program, inputs)
+
+
+@ray.remote(max_retries=RESTARTS)
+def _build(setup: Any, data: Path, questions: frozenset[str]) -> Any:
+    """The run's program without an LM, built (and for `ml` fitted on the `questions`, in parallel tasks) on the
+    cluster: its return value goes to the object store, so the driver never holds a copy."""
+    from valuesim.data.benchmark import Benchmark
+    from valuesim.run.runner import build_program
+
+    program, _, _ = build_program(setup.program, Benchmark(data), setup.settings, setup.protocol)
+    if hasattr(program, "fit_in_parallel"):
+        program.fit_in_parallel(fit_remotely, questions)
+    return program
+
+
+_BUILT: dict[tuple, Any] = {}  # (program, settings, benchmark, questions, cluster) -> the built program's ref
+
+
+def built(setup: Any, data: Path, questions: frozenset[str]) -> Any:
+    """The program's object in the object store, built once per connection (a bench's histories share it)."""
+    key = (
+        setup.program,
+        repr(sorted(setup.settings.items())),
+        str(data),
+        questions,
+        ray.get_runtime_context().gcs_address,
+    )
+    if key not in _BUILT:
+        _BUILT[key] = _build.remote(setup, data, questions)
+    return _BUILT[key]
+
+
+def batches_on_workers(
+    program: Any, batches: Iterable[list[dict]], build: tuple[Any, Path, frozenset[str]] | None = None
+) -> Iterator[BatchResult]:
+    """The batches as parallel Ray tasks (a task whose worker dies is run again by Ray), yielded as they finish.
+    The program is in the object store once: built there from `build` (setup, benchmark folder, questions), or
+    the given one put there. At most two batches per CPU are in flight, so their inputs are built as needed."""
+    shared = built(*build) if build else ray.put(program)
+    limit = 2 * worker_count()
+    pending = iter(enumerate(batches))
+    in_flight: dict[Any, int] = {}
+    while True:
+        while len(in_flight) < limit and (nxt := next(pending, None)) is not None:
+            in_flight[_answer_batch.remote(shared, nxt[1])] = nxt[0]
+        if not in_flight:
+            return
+        [ref], _ = ray.wait(list(in_flight), num_returns=1)
+        yield in_flight.pop(ref), *ray.get(ref)
+
+
+@ray.remote(max_retries=RESTARTS)
+def _fit(fit: Any, shared: Any, args: tuple) -> Any:
+    return fit(shared, *args)
+
+
+def fit_remotely(fit: Any, shared: Any, args: list[tuple]) -> list:
+    """`fit(shared, *a)` for every `a` in `args` as parallel Ray tasks, `shared` put in the object store once."""
+    ref = ray.put(shared)
+    return ray.get([_fit.remote(fit, ref, a) for a in args])
