@@ -61,8 +61,11 @@ def connected(address: str) -> Iterator[None]:
         return
     try:
         if address == LOCAL:
-            # "local" always starts a new cluster: a plain ray.init() would join one another process started here
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+            # "local" always starts a new cluster: a plain ray.init() would join one another process started here.
+            # Ray starts its workers at nice 15: beside any other work on the machine (the driver included) they got
+            # a few percent of a core, and kNN ran 15-50x slower than in one process (BENCHMARKS.md §13).
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+                     _system_config={"worker_niceness": 0})  # fmt: skip
         else:
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
