@@ -192,7 +192,8 @@ def test_resume_after_the_driver_was_killed(cluster, slow_stub, bench_small: Pat
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-2000:]
     stored = rows(run_dir)
-    assert len(stored) == 48 and stored["key"].is_unique and (stored["status"] == "ok").all(), stored[stored["status"] != "ok"].to_dict("records")
+    not_ok = stored[stored["status"] != "ok"].to_dict("records")
+    assert len(stored) == 48 and stored["key"].is_unique and not not_ok, not_ok
     one = one_process(stub, bench_small, tmp_path)
     assert untimed(json.loads(out)["metrics"]) == untimed(one["metrics"])
 
