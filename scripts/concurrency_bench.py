@@ -13,7 +13,9 @@ VALUESIM_HOME (fresh run folder, MLflow store and DSPy cache, so every call reac
 Startup (imports, the benchmark, MLflow) and the metrics afterwards take seconds that have nothing to do with
 concurrency, so the rate is measured on the server's side: predictions / (end of the last response - arrival of
 the first request), the preflight ping left out. The CLI's whole wall time is shown too. `ideal` is N x the N=1
-rate of the same program; `max in flight` is the most requests the server held at once.
+rate of the same program; `max in flight` is the most requests the server held at once. The stub runs in this
+process on the same cores: `stub CPU` is its share, and `machine cores busy` counts every process of the machine
+over the window (2.00 on 2 cores: the cores, not the client design, are the limit).
 
 `--ray` adds, after each one-process cell, the same cell with `valuesim evaluate --ray` (a local Ray cluster
 started for the run, one worker per core) at the same requests in flight: `--threads N / workers` per worker
@@ -62,6 +64,8 @@ class StubServer(ThreadingHTTPServer):
             self.in_flight = self.max_in_flight = self.requests = 0
             self.first_start = self.last_end = None
             self.cpu_first = self.cpu_last = None  # the client's CPU seconds at the first request and last reply
+            self.own_first = self.own_last = None  # this process's (the stub's) CPU seconds, the same instants
+            self.machine_first = self.machine_last = None  # the machine's (busy, total) CPU seconds, the same
             self.kinds: Counter = Counter()  # requests per output fields (a backstory, a view, an answer)
 
     @property
@@ -84,6 +88,16 @@ def fill(schema: dict, seed: int) -> object:
         return True
     # the seed in the text: each person's backstory differs, so later prompts differ too and miss DSPy's cache
     return f"Stub text {seed}."[: schema.get("maxLength", 200)]
+
+
+def machine_seconds() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine, all cores, since boot (Linux /proc/stat; None elsewhere)."""
+    try:
+        ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), sum(ticks) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int | None) -> float | None:
@@ -114,6 +128,7 @@ class StubHandler(BaseHTTPRequestHandler):
                 srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
                 if srv.first_start is None:
                     srv.first_start, srv.cpu_first = start, cpu_seconds(srv.client_pid)
+                    srv.own_first, srv.machine_first = cpu_seconds(os.getpid()), machine_seconds()
         time.sleep(srv.delay)
         rf = body.get("response_format") or {}
         schema = rf.get("schema") or (rf.get("json_schema") or {}).get("schema")
@@ -138,6 +153,7 @@ class StubHandler(BaseHTTPRequestHandler):
             with srv.lock:
                 srv.in_flight -= 1
                 srv.last_end, srv.cpu_last = time.perf_counter(), cpu_seconds(srv.client_pid)
+                srv.own_last, srv.machine_last = cpu_seconds(os.getpid()), machine_seconds()
 
     def reply(self, payload: dict) -> None:
         data = json.dumps(payload).encode()
@@ -177,6 +193,11 @@ def run_cell(
     metrics = json.loads(stdout)["metrics"]
     window = server.last_end - server.first_start
     cpu = None if server.cpu_first is None or server.cpu_last is None else server.cpu_last - server.cpu_first
+    stub_cpu = None if server.own_first is None or server.own_last is None else server.own_last - server.own_first
+    machine = None
+    if server.machine_first and server.machine_last:
+        busy, total = (b - a for a, b in zip(server.machine_first, server.machine_last, strict=True))
+        machine = (os.cpu_count() or 1) * busy / total if total else None
     return {
         "program": program,
         "mode": f"--ray, {args.workers} x {per_process}" if ray else "one process",
@@ -192,6 +213,9 @@ def run_cell(
         "pred_per_s": metrics["n"] / window,
         "client_cpu_ms_per_pred": None if cpu is None else 1000 * cpu / metrics["n"],
         "client_cores": None if cpu is None else cpu / window,  # 1.0: one core busy the whole window
+        "stub_cpu_ms_per_pred": None if stub_cpu is None else 1000 * stub_cpu / metrics["n"],
+        # every process of the machine (Ray's workers, the stub, anything else running): 2.0 = both cores busy
+        "machine_cores": machine,
     }
 
 
@@ -212,6 +236,8 @@ COLUMNS = [
     ("failed+invalid", "bad", "{}"),
     ("client CPU ms/pred", "client_cpu_ms_per_pred", "{:.0f}"),
     ("client cores busy", "client_cores", "{:.2f}"),
+    ("stub CPU ms/pred", "stub_cpu_ms_per_pred", "{:.0f}"),
+    ("machine cores busy", "machine_cores", "{:.2f}"),
 ]
 
 
