@@ -45,9 +45,26 @@ def cluster():
 
 
 def test_local_workers_run_at_normal_priority(cluster) -> None:
-    """Ray starts workers at nice 15; beside other work they got a few percent of a core (kNN ran 15-50x slower
-    than in one process): `--ray` starts its local cluster with them at nice 0, as the driver."""
+    """Ray starts workers at nice 15, where beside other work they get a few percent of a core: `--ray` starts its
+    local cluster with them at nice 0, as the driver."""
     assert ray.get(ray.remote(lambda: os.nice(0)).remote()) == os.nice(0) == 0
+
+
+def test_a_batch_task_sees_each_person_once(cluster) -> None:
+    """A person's items share one `known` dict, and kNN computes similarities once per such person. Ray's own
+    serializer made one dict per item (48x kNN's work); the batch reaches the task with its persons shared."""
+    from valuesim.programs.statistical import group_persons
+    from valuesim.run.cluster import batches_on_workers
+
+    class CountPersons:  # defined here: Ray pickles it by value
+        def predict_batch(self, inputs: list[dict]) -> list[int]:
+            return [len(group_persons(inputs)[0])] * len(inputs)
+
+    known = [{"Q1": 1}, {"Q1": 2}]
+    inputs = [{"person_id": f"p{p}", "country": "X", "known": known[p], "question_code": f"Q{q}"}
+              for p in range(2) for q in range(2, 5)]  # fmt: skip
+    [(batch, answers, error, _)] = list(batches_on_workers(CountPersons(), [inputs]))
+    assert (batch, error, answers) == (0, None, [2] * 6)
 
 
 @pytest.fixture(scope="module")

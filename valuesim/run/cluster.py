@@ -21,6 +21,7 @@ task). The driver never holds the program: it keeps the items, the store and the
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,8 +63,8 @@ def connected(address: str) -> Iterator[None]:
     try:
         if address == LOCAL:
             # "local" always starts a new cluster: a plain ray.init() would join one another process started here.
-            # Ray starts its workers at nice 15: beside any other work on the machine (the driver included) they got
-            # a few percent of a core, and kNN ran 15-50x slower than in one process (BENCHMARKS.md §13).
+            # Ray starts its workers at nice 15: beside any other work on the machine (the driver included) they
+            # would get a few percent of a core.
             ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
                      _system_config={"worker_niceness": 0})  # fmt: skip
         else:
@@ -201,8 +202,16 @@ def predict_on_workers(
 
 
 @ray.remote(max_retries=RESTARTS, retry_exceptions=False)
-def _answer_batch(program: Any, inputs: list[dict]) -> tuple[list, str | None, float]:
-    return answer_batch(program, inputs)
+def _answer_batch(program: Any, inputs: bytes) -> tuple[list, str | None, float]:
+    return answer_batch(program, pickle.loads(inputs))
+
+
+def pickled(inputs: list[dict]) -> bytes:
+    """A batch's inputs for a Ray task, pickled here: Ray's own serializer copies an object at each reference, so a
+    person's `known` dict, shared by their items, arrived as one dict per item, and kNN computed a person's
+    similarities once per item (48 times the work: the 15-50x slowdown of BENCHMARKS.md §13). Pickle keeps it
+    shared."""
+    return pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @ray.remote(max_retries=RESTARTS)
@@ -247,7 +256,7 @@ def batches_on_workers(
     in_flight: dict[Any, int] = {}
     while True:
         while len(in_flight) < limit and (nxt := next(pending, None)) is not None:
-            in_flight[_answer_batch.remote(shared, nxt[1])] = nxt[0]
+            in_flight[_answer_batch.remote(shared, pickled(nxt[1]))] = nxt[0]
         if not in_flight:
             return
         [ref], _ = ray.wait(list(in_flight), num_returns=1)
