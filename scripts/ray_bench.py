@@ -93,11 +93,14 @@ def main() -> None:
     ap.add_argument("--history", default="0,58,116,174,232")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/ray-bench"), help="homes and bench folders")
+    ap.add_argument("--modes", default="one process,--ray", help="`--ray` alone: compared with the one-process "
+                    "run already in --work")  # fmt: skip
     args = ap.parse_args()
+    modes = args.modes.split(",")
     rows = []
     for program in args.programs.split(","):
         runs = {}
-        for mode in ("one process", "--ray"):
+        for mode in modes:
             home = args.work / f"{program}-{'ray' if mode == '--ray' else 'one'}"
             cmd = [str(BIN / "valuesim"), "bench", "--programs", program, "--split", "test", "--persons",
                    str(args.persons), "--questions", "1000", "--history", args.history, "--resamples",
@@ -105,8 +108,12 @@ def main() -> None:
                    *(["--ray"] if mode == "--ray" else [])]  # fmt: skip
             env = os.environ | {"VALUESIM_HOME": str(home)}
             runs[mode] = run = measured(cmd, env)
+            (home / "measured.json").write_text(json.dumps(run))
             print(json.dumps({"program": program, "mode": mode} | {k: v for k, v in run.items() if k != "results"}),
                   flush=True)  # fmt: skip
+        for mode in {"one process", "--ray"} - set(modes):
+            runs[mode] = json.loads((args.work / f"{program}-{'ray' if mode == '--ray' else 'one'}" / "measured.json")
+                                    .read_text())  # fmt: skip
         one, spread = ([{k: v for k, v in r.items() if "seconds" not in k} for r in runs[m]["results"]]
                        for m in ("one process", "--ray"))  # fmt: skip
         if one != spread:

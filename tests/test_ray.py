@@ -67,6 +67,20 @@ def test_a_batch_task_sees_each_person_once(cluster) -> None:
     assert (batch, error, answers) == (0, None, [2] * 6)
 
 
+@pytest.mark.parametrize("program", ["knn", "cell", "ml", "random"])
+def test_a_built_program_carries_what_it_builds_at_its_first_prediction(cluster, bench_small: Path, program) -> None:
+    """Each batch task gets its own copy of the program from the object store: a smoothing constant or tallies left
+    to the first prediction would be built again in every task."""
+    from valuesim.run.cluster import _build
+    from valuesim.run.runner import Setup
+
+    built = ray.get(_build.remote(Setup(program=program), bench_small, frozenset({"Q1", "Q2"})))
+    if program != "random":
+        assert built.smoothing is not None and {"all", "country"} <= set(built._tallies)
+    if program == "cell":
+        assert "cell" in built._tallies
+
+
 @pytest.fixture(scope="module")
 def stub():
     """The 200 ms stub of scripts/concurrency_bench.py, here answering after 0.1 s."""

@@ -142,6 +142,14 @@ class _Fitted(dspy.Module):
             self.smoothing = choose_smoothing(self)
         return self.smoothing
 
+    def prepare(self) -> None:
+        """Build now what is otherwise built at the first prediction (the smoothing constant, the answer tallies).
+        A copy sent to another process, as every batch task of a --ray run gets, then carries them instead of
+        building them again in each task (for kNN a refit and a vote over up to 400 training persons)."""
+        self.smoothing_constant()
+        self.tallies("all")
+        self.tallies("country")
+
     @classmethod
     def from_benchmark(cls, bench: Benchmark, **settings: Any) -> _Fitted:
         """Fitted on the benchmark's training respondents."""
@@ -196,6 +204,9 @@ class Random(_Fitted):
     exists to run the floor like any other program."""
 
     reads = ()
+
+    def prepare(self) -> None:
+        pass  # nothing is built at the first prediction
 
     def __init__(self, train: pd.DataFrame, catalog: Catalog, seed: int = 0):
         super().__init__(train, catalog, smoothing=0.0)
@@ -309,12 +320,19 @@ class DemographicCell(_Fitted):
     def own_settings(self) -> dict[str, Any]:
         return {"min_cell": self.min_cell}
 
+    def prepare(self) -> None:
+        super().prepare()
+        self.cell_tallies()
+
+    def cell_tallies(self) -> Tallies:
+        if "cell" not in self._tallies:
+            self._tallies["cell"] = Tallies(self.train, self.codes, self.cells)
+        return self._tallies["cell"]
+
     def cell_vote(self, cell: str | None, question: str, options: dict[str, str]) -> Votes:
         if cell is None:
             return None
-        if "cell" not in self._tallies:
-            self._tallies["cell"] = Tallies(self.train, self.codes, self.cells)
-        tallies = self._tallies["cell"]
+        tallies = self.cell_tallies()
         if tallies.total.get((cell, question), 0) < self.min_cell:  # answers of any code count, as before
             return None
         return tallies.votes(question, options, cell)

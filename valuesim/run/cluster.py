@@ -224,6 +224,14 @@ def _build(setup: Any, data: Path, questions: frozenset[str]) -> Any:
     program, _, _ = build_program(setup.program, Benchmark(data), setup.settings, setup.protocol)
     if hasattr(program, "fit_in_parallel"):
         program.fit_in_parallel(fit_remotely, questions)
+    return prepared(program)
+
+
+def prepared(program: Any) -> Any:
+    """The program with what it builds at its first prediction built: each batch task gets its own copy from the
+    object store, and would otherwise build it again (kNN choosing its smoothing took minutes per task)."""
+    if hasattr(program, "prepare"):
+        program.prepare()
     return program
 
 
@@ -250,7 +258,7 @@ def batches_on_workers(
     """The batches as parallel Ray tasks (a task whose worker dies is run again by Ray), yielded as they finish.
     The program is in the object store once: built there from `build` (setup, benchmark folder, questions), or
     the given one put there. At most two batches per CPU are in flight, so their inputs are built as needed."""
-    shared = built(*build) if build else ray.put(program)
+    shared = built(*build) if build else ray.put(prepared(program))
     limit = 2 * worker_count()
     pending = iter(enumerate(batches))
     in_flight: dict[Any, int] = {}
