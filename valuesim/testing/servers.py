@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from valuesim.lm.check import smollm2_file
@@ -25,17 +26,7 @@ def start_server(port: int, n_ctx: int = 4096) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_file()), "--model_alias", "smollm2",
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("llama_cpp.server exited at start") from None
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("llama_cpp.server did not answer /v1/models within 120 s")
+    return wait_ready(proc, "llama_cpp.server", f"http://127.0.0.1:{port}/v1/models", 120, stop=subprocess.Popen.kill)
 
 
 def start_mlflow_server(port: int, folder: Path) -> subprocess.Popen:
@@ -51,14 +42,27 @@ def start_mlflow_server(port: int, folder: Path) -> subprocess.Popen:
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - the server writes it while it runs
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
     log.close()
-    deadline = time.time() + 180
+    return wait_ready(proc, "mlflow server", f"http://127.0.0.1:{port}/health", 180, stop_group, folder / "server.log")
+
+
+def wait_ready(
+    proc: subprocess.Popen,
+    name: str,
+    url: str,
+    seconds: float,
+    stop: Callable[[subprocess.Popen], object],
+    log: Path | None = None,
+) -> subprocess.Popen:
+    """`proc` once `url` answers. If it exits first, an error naming the server `name` (with its `log`); if it does
+    not answer within `seconds`, `stop(proc)` and an error."""
+    deadline = time.time() + seconds
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            urllib.request.urlopen(url, timeout=2)
             return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited at start:\n{(folder / 'server.log').read_text()}") from None
+                raise RuntimeError(f"{name} exited at start" + (f":\n{log.read_text()}" if log else "")) from None
             time.sleep(0.5)
-    stop_group(proc)
-    raise RuntimeError("mlflow server did not answer /health within 180 s")
+    stop(proc)
+    raise RuntimeError(f"{name} did not answer {url} within {seconds:.0f} s")
