@@ -96,6 +96,11 @@ class Worker:
     """One Ray actor: the program and its LM, built once from the run's Setup (and a compiled state)."""
 
     def __init__(self, setup: Any, data: str, state: dict | None):
+        # LiteLLM whole, here, before the threads: DSPy imports it at the first LM call, and threads making their
+        # first calls at once got "partially initialized module 'litellm' has no attribute 'completion'"
+        # (predictions failed in 1 of 4 runs of the resume test)
+        import litellm  # noqa: F401
+
         from valuesim.data.benchmark import Benchmark
         from valuesim.run.runner import ready_program
 
