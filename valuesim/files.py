@@ -74,6 +74,10 @@ def strict_json(obj: Any, default: Callable[[Any], Any] | None = None, indent: i
     floats, numpy floats, pandas' NaN cells) become null, since Python's json would write the non-standard tokens
     NaN/Infinity. `default` converts what json cannot (DataFrames, numpy scalars, paths; see `jsonable`); the
     undefined values are replaced after that conversion, so a DataFrame's NaN cells become null too."""
+    try:  # the common case, one pass: nothing undefined to replace (allow_nan=False raises on the first)
+        return json.dumps(obj, default=default or jsonable, indent=indent, allow_nan=False, **dumps)
+    except ValueError:
+        pass
     loose = json.dumps(obj, default=default or jsonable, allow_nan=True)
     # one round trip: json writes NaN/Infinity wherever they sit (any nesting, any float subclass), and parse_constant
     # sees exactly those tokens, so nothing is missed and every other value comes back unchanged

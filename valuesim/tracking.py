@@ -259,7 +259,9 @@ def log_result(result: EvalResult, prefix: str = "", with_cost: bool = True, ste
     import mlflow
 
     mlflow.log_metrics(clean_metrics(logged_metrics(result.metrics, with_cost), prefix), step=step)
-    if len(result.predictions) <= TABLE_ROWS:
+    if result.predictions is None:  # a bench cell with an earlier cell's predictions: that run holds them
+        pass
+    elif len(result.predictions) <= TABLE_ROWS:
         mlflow.log_table(result.predictions, artifact_file=f"{prefix}predictions.json")
     else:  # log_table's JSON takes seconds per 60k rows and the UI cannot show that many: parquet for pandas
         with tempfile.TemporaryDirectory() as tmp:

@@ -264,9 +264,14 @@ def country_majorities(bench: Benchmark, items: list[Any]) -> dict[str, Guess]:
     fit = _COUNTRY_FITS.get(bench.fingerprint)
     if fit is None:
         fit = _COUNTRY_FITS[bench.fingerprint] = CountryMajority.from_benchmark(bench)
-    plain = [{k: i[k] for k in ("person_id", "country", "question_code", "options")} for i in items]
-    answers = fit.predict_batch(plain)
-    return {f"{i['person_id']}|{i['question_code']}": a for i, a in zip(plain, answers, strict=True)}
+    # one Guess per country, question and scale (a million items have a few thousand), shared by their items
+    one_of = {(i["country"], i["question_code"], tuple(i["options"])): i for i in items}
+    plain = [{k: i[k] for k in ("person_id", "country", "question_code", "options")} for i in one_of.values()]
+    guess = dict(zip(one_of, fit.predict_batch(plain), strict=True))
+    return {
+        f"{i['person_id']}|{i['question_code']}": guess[i["country"], i["question_code"], tuple(i["options"])]
+        for i in items
+    }
 
 
 def age_band(age: Any) -> str | None:

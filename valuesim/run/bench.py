@@ -24,7 +24,7 @@ from valuesim.run.folder import _locked
 from valuesim.run.predict import EvalResult
 from valuesim.run.runner import Setup, on_ray, params_of, read_finished, run_evaluate, sample_params
 from valuesim.score.plots import reliability_png
-from valuesim.score.stats import paired_difference
+from valuesim.score.stats import item_table, paired_difference
 
 RESULT_COLUMNS = ["accuracy", "macro_accuracy", "within_one", "nmae", "wasserstein", "invalid", "failed", "n"]
 PROB_COLUMNS = ["log_loss", "brier", "rps", "ece"]  # scores of the distributions, with CIs
@@ -115,10 +115,12 @@ def _run_bench(
     sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)  # the same in every cell
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
     rows, preds = [], {}
-    items_of = functools.cache(  # one selection per fold and history, shared by the programs without an LM
+    items_of = functools.lru_cache(maxsize=1)(  # one selection per fold and history, shared by the programs
         lambda fold, history: benchmark_items(bench, **setup.selection(fold=fold, history=history))
     )
-    seen_inputs: dict = {}  # (fold, program, what it reads) -> (history, result) of the first history that had them
+    # (fold, program, what it reads) -> (history, result, persons) of the first history that had them (the result
+    # without its predictions table, which that history's child run holds)
+    seen_inputs: dict = {}
     if "parent_run_id" in state:  # a rerun: children of the earlier process that died mid-run are marked KILLED
         tracking.end_orphans(state["parent_run_id"])
     with tracking.parent_run("valuesim-bench", out_dir.name, state.get("parent_run_id")) as parent:
@@ -140,13 +142,13 @@ def _run_bench(
                     kept = cells.get(key) in logged  # finished in an earlier bench, its child run still there
                     run_id: str | None = None
                     if inputs in seen_inputs:  # same inputs as at an earlier history: the same predictions
-                        result = seen_inputs[inputs][1]
+                        result, scored = seen_inputs[inputs][1], preds[fold, seen_inputs[inputs][0], program]
                         if not kept:
                             run_id = log_same_predictions(cell, bench, *seen_inputs[inputs])
                     else:
                         run_dir = out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}"
-                        found = read_finished(cell, bench, run_dir, items) if kept else None
-                        if found is None:
+                        result = read_finished(cell, bench, run_dir, items) if kept else None
+                        if result is None:
                             result, cell_params = run_evaluate(
                                 cell,
                                 bench,
@@ -157,10 +159,13 @@ def _run_bench(
                                 items=items,
                             )
                             run_id = cell_params["mlflow_run_id"]
-                        else:
-                            result = found
+                        scored, table = item_table(result.predictions), result.predictions
+                        # the metrics, not the predictions table (a million rows each: memory)
+                        result = dataclasses.replace(result, predictions=None)
                         if inputs is not None:
-                            seen_inputs[inputs] = (history, result)
+                            persons = sample_params(zip(table["person_id"], table["country"], strict=True))
+                            seen_inputs[inputs] = (history, result, persons)
+                        del table
                     if run_id is not None:  # computed (or logged) anew: record its child run
                         if kept:  # its predictions were gone or had failures to retry: the old run says so
                             tracking.mark_superseded(cells[key], run_id)
@@ -174,7 +179,7 @@ def _run_bench(
                         "wall_seconds": time.perf_counter() - t0,
                     }
                     rows.append(row)
-                    preds[(fold, history, program)] = result.predictions
+                    preds[(fold, history, program)] = scored
                     if on_done:
                         on_done(row)
         table = pd.DataFrame(rows)
@@ -210,11 +215,11 @@ def inputs_seen(items: list[dict], reads: tuple[str, ...]) -> tuple:
     )
 
 
-def log_same_predictions(cell: Setup, bench: Benchmark, history: int, result: EvalResult) -> str:
+def log_same_predictions(cell: Setup, bench: Benchmark, history: int, result: EvalResult, persons: dict) -> str:
     """A bench cell whose program saw exactly the inputs it saw at `history` (the country majority at any history
-    size): its child run logs that result again and says where the predictions come from. Returns its run id."""
-    params = params_of(cell, bench, cell.program, {}) | {"predictions_from_history": history}
-    params |= sample_params(zip(result.predictions["person_id"], result.predictions["country"], strict=True))
+    size): its child run logs that result's metrics and breakdowns again (`persons`: its sample_params) and says
+    which history's run holds the predictions. Returns its run id."""
+    params = params_of(cell, bench, cell.program, {}) | {"predictions_from_history": history} | persons
     with tracking.run("valuesim-bench", f"f{cell.fold}-h{cell.history}-{cell.program}", params, nested=True) as run:
         tracking.log_result(result, with_cost=False, step=cell.history)
         return str(run.info.run_id)

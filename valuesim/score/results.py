@@ -59,7 +59,10 @@ def predictions_table_of(stored: pd.DataFrame, meta: list[tuple]) -> pd.DataFram
     ]
     # as JSON text: a column of dicts with different keys per question comes back from parquet (the MLflow table
     # of a large run) with every question's keys in every row
-    p["probs"] = [files.strict_json(d, indent=None) if isinstance(d, dict) else None for d in p["probs"]]
+    if "probs_json" in p:  # a store's frame: the text it read
+        p["probs"] = p.pop("probs_json")
+    else:
+        p["probs"] = [files.strict_json(d, indent=None) if isinstance(d, dict) else None for d in p["probs"]]
     return p
 
 
