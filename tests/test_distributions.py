@@ -22,9 +22,17 @@ from valuesim.programs.settings import check_settings
 from valuesim.programs.statistical import SMOOTHING_GRID, Tallies, smoothed
 from valuesim.run.predict import BATCH_INPUTS, evaluate_batch, read_stored, row_of
 from valuesim.run.store import RunStore
-from valuesim.score.metrics import EPSILON, distribution_scores, ece, prob_scores, uniform_floor
+from valuesim.score.metrics import (
+    EPSILON,
+    distribution_scores,
+    ece,
+    prob_matrix,
+    prob_scores,
+    reliability,
+    uniform_floor,
+)
 from valuesim.score.results import score
-from valuesim.score.stats import ece_ci, paired_difference
+from valuesim.score.stats import ece_ci, item_table, paired_difference
 
 NO_LM = [name for name in PROGRAMS if not needs_lm(name)]
 
@@ -219,6 +227,40 @@ def test_paired_log_loss_difference_and_intervals() -> None:
     assert d["difference"] == pytest.approx(expected) and d["n_items"] == 40
     m = score(sharp, resamples=200)
     assert m["log_loss_ci_low"] <= m["log_loss"] <= m["log_loss_ci_high"]
+
+
+@given(st.lists(st.one_of(st.none(), st.just([]), st.lists(st.floats(0, 1), min_size=1, max_size=7)), min_size=1,
+                max_size=30))  # fmt: skip
+def test_the_probability_matrix_puts_each_row_at_its_positions(rows: list) -> None:
+    preds = pd.DataFrame({"n_options": [max(len(r or []), 1) for r in rows], "probs_pos": rows})
+    m = prob_matrix(preds)
+    for row, got in zip(rows, m, strict=True):
+        if row:
+            assert got[: len(row)].tolist() == row and not got[len(row) :].any()
+        else:
+            assert np.isnan(got).all()
+
+
+def test_an_item_table_compares_and_draws_as_its_predictions_table() -> None:
+    """What a bench keeps of a finished cell (item_table) gives the paired differences and the reliability
+    diagram its predictions table gives, point masses, missing answers and invalid rows included."""
+    rng = np.random.default_rng(3)
+    n, persons = 600, [f"p{i // 6}" for i in range(600)]
+    questions = [f"Q{i % 6}" for i in range(n)]
+    gold = rng.integers(0, 3, n).tolist()
+
+    def forecasts(sharpness: float) -> pd.DataFrame:
+        probs = [rng.dirichlet([sharpness] * 3).tolist() if rng.random() > 0.1 else None for _ in range(n)]
+        t = table(probs, gold, person_id=persons, question=questions, ordinal=(np.arange(n) % 2 == 0).tolist())
+        t.loc[::50, "probs_method"] = "point"
+        return t
+
+    a, b = forecasts(0.5), forecasts(3.0)
+    for metric in ("accuracy", "within_one", "nmae", "log_loss", "brier", "rps", "macro_accuracy"):
+        assert paired_difference(item_table(a), item_table(b), metric, n_resamples=100) == paired_difference(
+            a, b, metric, n_resamples=100
+        )  # fmt: skip
+    pd.testing.assert_frame_equal(reliability(item_table(a)), reliability(a))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from valuesim.data.benchmark import Benchmark, make_example, make_person
+from valuesim.data.benchmark import items as benchmark_items
 from valuesim.programs.knn import KNN
-from valuesim.programs.statistical import CountryMajority, DemographicCell, GlobalMajority
+from valuesim.programs.statistical import CountryMajority, DemographicCell, GlobalMajority, country_majorities
 
 BASELINES = (GlobalMajority, CountryMajority, DemographicCell, KNN)
 
@@ -172,3 +173,15 @@ def test_answers_are_always_options(bench_small: Path) -> None:
         if name == "knn":
             accuracy = sum(a == ex.answer for ex, a in zip(examples, answers, strict=True)) / len(examples)
             assert 0.2 < accuracy < 1.0
+
+
+def test_the_country_floor_is_the_country_programs_answer_to_every_item(bench_small: Path) -> None:
+    """country_majorities answers once per country, question and scale; each item gets the Guess the country
+    program gives that item."""
+    bench = Benchmark(bench_small)
+    selected = benchmark_items(bench, "values", "dev", 1, 58, 12, 20)
+    guesses = CountryMajority.from_benchmark(bench).predict_batch(selected)
+    floor = country_majorities(bench, selected)
+    assert len(floor) == len(selected)
+    for item, guess in zip(selected, guesses, strict=True):
+        assert floor[f"{item['person_id']}|{item['question_code']}"] == guess
