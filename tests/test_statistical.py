@@ -10,7 +10,13 @@ import pytest
 from valuesim.data.benchmark import Benchmark, make_example, make_person
 from valuesim.data.benchmark import items as benchmark_items
 from valuesim.programs.knn import KNN
-from valuesim.programs.statistical import CountryMajority, DemographicCell, GlobalMajority, country_majorities
+from valuesim.programs.statistical import (
+    CountryMajority,
+    DemographicCell,
+    GlobalMajority,
+    country_majorities,
+    group_persons,
+)
 
 BASELINES = (GlobalMajority, CountryMajority, DemographicCell, KNN)
 
@@ -185,3 +191,19 @@ def test_the_country_floor_is_the_country_programs_answer_to_every_item(bench_sm
     assert len(floor) == len(selected)
     for item, guess in zip(selected, guesses, strict=True):
         assert floor[f"{item['person_id']}|{item['question_code']}"] == guess
+
+
+def test_a_person_is_their_id_and_answers_not_one_dict(catalog) -> None:
+    """Items of a person whose known answers arrive as copies (a transport between processes makes them) are one
+    person; the same person_id with other answers is another; the cell program answers copies as the original."""
+    known = {"Q260": 1, "Q262": 40, "Q275": 3, "Q1": 2}
+    items = [{"person_id": "a", "country": "XXX", "known": dict(known), "question_code": f"Q{q}"} for q in (2, 3)]
+    items += [{"person_id": "a", "country": "XXX", "known": known | {"Q1": 1}, "question_code": "Q2"}]
+    persons, of = group_persons(items)
+    assert of.tolist() == [0, 0, 1] and [p[1] for p in persons] == [known, known | {"Q1": 1}]
+    train = train_table(catalog, [{"country": "XXX", "Q260": 1, "Q262": 40, "Q275": 3, "Q2": 1}] * 12)
+    cell = DemographicCell(train, catalog)
+    asked = [i | {"options": {"1": "a", "2": "b"}} for i in items]
+    shared = [i | {"known": known} for i in asked]
+    votes = [[None if v is None else v.tolist() for v in cell.votes_batch(i)] for i in (asked, shared)]
+    assert votes[0][0] is not None and votes[0] == votes[1]

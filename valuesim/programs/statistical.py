@@ -343,33 +343,39 @@ class DemographicCell(_Fitted):
         return tallies.votes(question, options, cell)
 
     def votes_batch(self, items: list[Item]) -> list[Votes]:
-        cells: dict[int, str | None] = {}  # a person's known answers are one dict shared by their items
-        for item in items:
-            if id(item["known"]) not in cells:
-                cells[id(item["known"])] = self.cell_of(item["country"], item["known"])
-
         def answer(item: Item) -> Votes:
             q, options = item["question_code"], item["options"]
-            votes = self.cell_vote(cells[id(item["known"])], q, options)
+            votes = self.cell_vote(self.cell_of(item["country"], item["known"]), q, options)
             return votes if votes is not None else self.country_or_global(q, options, item["country"])
 
+        # the same answer for every item of the same cell attributes, question and scale
         return memoized(
-            items, lambda i: (cells[id(i["known"])], i["question_code"], i["country"], tuple(i["options"])), answer
+            items,
+            lambda i: (i["country"], *map(i["known"].get, self.reads), i["question_code"], tuple(i["options"])),
+            answer,
         )
 
 
 def group_persons(items: list[Item]) -> tuple[list[tuple[str, dict]], np.ndarray]:
     """Distinct persons of the items as (country, known), and each item's person index. A person is a person_id
-    with one dict of known answers (the items of one person share it)."""
-    index: dict[tuple, int] = {}
+    and country with their known answers: items that share one dict are found at once, a copy (what a transport
+    between processes may make) by comparing it with the person_id's earlier dicts."""
     persons: list[tuple[str, dict]] = []
+    by_dict: dict[int, int] = {}  # id of a known dict -> its person (the items keep the dicts alive)
+    by_person: dict[tuple, list[int]] = {}  # (person_id, country) -> their persons
     of = np.empty(len(items), dtype=np.int64)
     for n, item in enumerate(items):
-        key = (item.get("person_id"), id(item["known"]), item["country"])
-        if key not in index:
-            index[key] = len(persons)
-            persons.append((item["country"], item["known"]))
-        of[n] = index[key]
+        known = item["known"]
+        p = by_dict.get(id(known))
+        if p is None:
+            same = by_person.setdefault((item.get("person_id"), item["country"]), [])
+            p = next((q for q in same if persons[q][1] == known), None)
+            if p is None:
+                p = len(persons)
+                persons.append((item["country"], known))
+                same.append(p)
+            by_dict[id(known)] = p
+        of[n] = p
     return persons, of
 
 

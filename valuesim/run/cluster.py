@@ -213,9 +213,9 @@ def _answer_batch(program: Any, inputs: bytes) -> tuple[list, str | None, float]
 
 def pickled(inputs: list[dict]) -> bytes:
     """A batch's inputs for a Ray task, pickled here: Ray's own serializer copies an object at each reference, so a
-    person's `known` dict, shared by their items, arrived as one dict per item, and kNN computed a person's
-    similarities once per item (48 times the work: the 15-50x slowdown of BENCHMARKS.md §13). Pickle keeps it
-    shared."""
+    person's `known` dict, shared by their items, would travel (and be read back) once per item, 48 times the
+    bytes. Pickle sends it once. (Programs find a person's items by person_id and answers, not by the dict's
+    identity: `group_persons`.)"""
     return pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)
 
 
