@@ -253,17 +253,18 @@ def logged_metrics(metrics: dict, with_cost: bool) -> dict:
     return {k: renamed[k] for k in keys if k in renamed}
 
 
-def log_result(result: EvalResult, prefix: str = "", with_cost: bool = True, step: int | None = None) -> None:
+def log_result(
+    result: EvalResult, prefix: str = "", with_cost: bool = True, step: int | None = None, with_table: bool = True
+) -> None:
     """Metrics, breakdowns and the predictions table of an EvalResult. `step`: the history size, for an evaluate
-    (a bench's child runs then draw one accuracy-by-history chart, one line per program when grouped by it)."""
+    (a bench's child runs then draw one accuracy-by-history chart, one line per program when grouped by it).
+    `with_table` False: not the table (a bench cell with an earlier cell's predictions, whose run holds them)."""
     import mlflow
 
     mlflow.log_metrics(clean_metrics(logged_metrics(result.metrics, with_cost), prefix), step=step)
-    if result.predictions is None:  # a bench cell with an earlier cell's predictions: that run holds them
-        pass
-    elif len(result.predictions) <= TABLE_ROWS:
+    if with_table and len(result.predictions) <= TABLE_ROWS:
         mlflow.log_table(result.predictions, artifact_file=f"{prefix}predictions.json")
-    else:  # log_table's JSON takes seconds per 60k rows and the UI cannot show that many: parquet for pandas
+    elif with_table:  # log_table's JSON takes seconds per 60k rows and the UI cannot show that many: parquet for pandas
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp, f"{prefix}predictions.parquet")
             result.predictions.to_parquet(path, index=False)

@@ -114,7 +114,8 @@ def _run_bench(
     params = {k: v for k, v in params.items() if v is not None}
     sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)  # the same in every cell
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
-    rows, preds = [], {}
+    rows: list[dict] = []
+    preds: dict[tuple[int, int, str], pd.DataFrame] = {}  # item tables (valuesim.score.stats.item_table)
     items_of = functools.lru_cache(maxsize=1)(  # one selection per fold and history, shared by the programs
         lambda fold, history: benchmark_items(bench, **setup.selection(fold=fold, history=history))
     )
@@ -161,7 +162,7 @@ def _run_bench(
                             run_id = cell_params["mlflow_run_id"]
                         scored, table = item_table(result.predictions), result.predictions
                         # the metrics, not the predictions table (a million rows each: memory)
-                        result = dataclasses.replace(result, predictions=None)
+                        result = dataclasses.replace(result, predictions=table.head(0).copy())
                         if inputs is not None:
                             persons = sample_params(zip(table["person_id"], table["country"], strict=True))
                             seen_inputs[inputs] = (history, result, persons)
@@ -221,7 +222,7 @@ def log_same_predictions(cell: Setup, bench: Benchmark, history: int, result: Ev
     which history's run holds the predictions. Returns its run id."""
     params = params_of(cell, bench, cell.program, {}) | {"predictions_from_history": history} | persons
     with tracking.run("valuesim-bench", f"f{cell.fold}-h{cell.history}-{cell.program}", params, nested=True) as run:
-        tracking.log_result(result, with_cost=False, step=cell.history)
+        tracking.log_result(result, with_cost=False, step=cell.history, with_table=False)
         return str(run.info.run_id)
 
 

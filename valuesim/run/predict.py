@@ -150,7 +150,7 @@ def valid_answer(pred: dspy.Prediction, options: dict[str, str]) -> str | None:
 
 @dataclass
 class EvalResult:
-    predictions: pd.DataFrame | None  # None: a bench cell logging an earlier cell's result (bench.py)
+    predictions: pd.DataFrame
     metrics: dict
     by_country: pd.DataFrame
     by_category: pd.DataFrame
