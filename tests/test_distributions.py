@@ -131,8 +131,9 @@ def test_ml_learns_in_the_run_protocol_which_is_not_a_user_setting(bench: Benchm
     from valuesim.run.runner import Setup, ready_program
 
     program, _, _ = ready_program(Setup(program="ml", protocol="reference"), bench)
-    assert program.rows(1) and all("heldout" in r for r in program.rows(1))
-    assert program._rows[1] == list(bench.rows("reference", "train", 1))
+    rows = bench.rows("reference", "train", 1)
+    assert program.rows(1).person_id == rows["person_id"]
+    assert program.rows(1).profile.a.tolist() == [i["a"] for r in rows["profile"] for i in r]
     with pytest.raises(ValueSimError, match="--set protocol"):
         check_settings("ml", {"protocol": "values"})
 

@@ -70,7 +70,7 @@ def test_ml_never_reads_held_out_answers(bench: Benchmark, bench_small: Path) ->
     assert altered.predict_batch(inputs(selected)) == original
     wrong_gold = [{**i, "answer": "1"} for i in selected]  # extra keys, as an item with its gold would carry
     assert altered.predict_batch(wrong_gold) == original
-    train_ids = {r["person_id"] for r in altered.rows(1)}
+    train_ids = set(altered.rows(1).person_id)
     assert train_ids and not train_ids & {i["person_id"] for i in selected}
     ml._FITS.clear()
 
@@ -135,8 +135,36 @@ def test_hgb_fits_features_of_an_item_with_hundreds_of_codes(bench: Benchmark) -
     persons = [
         (row["country"], {c: row[c] for c in features.codes if not np.isnan(row[c])}) for _, row in train.iterrows()
     ]
-    x = features.for_hgb(persons)
+    x = features.encoded(persons, "hgb")
     assert np.nanmax(x[:, features.column[code]]) == ml.MAX_CATEGORIES - 1
     target = np.arange(len(train)) % 3
     model = HistGradientBoostingClassifier(max_iter=2, categorical_features=features.hgb_categorical).fit(x, target)
     assert model.predict(x).shape == (len(train),)
+
+
+def test_training_copies_from_fold_arrays_equal_the_persons_they_stand_for(bench: Benchmark) -> None:
+    """The training inputs are built from the fold's rows as arrays (the whole WVS-7's 17 million answers as dicts
+    took 4.7 GB): copy j of row r knows the demographics and the first history_of(r, j) profile answers, exactly
+    the `known` dict a dev person of that history size has, and each question's targets are the copies that
+    answered it, in order."""
+    program = TrainedModel.from_benchmark(bench, copies=3)
+    rows = list(bench.rows("values", "train", 1))
+    copies = [
+        (
+            r["country"],
+            {i["q"]: i["a"] for i in [*r["demographics"], *r["profile"][: program.history_of(r["person_id"], c)]]},
+        )
+        for r in rows
+        for c in range(3)
+    ]
+    x, targets, _ = program.training(1)
+    assert np.array_equal(x, program.features.encoded(copies, "hgb"), equal_nan=True)
+    assert len({program.history_of(r["person_id"], c) for r in rows for c in range(3)}) > 1  # sizes differ
+    expected: dict[str, list[tuple[int, int]]] = {}
+    for n, r in enumerate(rows):
+        for c in range(3):
+            for i in r["heldout"]:
+                expected.setdefault(i["q"], []).append((3 * n + c, i["a"]))
+    assert {q: list(zip(lines.tolist(), a.tolist(), strict=True)) for q, (lines, a) in targets.items()} == expected
+    logreg = TrainedModel.from_benchmark(bench, model="logreg", copies=3)
+    assert (logreg.training(1)[0] != logreg.features.encoded(copies, "logreg")).nnz == 0

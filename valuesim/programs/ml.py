@@ -52,6 +52,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from pydantic import Field
 from threadpoolctl import threadpool_limits
@@ -69,12 +71,14 @@ from valuesim.programs.statistical import (
 )
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+
     from valuesim.data.benchmark import Benchmark
 
 # (model, the feature columns it reads; None: all) for one question
 Fit = tuple[Any, np.ndarray | None]
-# inputs of the training copies, held-out (row, answer) pairs per question, ranked items per question
-Training = tuple[np.ndarray, dict[str, list[tuple[int, int]]], dict[str, np.ndarray]]
+# inputs of the training copies, per question the copies that answered it and their answers, ranked items per question
+Training = tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]
 
 HISTORIES = (0, 58, 116, 174, 232)
 MAX_CATEGORIES = 254  # HistGradientBoostingClassifier: categories per feature < max_bins (255)
@@ -120,30 +124,34 @@ class Features:
             out[i, cols[cols >= 0]] = answers[cols >= 0]
         return out
 
-    def country_index(self, persons: list[tuple[str, dict]]) -> np.ndarray:
+    def country_index(self, countries: Iterable[str]) -> np.ndarray:
         index = {c: n for n, c in enumerate(self.countries)}
-        return np.array([index.get(c, np.nan) for c, _ in persons], dtype="float64")
+        return np.array([index.get(c, np.nan) for c in countries], dtype="float64")
 
-    def for_hgb(self, persons: list[tuple[str, dict]]) -> np.ndarray:
-        """Answer codes (nominal ones as category numbers, unseen codes missing), the country as a category and
-        the number of known value answers (how much of the profile is known)."""
-        x = self.raw(persons)
+    def encoded(self, persons: list[tuple[str, dict]], model: str) -> np.ndarray | sp.csr_matrix:
+        """The persons as `model` reads them."""
+        x, countries = self.raw(persons), self.country_index(c for c, _ in persons)
+        return self.for_hgb(x, countries) if model == "hgb" else self.for_logreg(x, countries)
+
+    def for_hgb(self, x: np.ndarray, country: np.ndarray) -> np.ndarray:
+        """From `raw` answers and `country_index`: answer codes (nominal ones as category numbers, unseen codes
+        missing), the country as a category and the number of known value answers (how much of the profile is
+        known)."""
         n_values = (~np.isnan(x[:, self.is_value])).sum(axis=1)
         for j in np.flatnonzero(self.nominal):
             u = self.universe[j]
             pos = np.searchsorted(u, x[:, j]).clip(max=max(len(u) - 1, 0))
             hit = (len(u) > 0) & (u[pos] == x[:, j]) if len(u) else np.zeros(len(x), dtype=bool)
             x[:, j] = np.where(hit, pos, np.nan)
-        return np.column_stack([x, self.country_index(persons), n_values]).astype("float32")
+        return np.column_stack([x, country, n_values]).astype("float32")
 
     @property
     def hgb_categorical(self) -> np.ndarray:
         return np.concatenate([self.nominal, [True, False]])
 
-    def for_logreg(self, persons: list[tuple[str, dict]]) -> sp.csr_matrix:
-        """One-hot answers (no column on when unknown), standardized free numbers with missing indicators, the
-        country one-hot, the known share of the profile."""
-        x = self.raw(persons)
+    def for_logreg(self, x: np.ndarray, country: np.ndarray) -> sp.csr_matrix:
+        """From `raw` answers and `country_index`: one-hot answers (no column on when unknown), standardized free
+        numbers with missing indicators, the country one-hot, the known share of the profile."""
         blocks = []
         for j in range(len(self.closed)):
             u = self.universe[j]
@@ -153,10 +161,77 @@ class Features:
         missing = np.isnan(numeric)
         blocks.append(sp.csr_matrix(np.where(missing, 0.0, (numeric - self.center) / self.spread)))
         blocks.append(sp.csr_matrix(missing.astype("float64")))
-        country = self.country_index(persons)
         blocks.append(sp.csr_matrix((country[:, None] == np.arange(len(self.countries))[None, :]).astype("float64")))
         blocks.append(sp.csr_matrix((~np.isnan(x[:, self.is_value])).sum(axis=1, keepdims=True) / 232.0))
         return sp.hstack(blocks, format="csr")
+
+
+class Answers:
+    """One list-of-answers column of a fold's rows ({"q", "a"} lists: demographics, profile or held-out answers) as
+    flat arrays: each answer's row, its position in the row's list, its question (an index into `codes`) and its
+    answer code."""
+
+    def __init__(self, column: pa.ChunkedArray):
+        lists = column.combine_chunks()
+        lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy()
+        # int32: a fold of the whole WVS-7 has 17 million answers
+        self.row = np.repeat(np.arange(len(lists), dtype=np.int32), lengths)
+        self.pos = (np.arange(len(self.row)) - np.repeat(np.cumsum(lengths) - lengths, lengths)).astype(np.int32)
+        flat = pc.list_flatten(lists)
+        if pa.types.is_null(flat.type):  # a column empty in every row (the reference protocol's demographics)
+            flat = pa.array([], pa.struct([("q", pa.string()), ("a", pa.int64())]))
+        questions = flat.field("q").dictionary_encode()
+        self.q = questions.indices.to_numpy(zero_copy_only=False)
+        self.codes: list[str] = questions.dictionary.to_pylist()
+        self.a = flat.field("a").to_numpy(zero_copy_only=False)
+
+    def columns(self, column: dict[str, int]) -> np.ndarray:
+        """Each answer's feature column (-1: not a feature)."""
+        return np.array([column.get(c, -1) for c in self.codes], dtype=np.int64)[self.q]
+
+
+class FoldRows:
+    """A fold's training rows (`Benchmark.rows` or a list of their dicts) as arrays: the whole WVS-7's 58,324
+    training rows hold 17 million answers, 4.7 GB as Python dicts."""
+
+    def __init__(self, rows: Dataset | list[dict[str, Any]]):
+        table = pa.Table.from_pylist(rows) if isinstance(rows, list) else rows.with_format("arrow")[:]
+        self.person_id: list[str] = table.column("person_id").to_pylist()
+        self.country: list[str] = table.column("country").to_pylist()
+        self.demographics, self.profile, self.heldout = (
+            Answers(table.column(c)) for c in ("demographics", "profile", "heldout")
+        )
+
+    def __len__(self) -> int:
+        return len(self.person_id)
+
+    def raw(self, features: Features, histories: np.ndarray) -> np.ndarray:
+        """`Features.raw` of copies of the rows: (rows x copies) x codes, copy j of row r (line r * copies + j)
+        knowing the demographics and the first histories[r, j] profile answers (NaN for none: the whole profile)."""
+        copies = histories.shape[1]
+        out = np.full((len(self) * copies, len(features.codes)), np.nan)
+        for answers, shown in ((self.demographics, None), (self.profile, histories)):
+            col = answers.columns(features.column)
+            for j in range(copies):
+                keep = col >= 0
+                if shown is not None:
+                    keep &= ~(answers.pos >= shown[answers.row, j])  # a NaN size keeps every answer
+                out[answers.row[keep].astype(np.int64) * copies + j, col[keep]] = answers.a[keep]
+        return out
+
+    def targets(self, copies: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per held-out question, the training copies (lines of `raw`) that answered it, in order, and their
+        answers."""
+        h = self.heldout
+        lines = (h.row.astype(np.int64)[:, None] * copies + np.arange(copies)).ravel()
+        q, a = np.repeat(h.q, copies), np.repeat(h.a, copies)
+        order = np.lexsort((lines, q))
+        q, lines, a = q[order], lines[order], a[order]
+        starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+        return {h.codes[q[s]]: (lines[s:e], a[s:e]) for s, e in zip(starts, [*starts[1:], len(q)], strict=True)}
+
+    def heldout_questions(self) -> set[str]:
+        return {self.heldout.codes[q] for q in np.unique(self.heldout.q)}
 
 
 def estimators() -> tuple[type, type]:
@@ -169,9 +244,9 @@ def estimators() -> tuple[type, type]:
     return HistGradientBoostingClassifier, LogisticRegression
 
 
-def load_rows(bench: Benchmark, protocol: str, fold: int) -> list[dict[str, Any]]:
+def load_rows(bench: Benchmark, protocol: str, fold: int) -> FoldRows:
     """The training respondents' benchmark rows of one fold (what a dev person's inputs are built from)."""
-    return list(bench.rows(protocol, "train", fold))
+    return FoldRows(bench.rows(protocol, "train", fold))
 
 
 class TrainedModel(_Fitted):
@@ -185,7 +260,7 @@ class TrainedModel(_Fitted):
         self,
         train: pd.DataFrame,
         catalog: Catalog,
-        folds: Mapping[int, list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]] | None = None,
+        folds: Mapping[int, FoldRows | list[dict[str, Any]] | Callable[[], FoldRows]] | None = None,
         model: Literal["hgb", "logreg"] = "hgb",
         max_iter: Annotated[int, Field(ge=1)] = 20,
         copies: Annotated[int, Field(ge=1)] = 2,
@@ -211,7 +286,7 @@ class TrainedModel(_Fitted):
         self.histories = [int(h) for h in str(histories).split(",")]
         self.features = Features(self.train, catalog)
         self.folds = folds or {}
-        self._rows: dict[int, list[dict]] = {}
+        self._rows: dict[int, FoldRows] = {}
         self._fold_of: dict[str, int] = {}
         self._training: dict[int, Training] = {}
         settings = (protocol, model, max_iter, copies, top, c, learning_rate, leaves, tuple(self.histories))
@@ -228,9 +303,9 @@ class TrainedModel(_Fitted):
 
     def prepare(self) -> None:
         """The smoothing and tallies built, and the fitting data dropped: a batch task's copy of a program whose
-        models are fitted needs neither the training rows nor their inputs (millions of Python objects, unpickled
-        in each task: a --ray run of `ml` took 71 s per cell where one process took 14). A question without a model
-        reloads them."""
+        models are fitted needs neither the training rows nor their inputs (then millions of Python objects, unpickled
+        in each task: a --ray run of `ml` took 71 s per cell where one process took 14; arrays now, still hundreds
+        of MB per task). A question without a model reloads them."""
         super().prepare()
         self._rows.clear()
         self._training.clear()
@@ -241,13 +316,13 @@ class TrainedModel(_Fitted):
             self.smoothing = choose_smoothing(CountryMajority(self.train, self.catalog))
         return self.smoothing
 
-    def rows(self, fold: int) -> list[dict]:
+    def rows(self, fold: int) -> FoldRows:
         if fold not in self._rows:
             rows = self.folds[fold]
-            self._rows[fold] = rows() if callable(rows) else rows
-            for row in self._rows[fold]:
-                for item in row["heldout"]:
-                    self._fold_of.setdefault(item["q"], fold)
+            rows = rows() if callable(rows) else rows
+            self._rows[fold] = rows if isinstance(rows, FoldRows) else FoldRows(rows)
+            for question in sorted(self._rows[fold].heldout_questions()):
+                self._fold_of.setdefault(question, fold)
         return self._rows[fold]
 
     def fold_of(self, question: str) -> int | None:
@@ -260,27 +335,19 @@ class TrainedModel(_Fitted):
 
     def training(self, fold: int) -> Training:
         """Inputs of the training respondents (`copies` per person, each at a history size from `histories`),
-        their held-out answers by question, and for hgb each question's most informative items."""
+        which copies answered each held-out question and how, and for hgb each question's most informative
+        items."""
         if fold not in self._training:
-            persons, answers, full = [], [], []
-            for row in self.rows(fold):
-                demographics, profile = row["demographics"], row["profile"]
-                for c in range(self.copies):
-                    k = self.history_of(row["person_id"], c)
-                    known = {i["q"]: i["a"] for i in [*demographics, *profile[:k]]}
-                    persons.append((row["country"], known))
-                    answers.append(row["heldout"])
-                full.append((row["country"], {i["q"]: i["a"] for i in [*demographics, *profile]}))
-            targets: dict[str, list[tuple[int, int]]] = {}
-            for n, heldout in enumerate(answers):
-                for item in heldout:
-                    targets.setdefault(item["q"], []).append((n, item["a"]))
+            rows, f = self.rows(fold), self.features
+            sizes = np.array([[self.history_of(p, c) for c in range(self.copies)] for p in rows.person_id], float)
+            x = rows.raw(f, sizes.reshape(len(rows), self.copies))
+            country = np.repeat(f.country_index(rows.country), self.copies)
             if self.model == "hgb":
-                x = self.features.for_hgb(persons)
-                ranked = self.ranked_items(full, [r["heldout"] for r in self.rows(fold)])
+                ranked = self.ranked_items(rows.raw(f, np.full((len(rows), 1), np.nan)), rows)
+                x = f.for_hgb(x, country)
             else:
-                x, ranked = self.features.for_logreg(persons), {}
-            self._training[fold] = (x, targets, ranked)
+                x, ranked = f.for_logreg(x, country), {}
+            self._training[fold] = (x, rows.targets(self.copies), ranked)
         return self._training[fold]
 
     def history_of(self, person_id: str, copy: int) -> int:
@@ -289,26 +356,30 @@ class TrainedModel(_Fitted):
             return self.histories[copy]
         return self.histories[zlib.crc32(f"{person_id}|{copy}".encode()) % len(self.histories)]
 
-    def ranked_items(self, persons: list[tuple[str, dict]], heldout: list[list[dict]]) -> dict[str, np.ndarray]:
+    def ranked_items(self, x: np.ndarray, rows: FoldRows) -> dict[str, np.ndarray]:
         """Per held-out question, the closed items ranked by mutual information with its answer over the training
-        respondents' whole profiles: one contingency matrix (item answers x question answers) for all pairs."""
+        respondents' whole profiles (`x`: their `raw` answers): one contingency matrix (item answers x question
+        answers) for all pairs, from sparse one-hot matrices."""
         f = self.features
-        x = f.raw(persons)[:, : len(f.closed)]
-        item_of = np.concatenate([np.full(len(u), j) for j, u in enumerate(f.universe)]).astype(np.int64)
-        codes = np.concatenate(f.universe)
-        onehot = (x[:, item_of] == codes[None, :]).astype("float64")  # (persons x item answers)
-        questions = sorted({i["q"] for h in heldout for i in h})
-        classes = {q: sorted({i["a"] for h in heldout for i in h if i["q"] == q}) for q in questions}
-        col: dict[tuple[str, int], int] = {}
-        for q in questions:
-            for a in classes[q]:
-                col[(q, a)] = len(col)
-        y = np.zeros((len(persons), len(col)))
-        for n, h in enumerate(heldout):
-            for i in h:
-                y[n, col[(i["q"], i["a"])]] = 1.0
-        q_of = np.array([questions.index(q) for q, _ in col], dtype=np.int64)
-        n_ab = onehot.T @ y  # (item answers x question answers) counts over persons who gave both
+        starts = np.cumsum([0] + [len(u) for u in f.universe])
+        item_of = np.repeat(np.arange(len(f.universe)), np.diff(starts))
+        lines, cols = [], []
+        for item, u in enumerate(f.universe):
+            if len(u):
+                pos = np.searchsorted(u, x[:, item]).clip(max=len(u) - 1)
+                hit = u[pos] == x[:, item]  # NaN (unknown) never hits
+                lines.append(np.flatnonzero(hit))
+                cols.append(starts[item] + pos[hit])
+        onehot = self.indicators(np.concatenate(lines), np.concatenate(cols), (len(x), starts[-1]))
+        h = rows.heldout
+        names = np.array(h.codes, dtype=object)
+        rank = np.argsort(np.argsort(names))  # question index -> its place in sorted order
+        # (question, answer) columns, sorted; each held-out answer's column
+        pairs, col = np.unique(np.column_stack([rank[h.q], h.a]), axis=0, return_inverse=True)
+        questions = sorted(h.codes[q] for q in np.unique(h.q))
+        y = self.indicators(h.row, col.ravel(), (len(x), len(pairs)))
+        q_of = np.searchsorted(np.unique(pairs[:, 0]), pairs[:, 0])
+        n_ab = (onehot.T @ y).toarray()  # (item answers x question answers) counts over persons who gave both
         item_starts = np.flatnonzero(np.r_[True, item_of[1:] != item_of[:-1]])
         q_starts = np.flatnonzero(np.r_[True, q_of[1:] != q_of[:-1]])
         n_aq = np.add.reduceat(n_ab, q_starts, axis=1)  # answer a of the item, question q answered
@@ -324,6 +395,11 @@ class TrainedModel(_Fitted):
         return {q: items[np.argsort(-mi[:, n], kind="stable")][mi[np.argsort(-mi[:, n], kind="stable"), n] > 0]
                 for n, q in enumerate(questions)}  # fmt: skip
 
+    @staticmethod
+    def indicators(lines: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+        """A 0/1 matrix with ones at (lines, cols)."""
+        return sp.csr_matrix((np.ones(len(lines)), (lines, cols)), shape=shape)
+
     def fitted(self, question: str) -> Fit | None:
         """The question's model (fitted on first use), None when no fold holds the question out."""
         if question not in self.fits:
@@ -334,7 +410,7 @@ class TrainedModel(_Fitted):
     def fit(
         self,
         x: np.ndarray,
-        targets: dict[str, list[tuple[int, int]]],
+        targets: dict[str, tuple[np.ndarray, np.ndarray]],
         ranked: dict[str, np.ndarray],
         question: str,
     ) -> Fit | None:
@@ -345,17 +421,15 @@ class TrainedModel(_Fitted):
     def fit_args(
         self,
         x: np.ndarray,
-        targets: dict[str, list[tuple[int, int]]],
+        targets: dict[str, tuple[np.ndarray, np.ndarray]],
         ranked: dict[str, np.ndarray],
         question: str,
     ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray | None] | None:
         """What `fit_one` takes besides x for the question (estimator settings, training rows, answers, columns);
         None when there is nothing to learn."""
-        pairs = targets.get(question, [])
-        if not pairs:
+        if question not in targets:
             return None
-        rows = np.array([n for n, _ in pairs])
-        y = np.array([a for _, a in pairs], dtype="int64")
+        rows, y = targets[question]
         if len(np.unique(y)) < 2:  # one answer for everyone: nothing to learn, the majority answers
             return None
         spec = {"model": self.model, "max_iter": self.max_iter, "threads": self.threads, "c": self.c,
@@ -405,7 +479,7 @@ class TrainedModel(_Fitted):
                 continue
             model, keep = fitted
             if encoded is None:  # the batch's persons, encoded once
-                encoded = self.features.for_hgb(persons) if self.model == "hgb" else self.features.for_logreg(persons)
+                encoded = self.features.encoded(persons, self.model)
             x = encoded[person_of[which]]
             proba = model.predict_proba(x if keep is None else x[:, keep])
             classes = model.classes_.astype("float64")
