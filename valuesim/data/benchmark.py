@@ -18,6 +18,7 @@ chunk of persons at a time and written as they go (valuesim.data.rows), so the w
 
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,10 @@ def items(
     """The same selection as `Benchmark.examples`, as plain dicts without rendered statements (what programs that
     need no LM read: person_id, country, known codes, question_code, options), plus the gold answer and metadata."""
     bench.check_history(fold, history)
+    # one options dict per question and country, shared by its items (a million dicts otherwise)
+    options_of = functools.cache(
+        lambda code, country: {str(c): label for c, label in bench.catalog[code].options_for(country).items()}
+    )
     out = []
     for row in bench.sample(protocol, split, fold, persons, seed):
         known = {i["q"]: i["a"] for i in [*row["demographics"], *row["profile"][:history]]}
@@ -183,7 +188,7 @@ def items(
                     "country": row["country"],
                     "known": known,
                     "question_code": q.code,
-                    "options": {str(c): label for c, label in q.options_for(row["country"]).items()},
+                    "options": options_of(q.code, row["country"]),
                     "answer": str(item["a"]),
                     "category": q.category,
                     "ordinal": q.ordinal,
