@@ -94,12 +94,13 @@ def prob_matrix(preds: pd.DataFrame) -> np.ndarray:
     out = np.full((len(preds), width), np.nan)
     if "probs_pos" not in preds:
         return out
-    rows = list(preds["probs_pos"].to_numpy(dtype=object))
-    has = np.fromiter((isinstance(p, list | tuple | np.ndarray) and len(p) > 0 for p in rows), bool, len(rows))
-    lengths = np.fromiter((len(p) if h else 0 for p, h in zip(rows, has, strict=True)), int, len(rows))
+    rows = preds["probs_pos"].to_numpy(dtype=object)
+    # `type(p) in`, not isinstance with a union: half the time of this function on a million rows
+    lengths = np.fromiter((len(p) if type(p) in (list, tuple, np.ndarray) else 0 for p in rows), int, len(rows))
+    has = lengths > 0
     out[has] = 0.0
     # one scatter of all the rows' values (a row at a time took 1.3 s per million rows, scored several times)
-    values = np.fromiter(itertools.chain.from_iterable(p for p, h in zip(rows, has, strict=True) if h), float)
+    values = np.fromiter(itertools.chain.from_iterable(itertools.compress(rows, has)), float, int(lengths.sum()))
     row = np.repeat(np.arange(len(rows)), lengths)
     col = np.arange(len(row)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     out[row, col] = values

@@ -82,6 +82,9 @@ def score(preds: pd.DataFrame, resamples: int = N_RESAMPLES, seed: int = 0) -> d
     return metrics
 
 
+NO_GUESS = Guess(None, None)  # an item the country majority has no Guess for
+
+
 def country_floor(preds: pd.DataFrame, majority: dict[str, Guess]) -> dict:
     """Accuracy of the country majority (valuesim.programs.statistical.CountryMajority) on the same items, and the
     scores of its smoothed country shares (country_log_loss, country_brier, country_rps): the floor a person-level
@@ -89,17 +92,30 @@ def country_floor(preds: pd.DataFrame, majority: dict[str, Guess]) -> dict:
     answered = preds[preds["gold"].notna()]
     if answered.empty:
         return {}
-    guesses = [majority.get(k, Guess(None, None)) for k in answered["key"]]
-    hits = [m.answer == g for m, g in zip(guesses, answered["gold"].astype(str), strict=True)]
+    # items share their country's Guess object: each distinct one is read once, its rows index it
+    guesses = [majority.get(k, NO_GUESS) for k in answered["key"].to_numpy(dtype=object)]
+    number: dict[int, int] = {}  # id of a Guess -> its place in `distinct`
+    distinct: list[Guess] = []
+    which = np.empty(len(guesses), dtype=np.int64)
+    for n, g in enumerate(guesses):
+        if id(g) not in number:
+            number[id(g)] = len(distinct)
+            distinct.append(g)
+        which[n] = number[id(g)]
+    answers = np.array([g.answer for g in distinct], dtype=object)[which]
+    hits = answers == answered["gold"].astype(str).to_numpy(dtype=object)
     out = {"country_majority_floor": float(np.mean(hits))}
     # the country's distributions in the run's table (same rows, positions): scored by the same rules
     width = answered["n_options"].to_numpy(int)
+    shares = [None if g.probs is None else list(g.probs.values()) for g in distinct]
+    best = np.array([np.nan if g.probs is None else float(np.argmax(list(g.probs.values()))) for g in distinct])
     shares = answered.assign(
         probs_pos=[
-            None if m.probs is None else list(m.probs.values())[:w] for m, w in zip(guesses, width, strict=True)
+            s if s is None or len(s) <= w else s[:w]
+            for s, w in zip((shares[n] for n in which.tolist()), width.tolist(), strict=True)
         ],
         probs_method="counts",
-        pred_pos=[np.nan if m.probs is None else float(np.argmax(list(m.probs.values()))) for m in guesses],
+        pred_pos=best[which] if len(distinct) else np.nan,
     )
     s = prob_scores(shares)
     for m in PROB_METRICS:
