@@ -11,7 +11,12 @@ import pandas as pd
 import pytest
 
 from valuesim.score.metrics import summarize
-from valuesim.score.stats import _resample_counts, bootstrap_ci, format_ci, paired_difference
+from valuesim.score.stats import _resample_counts, bootstrap_ci, format_ci, item_table, paired_difference
+
+
+def paired(a: pd.DataFrame, b: pd.DataFrame, *args: object, **kwargs: object) -> dict:
+    """paired_difference of two predictions tables (it takes their item tables)."""
+    return paired_difference(item_table(a), item_table(b), *args, **kwargs)  # type: ignore[arg-type]
 
 
 def table(correct: np.ndarray, n_options: int = 4) -> pd.DataFrame:
@@ -62,16 +67,16 @@ def mixed(rng: np.random.Generator, persons: int, questions: int) -> pd.DataFram
 
 def test_a_constant_difference_has_a_zero_width_interval() -> None:
     right, wrong = table(np.ones((30, 10), int)), table(np.zeros((30, 10), int))
-    d = paired_difference(right, wrong)
+    d = paired(right, wrong)
     assert d["difference"] == d["ci_low"] == d["ci_high"] == 1.0
     assert d["p_value"] < 0.01 and d["n_persons"] == 30 and d["n_items"] == 300
     assert bootstrap_ci(right)["accuracy"] == (1.0, 1.0)
     # every prediction one step above the gold on a 5-point scale: nMAE differs by exactly 1/4 on every item
     exact = mixed(np.random.default_rng(0), 30, 6).assign(ordinal=True, n_options=5, gold_pos=1.0)
-    d = paired_difference(exact.assign(pred_pos=1.0), exact.assign(pred_pos=2.0), "nmae")
+    d = paired(exact.assign(pred_pos=1.0), exact.assign(pred_pos=2.0), "nmae")
     assert d["difference"] == d["ci_low"] == d["ci_high"] == pytest.approx(-0.25)
     # both within one on every item: no difference at all, and nothing to reject
-    d = paired_difference(exact.assign(pred_pos=1.0), exact.assign(pred_pos=2.0), "within_one")
+    d = paired(exact.assign(pred_pos=1.0), exact.assign(pred_pos=2.0), "within_one")
     assert d["difference"] == d["ci_low"] == d["ci_high"] == 0.0 and d["p_value"] == 1.0
 
 
@@ -90,7 +95,7 @@ def test_p_values_are_uniform_under_the_null() -> None:
     ps = []
     for seed in range(300):
         a, b = table(clustered(rng, 40, 15)), table(clustered(rng, 40, 15))
-        ps.append(paired_difference(a, b, n_resamples=200, seed=seed)["p_value"])
+        ps.append(paired(a, b, n_resamples=200, seed=seed)["p_value"])
     ps = np.array(ps)
     assert 0.01 <= (ps < 0.05).mean() <= 0.10
     assert 0.35 <= (ps < 0.5).mean() <= 0.65 and 0.4 <= ps.mean() <= 0.6
@@ -100,7 +105,7 @@ def test_p_values_are_uniform_under_the_null() -> None:
 def test_a_real_difference_is_detected() -> None:
     rng = np.random.default_rng(4)
     a, b = table(clustered(rng, 60, 20, mean=0.7)), table(clustered(rng, 60, 20, mean=0.5))
-    d = paired_difference(a, b)
+    d = paired(a, b)
     assert d["p_value"] < 0.01 and 0 < d["ci_low"] < 0.2 < d["ci_high"] < 0.4
 
 
@@ -142,25 +147,25 @@ def test_paired_difference_uses_only_shared_items() -> None:
     a, b = mixed(rng, 20, 8), mixed(rng, 20, 8)
     b = b.iloc[rng.permutation(len(b))[:120]]  # b predicted a random subset of a's items, in another order
     extra = a.assign(person_id="x-" + a["person_id"])  # rows b does not have: ignored
-    d = paired_difference(pd.concat([a, extra]), b)
+    d = paired(pd.concat([a, extra]), b)
     shared = a.merge(b[["person_id", "question"]], on=["person_id", "question"])
     assert d["n_items"] == 120 and d["n_persons"] == shared["person_id"].nunique()
     b_shared = b.merge(shared[["person_id", "question"]], on=["person_id", "question"])
     for metric in ("accuracy", "macro_accuracy", "within_one", "nmae"):
-        d = paired_difference(a, b, metric)
+        d = paired(a, b, metric)
         assert d["difference"] == pytest.approx(summarize(shared)[metric] - summarize(b_shared)[metric]), metric
         assert d["ci_low"] <= d["difference"] <= d["ci_high"]
-    assert paired_difference(a, b, "nmae")["n_items"] == int(shared["ordinal"].sum())
+    assert paired(a, b, "nmae")["n_items"] == int(shared["ordinal"].sum())
 
 
 def test_sign_flip_is_exact_for_few_persons() -> None:
     # 3 persons, each better under a: of the 8 sign patterns only all-plus and all-minus are as extreme
     a, b = table(np.ones((3, 4), int)), table(np.zeros((3, 4), int))
-    assert paired_difference(a, b, n_resamples=1000)["p_value"] == 0.25
-    one = paired_difference(a.iloc[:4], b.iloc[:4])
+    assert paired(a, b, n_resamples=1000)["p_value"] == 0.25
+    one = paired(a.iloc[:4], b.iloc[:4])
     assert one["difference"] == 1.0 and one["p_value"] == 1.0 and math.isnan(one["ci_low"])
     # identical programs: nothing to reject
-    assert paired_difference(a, a)["p_value"] == 1.0
+    assert paired(a, a)["p_value"] == 1.0
 
 
 def test_reproducible_with_a_seed_and_independent_of_row_order() -> None:
@@ -174,7 +179,7 @@ def test_reproducible_with_a_seed_and_independent_of_row_order() -> None:
     acc = (preds["gold_pos"] == preds["pred_pos"]).mean()
     assert a["accuracy"][0] < acc < a["accuracy"][1]
     other = table(clustered(np.random.default_rng(7)))
-    assert paired_difference(preds, other, seed=2) == paired_difference(preds, other, seed=2)
+    assert paired(preds, other, seed=2) == paired(preds, other, seed=2)
 
 
 def test_empty_single_person_and_missing_metric() -> None:
@@ -182,7 +187,7 @@ def test_empty_single_person_and_missing_metric() -> None:
     assert bootstrap_ci(preds.iloc[:0]) == {}
     assert bootstrap_ci(preds.iloc[:4]) == {}  # one person: no spread between persons to measure
     assert set(bootstrap_ci(preds.assign(ordinal=False))) == {"accuracy", "macro_accuracy", "within_one"}
-    none = paired_difference(preds.iloc[:4], preds.iloc[4:])  # no shared items
+    none = paired(preds.iloc[:4], preds.iloc[4:])  # no shared items
     assert none["n_items"] == 0 and math.isnan(none["difference"]) and math.isnan(none["p_value"])
 
 
@@ -191,7 +196,7 @@ def test_bad_arguments_are_errors() -> None:
     with pytest.raises(ValueError, match="unknown metric 'f1'"):
         bootstrap_ci(preds, metrics=("f1",))
     with pytest.raises(ValueError, match="unknown metric"):
-        paired_difference(preds, preds, "f1")
+        paired(preds, preds, "f1")
     with pytest.raises(ValueError, match="population metric 'wasserstein'"):
         bootstrap_ci(preds, metrics=("accuracy", "wasserstein"))
     with pytest.raises(ValueError, match="level"):
@@ -199,7 +204,7 @@ def test_bad_arguments_are_errors() -> None:
     with pytest.raises(ValueError, match="n_resamples"):
         bootstrap_ci(preds, n_resamples=0)
     with pytest.raises(ValueError, match="table b has repeated"):
-        paired_difference(preds, pd.concat([preds, preds.iloc[:1]]))
+        paired(preds, pd.concat([preds, preds.iloc[:1]]))
 
 
 def test_full_dev_set_size() -> None:
@@ -221,7 +226,7 @@ def test_full_dev_set_size() -> None:
         }
     )
     ci = bootstrap_ci(preds, n_resamples=1000)
-    d = paired_difference(preds, preds.assign(pred_pos=gold.astype(float)), n_resamples=1000)
+    d = paired(preds, preds.assign(pred_pos=gold.astype(float)), n_resamples=1000)
     assert len(ci) == 4 and d["n_items"] == len(preds) and d["p_value"] < 0.01
 
 

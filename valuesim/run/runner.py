@@ -31,7 +31,7 @@ from valuesim.run.folder import claim
 from valuesim.run.predict import BatchRunner, EvalResult, Predictor, evaluate, evaluate_batch, read_stored
 from valuesim.score.plots import reliability_png
 from valuesim.score.results import country_floor
-from valuesim.score.stats import paired_difference
+from valuesim.score.stats import item_table, paired_difference
 
 
 @dataclass
@@ -296,7 +296,8 @@ def run_evaluate(
         tracking.log_result(result, with_cost=needs_lm(run.name), step=setup.history)
         if result.metrics.get("prob_n"):  # the reliability diagram of its distributions, in the run folder too
             files.write_atomic(
-                run_dir / "reliability.png", reliability_png({(setup.history, run.name): result.predictions})
+                run_dir / "reliability.png",
+                reliability_png({(setup.history, run.name): item_table(result.predictions)}),
             )
             tracking.log_file(run_dir / "reliability.png")
         if needs_lm(run.name):
@@ -435,7 +436,8 @@ def run_compile(
             after = evaluate(compiled, devset, run_dir / "after", setup.threads, progress, setup.resamples,
                              setup.seed, predict=lm_workers(setup, bench, compiled.dump_state()))  # fmt: skip
             tracking.log_result(after, prefix="after_")
-            gain = paired_difference(after.predictions, before.predictions, "accuracy", max(setup.resamples, 200))
+            gain = paired_difference(item_table(after.predictions), item_table(before.predictions), "accuracy",
+                                     max(setup.resamples, 200))  # fmt: skip
             tracking.log_metrics({f"gain_{k}": v for k, v in gain.items() if k != "n_items"})
             folder = save_program(compiled, setup.program, run_dir / "program", setup.settings, lm)
             tracking.log_program_folder(folder)

@@ -148,17 +148,16 @@ def prob_scores(preds: pd.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
-def reliability(preds: pd.DataFrame, bins: int = ECE_BINS) -> pd.DataFrame:
+def reliability(items: pd.DataFrame, bins: int = ECE_BINS) -> pd.DataFrame:
     """The reliability diagram's points: per bin of the answer's probability (equal width), rows n, mean
-    probability (confidence) and accuracy, over the scored rows. A predictions table or its item table
-    (valuesim.score.stats.item_table: scored where `confidence` is defined)."""
-    if "confidence" in preds:
-        conf = preds["confidence"].to_numpy(float)
-        scored, correct = ~np.isnan(conf), preds["accuracy"].to_numpy(float)
-    else:
-        s = prob_scores(preds)
-        conf, scored, correct = s["confidence"], s["scored"], s["correct"].astype(float)
-    conf, correct = conf[scored], correct[scored]
+    probability (confidence) and accuracy, over the scored rows of an item table (valuesim.score.stats.item_table:
+    scored where `confidence` is defined)."""
+    conf = items["confidence"].to_numpy(float)
+    scored = ~np.isnan(conf)
+    return _reliability(conf[scored], items["accuracy"].to_numpy(float)[scored], bins)
+
+
+def _reliability(conf: np.ndarray, correct: np.ndarray, bins: int) -> pd.DataFrame:
     b = np.minimum((conf * bins).astype(int), bins - 1)
     n = np.bincount(b, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -172,7 +171,8 @@ def reliability(preds: pd.DataFrame, bins: int = ECE_BINS) -> pd.DataFrame:
 
 def ece(preds: pd.DataFrame, bins: int = ECE_BINS) -> float:
     """Expected calibration error of the answer's probability over the scored rows (NaN when none)."""
-    r = reliability(preds, bins)
+    s = prob_scores(preds)
+    r = _reliability(s["confidence"][s["scored"]], s["correct"][s["scored"]].astype(float), bins)
     total = r["n"].sum()
     if not total:
         return NAN

@@ -9,20 +9,20 @@ import pandas as pd
 from valuesim.score.metrics import reliability
 
 
-def reliability_png(preds: dict[tuple[int, str], pd.DataFrame]) -> bytes:
+def reliability_png(items: dict[tuple[int, str], pd.DataFrame]) -> bytes:
     """A PNG of reliability diagrams: one panel per history size, one line per program with scored distributions
-    (keys (history, program) -> predictions table); a point per bin of the answer's probability with rows, at
-    (mean probability, accuracy). On the diagonal: calibrated."""
+    (keys (history, program) -> item table, valuesim.score.stats.item_table); a point per bin of the answer's
+    probability with rows, at (mean probability, accuracy). On the diagonal: calibrated."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    histories = sorted({h for h, _ in preds})
+    histories = sorted({h for h, _ in items})
     fig, axes = plt.subplots(1, len(histories), figsize=(3.6 * len(histories) + 0.6, 3.8), squeeze=False)
     for ax, history in zip(axes[0], histories, strict=True):
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-        for (h, program), table in preds.items():
+        for (h, program), table in items.items():
             if h != history:
                 continue
             r = reliability(table)

@@ -8,7 +8,8 @@ narrow. Every interval here therefore resamples *persons* with replacement and k
 API (predictions tables as in valuesim/score/metrics.py: person_id, question, ordinal, n_options, gold_pos, pred_pos):
 
     bootstrap_ci(preds, metrics=METRICS, n_resamples=1000, seed=0, level=0.95) -> {"accuracy": (lo, hi), ...}
-    paired_difference(a, b, metric="accuracy", n_resamples=1000, seed=0, level=0.95)
+    item_table(preds) -> per row: person, question, the metrics below, the answer's probability
+    paired_difference(item_table(a), item_table(b), metric="accuracy", n_resamples=1000, seed=0, level=0.95)
         -> {"difference", "ci_low", "ci_high", "p_value", "n_persons", "n_items"}
     format_ci(0.6031, 0.597, 0.6094) -> "0.603 [0.597, 0.609]"
 
@@ -95,7 +96,8 @@ def paired_difference(
     seed: int = 0,
     level: float = LEVEL,
 ) -> dict[str, float]:
-    """Program `a` minus program `b` on the items both predicted (same person, same question).
+    """Program `a` minus program `b` on the items both predicted (same person, same question); `a` and `b` are item
+    tables (`item_table` of predictions tables: what a bench keeps of its cells).
 
     Returns difference (metric of a - metric of b on the shared items), ci_low / ci_high (percentile interval of a
     paired cluster bootstrap over persons), p_value (two-sided sign-flip permutation test over persons, see the
@@ -103,7 +105,7 @@ def paired_difference(
     With no shared items every number is NaN; with one person the interval is NaN.
     """
     _check([metric], n_resamples, level)
-    ia, ib = _per_item(a), _per_item(b)
+    ia, ib = _item_columns(a, "a"), _item_columns(b, "b")
     # integer keys over both tables' (person, question) pairs, then the items both have
     person_idx, persons = pd.factorize(np.concatenate([ia["person_id"], ib["person_id"]]), sort=True)
     q_idx, questions = pd.factorize(np.concatenate([ia["question"], ib["question"]]), sort=True)
@@ -205,12 +207,8 @@ def _check(metrics: Sequence[str], n_resamples: int, level: float) -> None:
 
 
 def _per_item(preds: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per row: 1/0 for accuracy (also macro_accuracy) and within_one, the normalized error on ordinal rows only,
-    the distribution scores and the answer's probability (NaN on rows not scored). A predictions table or its
-    `item_table`."""
-    if "confidence" in preds:  # an item table: already scored
-        out = {c: preds[c].to_numpy() for c in preds}
-        return out | {"macro_accuracy": out["accuracy"]}
+    """Per row of a predictions table: 1/0 for accuracy (also macro_accuracy) and within_one, the normalized error
+    on ordinal rows only, the distribution scores and the answer's probability (NaN on rows not scored)."""
     scores = _item_scores(preds)
     correct = scores["correct"].astype(float)
     probs = prob_scores(preds)
@@ -224,6 +222,18 @@ def _per_item(preds: pd.DataFrame) -> dict[str, np.ndarray]:
         "nmae": np.where(scores["ordinal"], scores["nerr"], np.nan),
         "confidence": probs["confidence"],
     }
+
+
+ITEM_COLUMNS = ("person_id", "question", "accuracy", "within_one", "nmae", *PROB_METRICS, "confidence")
+
+
+def _item_columns(items: pd.DataFrame, name: str) -> dict[str, np.ndarray]:
+    """`_per_item` of an item table, read back from its columns."""
+    missing = [c for c in ITEM_COLUMNS if c not in items]
+    if missing:
+        raise ValueError(f"table {name} is not an item table (valuesim.score.stats.item_table): no {missing[0]}")
+    out = {c: items[c].to_numpy() for c in ITEM_COLUMNS}
+    return out | {"macro_accuracy": out["accuracy"]}
 
 
 def item_table(preds: pd.DataFrame) -> pd.DataFrame:
