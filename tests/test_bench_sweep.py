@@ -36,6 +36,13 @@ def test_bench_cells_equal_separate_runs_and_reuse_only_what_is_the_same(bench_s
     reused = runs[runs["params.predictions_from_history"].notna()]
     assert sorted(reused["tags.mlflow.runName"]) == sorted(f"f1-h58-{p}" for p in PROGRAMS if p != "knn")
     assert (reused["params.predictions_from_history"] == "0").all()
+    # a reused cell's run names the same persons as the run that holds its predictions
+    first = runs[runs["tags.mlflow.runName"].str.startswith("f1-h0-")].set_index("tags.mlflow.runName")
+    for _, run in reused.iterrows():
+        held = first.loc[run["tags.mlflow.runName"].replace("-h58-", "-h0-")]
+        assert (
+            run["params.persons_by_country"] == held["params.persons_by_country"] and run["params.persons_by_country"]
+        )
     assert len(runs) == 1 + 2 * len(PROGRAMS)  # the parent and one child per program and history
     assert not pd.isna(table.loc[("knn", 58), "accuracy"])
     # every row carries the country floor: the country majority's accuracy on the same items

@@ -119,8 +119,8 @@ def _run_bench(
     items_of = functools.lru_cache(maxsize=1)(  # one selection per fold and history, shared by the programs
         lambda fold, history: benchmark_items(bench, **setup.selection(fold=fold, history=history))
     )
-    # (fold, program, what it reads) -> (history, result, persons) of the first history that had them (the result
-    # without its predictions table, which that history's child run holds)
+    # (fold, program, what it reads) -> (history, result) of the first history that had them (the result without
+    # its predictions table, which that history's child run holds)
     seen_inputs: dict = {}
     if "parent_run_id" in state:  # a rerun: children of the earlier process that died mid-run are marked KILLED
         tracking.end_orphans(state["parent_run_id"])
@@ -143,9 +143,11 @@ def _run_bench(
                     kept = cells.get(key) in logged  # finished in an earlier bench, its child run still there
                     run_id: str | None = None
                     if inputs in seen_inputs:  # same inputs as at an earlier history: the same predictions
-                        result, scored = seen_inputs[inputs][1], preds[fold, seen_inputs[inputs][0], program]
-                        if not kept:
-                            run_id = log_same_predictions(cell, bench, *seen_inputs[inputs])
+                        first, result = seen_inputs[inputs]
+                        scored = preds[fold, first, program]
+                        if not kept:  # the same persons as that history's: those of these items
+                            persons = sample_params((i["person_id"], i["country"]) for i in items or [])
+                            run_id = log_same_predictions(cell, bench, first, result, persons)
                     else:
                         run_dir = out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}"
                         result = read_finished(cell, bench, run_dir, items) if kept else None
@@ -164,8 +166,7 @@ def _run_bench(
                         # the metrics, not the predictions table (a million rows each: memory)
                         result = dataclasses.replace(result, predictions=table.head(0).copy())
                         if inputs is not None:
-                            persons = sample_params(zip(table["person_id"], table["country"], strict=True))
-                            seen_inputs[inputs] = (history, result, persons)
+                            seen_inputs[inputs] = (history, result)
                         del table
                     if run_id is not None:  # computed (or logged) anew: record its child run
                         if kept:  # its predictions were gone or had failures to retry: the old run says so
