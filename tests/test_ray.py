@@ -67,6 +67,52 @@ def test_a_batch_task_sees_each_person_once(cluster) -> None:
     assert (batch, error, answers) == (0, None, [2] * 6)
 
 
+def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, bench_small: Path) -> None:
+    """A --ray bench queues the next cell's batches (runner.predict_ahead): they start once this cell's batches are
+    all started, and the next cell takes their results instead of running them again; a cell whose inputs differ
+    takes none, and what it was queued is dropped when it finishes. The answers are those of one process."""
+    from valuesim.data.benchmark import Benchmark, items
+    from valuesim.programs import PROGRAMS
+    from valuesim.run import cluster as c
+    from valuesim.run.predict import batch_inputs, in_order
+    from valuesim.run.runner import Setup, batch_persons, batch_workers, cell_key, predict_ahead
+
+    bench = Benchmark(bench_small)
+    now, after = (Setup(program="knn", history=h, persons=40, ray=c.LOCAL) for h in (0, 58))
+    now_items, after_items = (items(bench, **s.selection()) for s in (now, after))
+    predict_ahead(after, bench, after_items)
+    ours = batch_workers(now, bench, now_items)
+    assert ours is not None
+    chunks, inputs = batch_inputs(now_items, list(range(len(now_items))), 2)  # 20 batches: more than 4 in flight
+    list(ours(None, inputs))
+    started = [k for k in c._AHEAD if k[0] == cell_key(after)]
+    assert len(started) == 4 and not c._AHEAD.keys() - set(started)  # two per CPU, all of the next cell
+    submitted = []
+    real = c._answer_batch.remote
+    c._answer_batch.remote = lambda *a: submitted.append(1) or real(*a)  # type: ignore[method-assign]
+    try:
+        theirs = batch_workers(after, bench, after_items)
+        assert theirs is not None
+        persons = [(i["person_id"], i["country"]) for i in after_items]
+        chunks, inputs = batch_inputs(after_items, list(range(len(after_items))), batch_persons(after, persons))
+        got = {b: a for b, a, _, _ in theirs(None, inputs)}
+    finally:
+        c._answer_batch.remote = real  # type: ignore[method-assign]
+    assert len(submitted) == len(chunks) - 4 and not c._AHEAD and not c._NEXT  # 4 taken, none run twice
+    program = PROGRAMS["knn"].from_benchmark(bench)
+    _, inputs = batch_inputs(after_items, list(range(len(after_items))), batch_persons(after, persons))
+    assert got == {b: a for b, a, _, _ in in_order(program, inputs)}
+    # queued for a cell that then runs other inputs: nothing taken, and nothing left behind
+    predict_ahead(after, bench, after_items)
+    list(ours(None, batch_inputs(now_items, list(range(len(now_items))), 2)[1]))
+    assert c._AHEAD
+    other = Setup(program="knn", history=58, persons=40, questions=3, ray=c.LOCAL)
+    run = batch_workers(after, bench, after_items)
+    assert run is not None
+    list(run(None, batch_inputs(items(bench, **other.selection()), [0, 1], 2)[1]))
+    assert not c._AHEAD
+
+
 @pytest.mark.parametrize("program", ["knn", "cell", "ml", "random"])
 def test_a_built_program_carries_what_it_builds_at_its_first_prediction(cluster, bench_small: Path, program) -> None:
     """Each batch task gets its own copy of the program from the object store: a smoothing constant or tallies left

@@ -22,7 +22,15 @@ from valuesim.programs import PROGRAMS, needs_lm
 from valuesim.programs.settings import check_settings
 from valuesim.run.folder import _locked
 from valuesim.run.predict import EvalResult
-from valuesim.run.runner import Setup, on_ray, params_of, read_finished, run_evaluate, sample_params
+from valuesim.run.runner import (
+    Setup,
+    on_ray,
+    params_of,
+    predict_ahead,
+    read_finished,
+    run_evaluate,
+    sample_params,
+)
 from valuesim.score.plots import reliability_png
 from valuesim.score.stats import item_table, paired_difference
 
@@ -116,7 +124,8 @@ def _run_bench(
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
     rows: list[dict] = []
     preds: dict[tuple[int, int, str], pd.DataFrame] = {}  # item tables (valuesim.score.stats.item_table)
-    items_of = functools.lru_cache(maxsize=1)(  # one selection per fold and history, shared by the programs
+    items_of = functools.lru_cache(maxsize=2)(  # one selection per fold and history, shared by the programs (and
+        # under --ray the next cell's, whose batches start ahead)
         lambda fold, history: benchmark_items(bench, **setup.selection(fold=fold, history=history))
     )
     # (fold, program, what it reads) -> (history, result) of the first history that had them (the result without
@@ -131,59 +140,75 @@ def _run_bench(
             files.write_json(state_file, state)
         cells: dict[str, str] = state.setdefault("cells", {})  # "f<fold>-h<history>-<program>" -> its child run
         logged = tracking.finished_children(parent.info.run_id)
-        for fold in folds:
-            for history in histories:
-                for program in programs:
-                    cell = dataclasses.replace(setup, program=program, fold=fold, history=history)
-                    t0 = time.perf_counter()
-                    items = items_of(fold, history) if not needs_lm(program) else None
-                    reads = getattr(PROGRAMS.get(program), "reads", None)
-                    inputs = None if items is None or reads is None else (fold, program, inputs_seen(items, reads))
-                    key = f"f{fold}-h{history}-{program}"
-                    kept = cells.get(key) in logged  # finished in an earlier bench, its child run still there
-                    run_id: str | None = None
-                    if inputs in seen_inputs:  # same inputs as at an earlier history: the same predictions
-                        first, result = seen_inputs[inputs]
-                        scored = preds[fold, first, program]
-                        if not kept:  # the same persons as that history's: those of these items
-                            persons = sample_params((i["person_id"], i["country"]) for i in items or [])
-                            run_id = log_same_predictions(cell, bench, first, result, persons)
-                    else:
-                        run_dir = out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}"
-                        result = read_finished(cell, bench, run_dir, items) if kept else None
-                        if result is None:
-                            result, cell_params = run_evaluate(
-                                cell,
-                                bench,
-                                run_dir,
-                                experiment="valuesim-bench",
-                                progress=progress,
-                                nested=True,
-                                items=items,
-                            )
-                            run_id = cell_params["mlflow_run_id"]
-                        scored, table = item_table(result.predictions), result.predictions
-                        # the metrics, not the predictions table (a million rows each: memory)
-                        result = dataclasses.replace(result, predictions=table.head(0).copy())
-                        if inputs is not None:
-                            seen_inputs[inputs] = (history, result)
-                        del table
-                    if run_id is not None:  # computed (or logged) anew: record its child run
-                        if kept:  # its predictions were gone or had failures to retry: the old run says so
-                            tracking.mark_superseded(cells[key], run_id)
-                        cells[key] = run_id
-                        files.write_json(state_file, state)
-                    row = {
-                        "program": program,
-                        "fold": fold,
-                        "history": history,
-                        **result.metrics,
-                        "wall_seconds": time.perf_counter() - t0,
-                    }
-                    rows.append(row)
-                    preds[(fold, history, program)] = scored
-                    if on_done:
-                        on_done(row)
+
+        def ahead(fold: int, history: int, program: str, before: tuple | None) -> None:
+            """--ray: the batches of the cell after this one (`before`: this one's inputs) start on the workers
+            while this one finishes and is scored, when it will predict every item (runner.predict_ahead)."""
+            run_dir = out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}"
+            if needs_lm(program) or cells.get(f"f{fold}-h{history}-{program}") in logged:
+                return
+            if (run_dir / "predictions.sqlite").exists():  # some stored: its batches will be others
+                return
+            items = items_of(fold, history)
+            reads = getattr(PROGRAMS.get(program), "reads", None)
+            inputs = None if reads is None else (fold, program, inputs_seen(items, reads))
+            if inputs is None or (inputs not in seen_inputs and inputs != before):
+                predict_ahead(dataclasses.replace(setup, program=program, fold=fold, history=history), bench, items)
+
+        order = [(fold, history, program) for fold in folds for history in histories for program in programs]
+        for n, (fold, history, program) in enumerate(order):
+            cell = dataclasses.replace(setup, program=program, fold=fold, history=history)
+            t0 = time.perf_counter()
+            items = items_of(fold, history) if not needs_lm(program) else None
+            reads = getattr(PROGRAMS.get(program), "reads", None)
+            inputs = None if items is None or reads is None else (fold, program, inputs_seen(items, reads))
+            key = f"f{fold}-h{history}-{program}"
+            kept = cells.get(key) in logged  # finished in an earlier bench, its child run still there
+            run_id: str | None = None
+            if inputs in seen_inputs:  # same inputs as at an earlier history: the same predictions
+                first, result = seen_inputs[inputs]
+                scored = preds[fold, first, program]
+                if not kept:  # the same persons as that history's: those of these items
+                    persons = sample_params((i["person_id"], i["country"]) for i in items or [])
+                    run_id = log_same_predictions(cell, bench, first, result, persons)
+            else:
+                run_dir = out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}"
+                result = read_finished(cell, bench, run_dir, items) if kept else None
+                if result is None:
+                    if setup.ray is not None and items is not None and n + 1 < len(order):
+                        ahead(*order[n + 1], before=inputs)
+                    result, cell_params = run_evaluate(
+                        cell,
+                        bench,
+                        run_dir,
+                        experiment="valuesim-bench",
+                        progress=progress,
+                        nested=True,
+                        items=items,
+                    )
+                    run_id = cell_params["mlflow_run_id"]
+                scored, table = item_table(result.predictions), result.predictions
+                # the metrics, not the predictions table (a million rows each: memory)
+                result = dataclasses.replace(result, predictions=table.head(0).copy())
+                if inputs is not None:
+                    seen_inputs[inputs] = (history, result)
+                del table
+            if run_id is not None:  # computed (or logged) anew: record its child run
+                if kept:  # its predictions were gone or had failures to retry: the old run says so
+                    tracking.mark_superseded(cells[key], run_id)
+                cells[key] = run_id
+                files.write_json(state_file, state)
+            row = {
+                "program": program,
+                "fold": fold,
+                "history": history,
+                **result.metrics,
+                "wall_seconds": time.perf_counter() - t0,
+            }
+            rows.append(row)
+            preds[(fold, history, program)] = scored
+            if on_done:
+                on_done(row)
         table = pd.DataFrame(rows)
         reference = reference or best_statistical(table)
         table = table.merge(

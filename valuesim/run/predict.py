@@ -223,16 +223,10 @@ def evaluate_batch(
     with open_store(run_dir) as store:
         done = store.done(include_failed=not retry_failed, need_probs=True)
         todo = [n for n, key in enumerate(keys) if key not in done]
-        chunks = person_batches(items, todo, batch_persons)
+        chunks, inputs = batch_inputs(items, todo, batch_persons)
         failures: Counter = Counter()
-        visible = itemgetter(*BATCH_INPUTS)
-
-        def inputs_of(chunk: list[int]) -> list[dict]:
-            return [dict(zip(BATCH_INPUTS, visible(items[n]), strict=True)) for n in chunk]  # never the gold
-
         with bars(progress) as bar:
             task = bar.add_task("predicting", total=len(todo))
-            inputs = (inputs_of(chunk) for chunk in chunks)  # built as the runner takes them
             for finished, (b, answers, error, seconds) in enumerate((batches or in_order)(program, inputs)):
                 chunk = chunks[b]
                 if error:
@@ -272,6 +266,16 @@ def in_order(program: Any, batches: Iterable[list[dict]]) -> Iterator[BatchResul
     """The batches predicted one after another in this process."""
     for b, inputs in enumerate(batches):
         yield b, *answer_batch(program, inputs)
+
+
+def batch_inputs(
+    items: list[dict], todo: list[int], batch_persons: int
+) -> tuple[list[list[int]], Iterator[list[dict]]]:
+    """The batches of the `todo` items (`person_batches`) and what the program sees of each, built as they are
+    taken: BATCH_INPUTS, never the gold answer."""
+    chunks = person_batches(items, todo, batch_persons)
+    visible = itemgetter(*BATCH_INPUTS)
+    return chunks, ([dict(zip(BATCH_INPUTS, visible(items[n]), strict=True)) for n in chunk] for chunk in chunks)
 
 
 def person_batches(items: list[dict], todo: list[int], batch_persons: int) -> list[list[int]]:

@@ -28,7 +28,15 @@ from valuesim.programs.saved import load_program, save_program
 from valuesim.programs.settings import check_settings
 from valuesim.programs.statistical import country_majorities
 from valuesim.run.folder import claim
-from valuesim.run.predict import BatchRunner, EvalResult, Predictor, evaluate, evaluate_batch, read_stored
+from valuesim.run.predict import (
+    BatchRunner,
+    EvalResult,
+    Predictor,
+    batch_inputs,
+    evaluate,
+    evaluate_batch,
+    read_stored,
+)
 from valuesim.score.plots import reliability_png
 from valuesim.score.results import country_floor
 from valuesim.score.stats import item_table, paired_difference
@@ -346,7 +354,24 @@ def batch_workers(setup: Setup, bench: Benchmark, items: list[dict]) -> BatchRun
     from valuesim.run.cluster import batches_on_workers
 
     questions = frozenset(item["question_code"] for item in items)
-    return functools.partial(batches_on_workers, build=(setup, bench.path, questions))
+    return functools.partial(batches_on_workers, build=(setup, bench.path, questions), cell=cell_key(setup))
+
+
+def predict_ahead(setup: Setup, bench: Benchmark, items: list[dict]) -> None:
+    """A --ray bench's next cell (a program without an LM, nothing stored yet): queue its batches, which the
+    workers start while the cell before it finishes and is scored (valuesim.run.cluster.run_ahead); its
+    `run_evaluate` takes their results. The batches are the ones `evaluate_batch` will make of these items."""
+    from valuesim.run.cluster import run_ahead
+
+    persons = [(i["person_id"], i["country"]) for i in items]
+    _, inputs = batch_inputs(items, list(range(len(items))), batch_persons(setup, persons))
+    questions = frozenset(item["question_code"] for item in items)
+    run_ahead(cell_key(setup), (setup, bench.path, questions), inputs)
+
+
+def cell_key(setup: Setup) -> str:
+    """Which program on which selection: the cell a batch started ahead belongs to."""
+    return repr((setup.program, sorted(setup.selection().items()), sorted(setup.settings.items())))
 
 
 def read_finished(setup: Setup, bench: Benchmark, run_dir: Path, items: list[dict] | None = None) -> EvalResult | None:
