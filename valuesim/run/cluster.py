@@ -15,7 +15,9 @@ and question, so nothing is lost or counted twice.
 Programs without an LM: a Ray task builds the program (`ml` fitting its question models as parallel tasks,
 `fit_in_parallel`) and returns it into Ray's object store, once per connection; each batch of persons is one Ray
 task on it (its numpy arrays, kNN's training matrix among them, are read in place by every worker, not copied per
-task). The driver never holds the program: it keeps the items, the store and the tables.
+task). The driver never holds the program: it keeps the items, the store and the tables. In a bench, the next
+cell's batches are queued (`run_ahead`) and start as soon as this cell's are all started, so the workers predict
+while the driver scores; the next cell takes those results by its name and the digest of each batch's inputs.
 """
 
 from __future__ import annotations
