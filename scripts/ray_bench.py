@@ -10,7 +10,10 @@ local Ray cluster started by the command, one worker per core). While a command 
 is the kernel's high-water mark of its resident memory (VmHWM, /proc/<pid>/status), so a peak between two samples
 is still seen. Shared memory (Ray's object store) counts in each process that touches it. The two runs' accuracies
 must be equal (the script stops otherwise). Build the benchmark as BENCHMARKS.md §9 does
-(`scripts/build_bench.py`). The machine's load average is printed before and after each command.
+(`scripts/build_bench.py`). The machine's load average is printed before and after each command, with the CPU
+seconds its processes used and the machine's busy cores while it ran: a one-process run uses more than one core
+where numpy's BLAS runs threads (kNN's similarity products), so on a 2-core machine `--ray` can gain at most
+(one process's wall) / (`--ray`'s CPU seconds / 2).
 """
 
 from __future__ import annotations
@@ -55,18 +58,39 @@ def peak_gb(pid: int) -> tuple[str, float] | None:
     return name, int(fields.get("VmHWM", "0 kB").split()[0]) / 1024**2
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a live process has used (its threads included)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[int, int]:
+    """(all, idle + iowait) jiffies of the whole machine since boot (/proc/stat)."""
+    ticks = list(map(int, Path("/proc/stat").read_text().splitlines()[0].split()[1:]))
+    return sum(ticks), ticks[3] + ticks[4]
+
+
 def measured(cmd: list[str], env: dict[str, str]) -> dict:
-    """Run `cmd`; wall time, its stdout and the peak memory of each process it started."""
+    """Run `cmd`; wall time, its stdout, the peak memory and CPU seconds of each process it started, and how many
+    of the machine's cores were busy on average while it ran."""
     load = os.getloadavg()
-    t0 = time.perf_counter()
+    t0, busy0 = time.perf_counter(), machine_busy()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peaks: dict[int, tuple[str, float]] = {}
+    cpu: dict[int, float] = {}  # pid -> CPU seconds at its last sample (a process's last half second is missed)
     while proc.poll() is None:
         for pid in [proc.pid, *children(proc.pid)]:
             seen = peak_gb(pid)
             if seen and seen[1] >= peaks.get(pid, ("", 0.0))[1]:
                 peaks[pid] = seen
+            used = cpu_seconds(pid)
+            if used is not None:
+                cpu[pid] = used
         time.sleep(0.5)
+    busy1 = machine_busy()
     stdout = proc.stdout.read() if proc.stdout else ""
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -80,6 +104,10 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict:
         "load_after": os.getloadavg(),
         "max_process_gb": round(max(gb for _, gb in peaks.values()), 2),
         "cli_gb": round(peaks[proc.pid][1], 2),
+        "cpu_s": round(sum(cpu.values()), 1),
+        "cli_cpu_s": round(cpu.get(proc.pid, 0.0), 1),
+        # the whole machine, so other work shows here too (the load averages say whether there was any)
+        "cores_busy": round((os.cpu_count() or 1) * (1 - (busy1[1] - busy0[1]) / max(busy1[0] - busy0[0], 1)), 2),
         "processes": {n: [round(g, 2) for g in sorted(v, reverse=True)] for n, v in sorted(by_name.items())},
         "results": json.loads(stdout)["results"],
     }
@@ -122,12 +150,15 @@ def main() -> None:
         persons = runs["one process"]["results"][0]["persons"]
         rows.append((program, persons, n, runs["one process"], runs["--ray"]))
     print("| program | persons | predictions | one process wall | --ray wall | speed-up | one process peak GB | "
-          "--ray peak GB per process | load before (one / ray) |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "--ray peak GB per process | CPU s (one / ray: all processes, driver) | cores busy (one / ray) | "
+          "load before (one / ray) |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for program, persons, n, one, spread in rows:
         per = "; ".join(f"{k} {'/'.join(map(str, v))}" for k, v in spread["processes"].items() if max(v) >= 0.2)
+        cpu = f"{one.get('cpu_s', '?')} / {spread.get('cpu_s', '?')}, {spread.get('cli_cpu_s', '?')}"
+        busy = f"{one.get('cores_busy', '?')} / {spread.get('cores_busy', '?')}"
         print(f"| {program} | {persons:,} | {n:,} | {one['wall_s']:.0f} s | {spread['wall_s']:.0f} s | "
-              f"{one['wall_s'] / spread['wall_s']:.2f}x | {one['max_process_gb']} | {per} | "
+              f"{one['wall_s'] / spread['wall_s']:.2f}x | {one['max_process_gb']} | {per} | {cpu} | {busy} | "
               f"{one['load_before'][0]:.1f} / {spread['load_before'][0]:.1f} |")  # fmt: skip
 
 

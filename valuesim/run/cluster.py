@@ -284,8 +284,8 @@ def batches_on_workers(
             data = pickled(nxt[1])
             ref = _AHEAD.pop((cell, shared.hex(), digest(data)), None)
             in_flight[ref if ref is not None else _answer_batch.remote(shared, data)] = nxt[0]
-        if len(in_flight) < limit:  # this cell's batches are all started
-            start_ahead(limit - len(in_flight))
+        if len(in_flight) < limit:  # this cell's batches are all started: the next cell's fill the queue
+            start_ahead(AHEAD * worker_count())
         if not in_flight:
             drop_ahead(cell)  # started for this cell, not taken (its inputs differed)
             return
@@ -297,6 +297,8 @@ def batches_on_workers(
 # bench's serial part; BENCHMARKS §13): (cell, program ref, the batches' inputs) queued by `run_ahead`, and the
 # tasks started from them by (cell, program ref, digest of the pickled inputs). Only that cell, with the same
 # program and the same inputs, takes a result, so an answer is always the one its own batch would give.
+AHEAD = 4  # batches per CPU started ahead: about a whole cell (persons_per_batch), so the workers do not idle
+# while the driver scores; their results wait in the object store (a few MB per batch)
 _NEXT: list[tuple[str, Any, Iterator[list[dict]]]] = []
 _AHEAD: dict[tuple[str | None, str, bytes], Any] = {}
 
@@ -309,9 +311,9 @@ def run_ahead(cell: str, build: tuple[Any, Path, frozenset[str]], batches: Itera
     _NEXT[:] = [(cell, built(*build), batches)]
 
 
-def start_ahead(places: int) -> None:
-    """Start up to `places` queued batches (at most two per CPU started ahead and not yet taken)."""
-    while _NEXT and places > 0 and len(_AHEAD) < 2 * worker_count():
+def start_ahead(most: int) -> None:
+    """Start queued batches until `most` are started ahead and not yet taken (Ray runs them as CPUs free up)."""
+    while _NEXT and len(_AHEAD) < most:
         cell, shared, batches = _NEXT[0]
         inputs = next(batches, None)
         if inputs is None:
@@ -319,7 +321,6 @@ def start_ahead(places: int) -> None:
             return
         data = pickled(inputs)
         _AHEAD[(cell, shared.hex(), digest(data))] = _answer_batch.remote(shared, data)
-        places -= 1
 
 
 def drop_ahead(cell: str | None) -> None:

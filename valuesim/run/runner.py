@@ -293,14 +293,17 @@ def run_evaluate(
     params = params_of(setup, bench, run.name, run.lm) | {"run_dir": str(run_dir)} | sample_params(run.persons)
     with claim(run_dir, identity_of(setup, bench, run.name, run.lm)), \
             tracking.run(experiment, run_dir.name, params, nested=nested) as active, on_ray(setup.ray):  # fmt: skip
+        # --ray: the cluster starts building the program now; the driver meanwhile finds the country floor's answers
+        batches = None if needs_lm(run.name) else batch_workers(setup, bench, run.examples)
+        floor = country_majorities(bench, run.examples)
         if needs_lm(run.name):
             result = evaluate(run.program, run.examples, run_dir, setup.threads, progress, setup.resamples, setup.seed,
                               setup.retry_failed, lm_workers(setup, bench))  # fmt: skip
         else:  # persons per stored batch: a killed run loses at most one batch (seconds of work)
-            result = evaluate_batch(run.program, run.examples, run_dir, setup.resamples, setup.seed,
-                                    batch_persons(setup, run.persons), setup.retry_failed, progress,
-                                    batch_workers(setup, bench, run.examples))  # fmt: skip
-        result.metrics |= country_floor(result.predictions, country_majorities(bench, run.examples))
+            size = batch_persons(setup, run.persons)
+            result = evaluate_batch(run.program, run.examples, run_dir, setup.resamples, setup.seed, size,
+                                    setup.retry_failed, progress, batches)  # fmt: skip
+        result.metrics |= country_floor(result.predictions, floor)
         tracking.log_result(result, with_cost=needs_lm(run.name), step=setup.history)
         if result.metrics.get("prob_n"):  # the reliability diagram of its distributions, in the run folder too
             files.write_atomic(
@@ -351,10 +354,11 @@ def batch_workers(setup: Setup, bench: Benchmark, items: list[dict]) -> BatchRun
     from `setup` (or the given program: a compiled one); None without --ray."""
     if setup.ray is None:
         return None
-    from valuesim.run.cluster import batches_on_workers
+    from valuesim.run.cluster import batches_on_workers, built
 
-    questions = frozenset(item["question_code"] for item in items)
-    return functools.partial(batches_on_workers, build=(setup, bench.path, questions), cell=cell_key(setup))
+    build = (setup, bench.path, frozenset(item["question_code"] for item in items))
+    built(*build)  # started now: the driver's work until the first batch overlaps it
+    return functools.partial(batches_on_workers, build=build, cell=cell_key(setup))
 
 
 def predict_ahead(setup: Setup, bench: Benchmark, items: list[dict]) -> None:
