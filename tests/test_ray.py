@@ -311,3 +311,50 @@ def test_an_lm_program_on_the_llama_cpp_server(cluster, bench_small: Path, tmp_p
         server.wait(timeout=30)
     m = out["metrics"]
     assert m["n"] == 4 and m["failed"] == 0 and m["lm_calls_per_pred"] >= 1 and m["prompt_tokens_per_pred"] > 0
+
+
+@pytest.mark.llm
+def test_an_embedded_model_is_loaded_once_per_worker_and_answers_as_in_one_process(
+    cluster, bench_small: Path, tmp_path: Path
+) -> None:
+    """`--lm smollm2` under --ray: each worker loads the GGUF once (for all its threads and items), and the run
+    stores what one process stores: the same answers, and distributions read from the model's logits that agree
+    to float rounding (llama.cpp's sums may differ in the last bits with what its prefix cache reused)."""
+    from test_lm import _smollm2_available
+
+    from valuesim.run.cluster import Worker
+    from valuesim.run.runner import Setup
+
+    if not _smollm2_available():
+        pytest.skip("llama_cpp or the SmolLM2 GGUF is not installed")
+
+    class Probe(Worker):  # defined here: Ray pickles it by value
+        def models_loaded(self) -> tuple[int, int]:
+            """(models loaded in this process, llama.cpp threads of the run's engine)"""
+            import dspy
+
+            from valuesim.lm import engine, engine_of
+
+            return len(engine._loaded), engine_of(dspy.settings.lm).n_threads
+
+    from valuesim.data.benchmark import Benchmark
+
+    setup = Setup(program="demographics", lm="smollm2", persons=2, questions=3, history=20)
+    worker = ray.remote(Probe).options(num_cpus=1, max_concurrency=2).remote(setup, str(bench_small), None)
+    examples = Benchmark(bench_small).examples(**setup.selection())
+    predicted = ray.get([worker.predict.remote(ex) for ex in examples])
+    assert len(predicted) == 6 and all(r["status"] == "ok" and r["probs_method"] == "logprobs" for r in predicted)
+    # one model for 6 predictions on 2 threads, run on the worker's one CPU (2 workers x 2 threads thrash 2 cores)
+    assert ray.get(worker.models_loaded.remote()) == (1, 1)
+    ray.kill(worker)
+
+    common = ["evaluate", "--program", "demographics", "--lm", "smollm2", "--threads", "2", "--data", bench_small,
+              "--persons", "2", "--questions", "3", "--history", "20", "--json"]  # fmt: skip
+    one = invoke(*common, "--run-dir", tmp_path / "one")
+    spread = invoke(*common, "--run-dir", tmp_path / "ray", "--ray")
+    assert spread["metrics"]["n"] == one["metrics"]["n"] == 6 and spread["metrics"]["failed"] == 0
+    a, b = rows(tmp_path / "one"), rows(tmp_path / "ray")
+    assert a["answer"].tolist() == b["answer"].tolist() and (b["probs_method"] == "logprobs").all()
+    for p, q in zip(a["probs"], b["probs"], strict=True):
+        p, q = json.loads(p), json.loads(q)
+        assert p.keys() == q.keys() and max(abs(p[c] - q[c]) for c in p) < 1e-4, (p, q)

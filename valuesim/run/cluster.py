@@ -107,11 +107,15 @@ class Worker:
         import litellm  # noqa: F401
 
         from valuesim.data.benchmark import Benchmark
+        from valuesim.lm import engine_of
         from valuesim.run.runner import ready_program
 
         self.error: str | None = None
         try:  # a user error (an unreachable LM, a bad model file) is reported by `ready`, not a crash loop
             program, _, _ = ready_program(setup, Benchmark(data))
+            engine = engine_of(dspy.settings.lm)
+            if engine is not None:  # an embedded model: llama.cpp threads = this worker's CPUs (it loads at first use)
+                engine.n_threads = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
             if state is not None:
                 program.load_state(state)
             self.recorded = Recorded(program)
