@@ -276,7 +276,7 @@ def batches_on_workers(
     The program is in the object store once: built there from `build` (setup, benchmark folder, questions), or
     the given one put there. At most two batches per CPU are in flight, so their inputs are built as needed.
     A batch started ahead for this `cell` (`run_ahead`: the same program and inputs) is taken, not run again;
-    once this cell's batches are all started, the next cell's queued ones fill the free places."""
+    once this cell's batches are all started, the next cell's queued ones start (AHEAD per CPU; Ray queues them)."""
     shared = built(*build) if build else ray.put(prepared(program))
     if _NEXT and _NEXT[0][0] == cell:  # this cell's queue: its own batches take over, its started ones stay
         _NEXT.clear()
@@ -297,12 +297,13 @@ def batches_on_workers(
         yield in_flight.pop(ref), *ray.get(ref)
 
 
+AHEAD = 4  # batches per CPU started ahead: about a whole cell (persons_per_batch), so the workers do not idle
+# while the driver scores; their results wait in the object store (a few MB per batch)
+
 # The next cell's batches, started while this cell's last batches finish and the driver scores and logs it (a
 # bench's serial part; BENCHMARKS §13): (cell, program ref, the batches' inputs) queued by `run_ahead`, and the
 # tasks started from them by (cell, program ref, digest of the pickled inputs). Only that cell, with the same
 # program and the same inputs, takes a result, so an answer is always the one its own batch would give.
-AHEAD = 4  # batches per CPU started ahead: about a whole cell (persons_per_batch), so the workers do not idle
-# while the driver scores; their results wait in the object store (a few MB per batch)
 _NEXT: list[tuple[str, Any, Iterator[list[dict]]]] = []
 _AHEAD: dict[tuple[str | None, str, bytes], Any] = {}
 
