@@ -211,8 +211,10 @@ def worker_pids() -> list[int]:
 
 
 def stored_count(run_dir: Path) -> int:
+    """Rows the driver has stored; read-only, so polling before the driver claims the folder creates no empty
+    store there (the driver then refused the folder: "holds predictions of a run without run.json")."""
     try:
-        with sqlite3.connect(run_dir / "predictions.sqlite", timeout=30) as db:
+        with sqlite3.connect(f"file:{run_dir / 'predictions.sqlite'}?mode=ro", uri=True, timeout=30) as db:
             return int(db.execute("SELECT count(*) FROM predictions").fetchone()[0])
     except sqlite3.Error:
         return 0
