@@ -87,8 +87,8 @@ def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, be
     chunks, inputs = batch_inputs(now_items, list(range(len(now_items))), 2)  # 20 batches: more than 4 in flight
     list(ours(None, inputs))
     started = [k for k in c._AHEAD if k[0] == cell_key(after)]
-    ahead = c.AHEAD * c.worker_count()  # one per CPU (set below): part of the next cell, so some are run by it
-    assert len(started) == ahead and not c._AHEAD.keys() - set(started)  # all of the next cell
+    ahead = c.AHEAD * c.worker_count()  # one per CPU (set above): part of the next cell, so some are run by it
+    assert len(started) == ahead and not c._AHEAD.keys() - set(started)  # all for the next cell
     submitted = []
     real = c._answer_batch.remote
     c._answer_batch.remote = lambda *a: submitted.append(1) or real(*a)  # type: ignore[method-assign]
