@@ -53,18 +53,18 @@ def test_local_workers_run_at_normal_priority(cluster) -> None:
 def test_a_batch_task_sees_each_person_once(cluster) -> None:
     """A person's items share one `known` dict, and kNN computes similarities once per such person. Ray's own
     serializer made one dict per item (48x kNN's work); the batch reaches the task with its persons shared."""
-    from valuesim.programs.statistical import group_persons
+    from valuesim.programs.statistical import Guess, group_persons
     from valuesim.run.cluster import batches_on_workers
 
     class CountPersons:  # defined here: Ray pickles it by value
-        def predict_batch(self, inputs: list[dict]) -> list[int]:
-            return [len(group_persons(inputs)[0])] * len(inputs)
+        def predict_batch(self, inputs: list[dict]) -> list[Guess]:
+            return [Guess(str(len(group_persons(inputs)[0])), None)] * len(inputs)
 
     known = [{"Q1": 1}, {"Q1": 2}]
-    inputs = [{"person_id": f"p{p}", "country": "X", "known": known[p], "question_code": f"Q{q}"}
-              for p in range(2) for q in range(2, 5)]  # fmt: skip
-    [(batch, answers, error, _)] = list(batches_on_workers(CountPersons(), [inputs]))
-    assert (batch, error, answers) == (0, None, [2] * 6)
+    inputs = [{"person_id": f"p{p}", "country": "X", "known": known[p], "question_code": f"Q{q}",
+               "options": {"1": "one", "2": "two"}} for p in range(2) for q in range(2, 5)]  # fmt: skip
+    [(batch, rows, error)] = list(batches_on_workers(CountPersons(), [inputs]))
+    assert (batch, error, [row[3] for row in rows]) == (0, None, ["2"] * 6)  # each row's answer: 2 persons
 
 
 def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, bench_small: Path, monkeypatch) -> None:
@@ -97,14 +97,14 @@ def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, be
         assert theirs is not None
         persons = [(i["person_id"], i["country"]) for i in after_items]
         chunks, inputs = batch_inputs(after_items, list(range(len(after_items))), batch_persons(after, persons))
-        got = {b: a for b, a, _, _ in theirs(None, inputs)}
+        got = {b: [r[:-1] for r in rows] for b, rows, _ in theirs(None, inputs)}  # all but the seconds
     finally:
         c._answer_batch.remote = real  # type: ignore[method-assign]
     assert len(chunks) > ahead and len(submitted) == len(chunks) - ahead  # those taken, none run twice
     assert not c._AHEAD and not c._NEXT
     program = PROGRAMS["knn"].from_benchmark(bench)
     _, inputs = batch_inputs(after_items, list(range(len(after_items))), batch_persons(after, persons))
-    assert got == {b: a for b, a, _, _ in in_order(program, inputs)}
+    assert got == {b: [r[:-1] for r in rows] for b, rows, _ in in_order(program, inputs)}
     # queued for a cell that then runs other inputs: nothing taken, and nothing left behind
     predict_ahead(after, bench, after_items)
     list(ours(None, batch_inputs(now_items, list(range(len(now_items))), 2)[1]))
@@ -317,7 +317,7 @@ def test_an_lm_program_on_the_llama_cpp_server(cluster, bench_small: Path, tmp_p
 
 @pytest.mark.llm
 def test_an_embedded_model_is_loaded_once_per_worker_and_answers_as_in_one_process(
-    cluster, bench_small: Path, tmp_path: Path
+    cluster, bench_small: Path, tmp_path: Path, monkeypatch
 ) -> None:
     """`--lm smollm2` under --ray: each worker loads the GGUF once (for all its threads and items), and the run
     stores what one process stores: the same answers, and distributions read from the model's logits that agree
@@ -341,7 +341,8 @@ def test_an_embedded_model_is_loaded_once_per_worker_and_answers_as_in_one_proce
 
     from valuesim.data.benchmark import Benchmark
 
-    setup = Setup(program="demographics", lm="smollm2", persons=2, questions=3, history=20)
+    # no LM cache: DSPy's in-memory cache lives as long as a Ray worker process, which an earlier test may have used
+    setup = Setup(program="demographics", lm="smollm2", persons=2, questions=3, history=20, cache=False)
     worker = ray.remote(Probe).options(num_cpus=1, max_concurrency=2).remote(setup, str(bench_small), None)
     examples = Benchmark(bench_small).examples(**setup.selection())
     predicted = ray.get([worker.predict.remote(ex) for ex in examples])
@@ -353,6 +354,7 @@ def test_an_embedded_model_is_loaded_once_per_worker_and_answers_as_in_one_proce
     common = ["evaluate", "--program", "demographics", "--lm", "smollm2", "--threads", "2", "--data", bench_small,
               "--persons", "2", "--questions", "3", "--history", "20", "--json"]  # fmt: skip
     one = invoke(*common, "--run-dir", tmp_path / "one")
+    monkeypatch.setenv("VALUESIM_HOME", str(tmp_path / "other-home"))  # not answered from the first run's LM cache
     spread = invoke(*common, "--run-dir", tmp_path / "ray", "--ray")
     assert spread["metrics"]["n"] == one["metrics"]["n"] == 6 and spread["metrics"]["failed"] == 0
     a, b = rows(tmp_path / "one"), rows(tmp_path / "ray")

@@ -216,8 +216,10 @@ def predict_on_workers(
 
 
 @ray.remote(max_retries=RESTARTS, retry_exceptions=False)
-def _answer_batch(program: Any, inputs: bytes) -> tuple[list, str | None, float]:
-    return answer_batch(program, pickle.loads(inputs))
+def _answer_batch(program: Any, inputs: bytes) -> bytes:
+    """`answer_batch`: the store rows of the batch, made here so the driver only inserts them; pickled as the
+    inputs are (`pickled`)."""
+    return pickle.dumps(answer_batch(program, pickle.loads(inputs)), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def pickled(inputs: list[dict]) -> bytes:
@@ -294,7 +296,7 @@ def batches_on_workers(
             drop_ahead(cell)  # started for this cell, not taken (its inputs differed)
             return
         [ref], _ = ray.wait(list(in_flight), num_returns=1)
-        yield in_flight.pop(ref), *ray.get(ref)
+        yield in_flight.pop(ref), *pickle.loads(ray.get(ref))
 
 
 AHEAD = 4  # batches per CPU started ahead: about a whole cell (persons_per_batch), so the workers do not idle

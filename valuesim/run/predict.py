@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import math
 import sqlite3
 import sys
 import time
@@ -36,7 +37,7 @@ import pandas as pd
 from valuesim.errors import ValueSimError
 from valuesim.programs.statistical import Guess
 from valuesim.progress import bars
-from valuesim.run.store import RunStore
+from valuesim.run.store import RunStore, probs_json
 from valuesim.score.metrics import breakdown
 from valuesim.score.results import cost_summary, only_keys, predictions_table_of, score
 from valuesim.score.stats import N_RESAMPLES
@@ -227,13 +228,12 @@ def evaluate_batch(
         failures: Counter = Counter()
         with bars(progress) as bar:
             task = bar.add_task("predicting", total=len(todo))
-            for finished, (b, answers, error, seconds) in enumerate((batches or in_order)(program, inputs)):
+            for finished, (b, rows, error) in enumerate((batches or in_order)(program, inputs)):
                 chunk = chunks[b]
                 if error:
                     failures[error.splitlines()[0][:200]] += len(chunk)
-                store.add_many(
-                    [batch_row(keys[n], items[n], a, seconds, error) for n, a in zip(chunk, answers, strict=True)]
-                )
+                # the gold answer, which the program's side never sees, joins here
+                store.add_values(STORED, [(*row, items[n]["answer"]) for n, row in zip(chunk, rows, strict=True)])
                 if error and finished == 0:  # a broken program: no point in going on
                     raise RunStopped(
                         f"the first batch of {len(chunk)} predictions failed ({error.splitlines()[0][:200]}); stopped "
@@ -247,19 +247,21 @@ def evaluate_batch(
     return result_of(stored, items, resamples, seed)
 
 
-BatchResult = tuple[int, list, str | None, float]  # batch index, answers, error, seconds per item
+BatchResult = tuple[int, list[tuple], str | None]  # batch index, its `batch_rows`, error
 BatchRunner = Callable[[Any, Iterable[list[dict]]], Iterator[BatchResult]]
 Predictor = Callable[[list, RunStore, int, bool], None]  # (todo, store, threads, progress), as predict_all
 
 
-def answer_batch(program: Any, inputs: list[dict]) -> tuple[list, str | None, float]:
-    """The program's answers to one batch, or Nones and the error when it raised; seconds per item."""
+def answer_batch(program: Any, inputs: list[dict]) -> tuple[list[tuple], str | None]:
+    """The store rows (`batch_rows`) of the program's answers to one batch, or of failed items and the error when
+    it raised. Made where the batch is predicted (a Ray worker), so the driver only inserts them."""
     t0 = time.perf_counter()
     try:
-        answers, error = program.predict_batch(inputs), None
+        guesses, error = program.predict_batch(inputs), None
     except Exception as e:  # noqa: BLE001 - as in `evaluate`: the items are stored as failed, with the reason
-        answers, error = [Guess(None, None)] * len(inputs), f"{type(e).__name__}: {e}"
-    return answers, error, (time.perf_counter() - t0) / max(len(inputs), 1)
+        guesses, error = [Guess(None, None)] * len(inputs), f"{type(e).__name__}: {e}"
+    seconds = (time.perf_counter() - t0) / max(len(inputs), 1)
+    return batch_rows(inputs, guesses, seconds, error), error
 
 
 def in_order(program: Any, batches: Iterable[list[dict]]) -> Iterator[BatchResult]:
@@ -292,31 +294,28 @@ def person_batches(items: list[dict], todo: list[int], batch_persons: int) -> li
     return batches
 
 
-def batch_row(key: str, item: dict, guess: Guess, seconds: float, error: str | None = None) -> dict:
-    """The row `row_of` stores for this item and a batch program's Guess, without a dspy.Prediction (no detail, no
-    LM)."""
+# what `batch_rows` gives per item, in this order, and the gold answer its caller adds (the store's other columns:
+# NULL)
+STORED = ("key", "person_id", "question", "answer", "status", "error", "detail", "probs", "probs_method",
+          "lm_calls", "prompt_tokens", "completion_tokens", "cached_tokens", "seconds", "gold")  # fmt: skip
+
+
+def batch_rows(inputs: list[dict], guesses: list[Guess], seconds: float, error: str | None = None) -> list[tuple]:
+    """Per item, the values `row_of` stores for a batch program's Guess (STORED but the gold answer; no detail, no
+    LM; `detail` and `probs` as the store's JSON text)."""
+    return [batch_row(item, guess, seconds, error) for item, guess in zip(inputs, guesses, strict=True)]
+
+
+def batch_row(item: dict, guess: Guess, seconds: float, error: str | None = None) -> tuple:
     raw = guess.answer
     answer = None if raw is None else str(raw).strip()
     answer = answer if answer in item["options"] else None
     probs, method, bad = checked_probs(guess.probs, guess.method, answer, item["options"])
     error = error or bad
-    return {
-        "key": key,
-        "person_id": item["person_id"],
-        "question": item["question_code"],
-        "gold": item["answer"],
-        "answer": answer,
-        "status": "failed" if error else "ok" if answer is not None else "invalid",
-        "error": error or (None if answer else f"not an option: {raw!r}"),
-        "detail": {},
-        "probs": probs,
-        "probs_method": method,
-        "lm_calls": 0,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "cached_tokens": 0,
-        "seconds": seconds,
-    }
+    status = "failed" if error else "ok" if answer is not None else "invalid"
+    error = error or (None if answer else f"not an option: {raw!r}")
+    return (example_key(item), item["person_id"], item["question_code"], answer, status, error, "{}",
+            probs_json(probs), method, 0, 0, 0, 0, seconds)  # fmt: skip
 
 
 def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:
@@ -361,12 +360,14 @@ def probs_of(
         return {code: float(code == answer) for code in options}, "point"
     if method not in PROB_METHODS:
         raise ValueError(f"probs_method must be one of {', '.join(PROB_METHODS)}, got {method!r}")
-    p = np.array([float(probs.get(code, 0.0)) for code in options])
-    if not np.isfinite(p).all() or (p < 0).any() or not p.sum() > 0:
+    # plain floats, not numpy: this runs for every stored prediction (numpy's per-call overhead was 9 us of it)
+    p = [float(probs.get(code, 0.0)) for code in options]
+    if not all(math.isfinite(v) and v >= 0 for v in p) or not sum(p) > 0:
         raise ValueError(f"not a probability distribution over the options: {probs!r}")
-    if abs(p.sum() - 1) > 1e-9:  # a sum off by rounding stays as given (a renormalized copy differs by an ulp)
-        p = p / p.sum()
-    return dict(zip(options, p.tolist(), strict=True)), method
+    if abs(sum(p) - 1) > 1e-9:  # a sum off by rounding stays as given (a renormalized copy differs by an ulp)
+        a = np.array(p)
+        p = (a / a.sum()).tolist()
+    return dict(zip(options, p, strict=True)), method
 
 
 def checked_probs(

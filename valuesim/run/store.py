@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from operator import itemgetter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS predictions (
 ADDED_COLUMNS = {"cached_tokens": "INTEGER", "cost_usd": "REAL", "probs": "TEXT", "probs_method": "TEXT"}
 
 
-def _probs_json(probs: dict | None) -> str | None:
+def probs_json(probs: dict | None) -> str | None:
+    """A distribution as the store keeps it (JSON text; None: none)."""
     return None if probs is None else files.strict_json(probs, indent=None)
 
 
@@ -74,7 +75,7 @@ class RunStore:
             return {k for (k,) in self._db.execute(f"SELECT key FROM predictions WHERE {' AND '.join(where)}")}
 
     def add(self, row: dict) -> None:
-        row = {**row, "detail": _detail_json(row.get("detail") or {}), "probs": _probs_json(row.get("probs"))}
+        row = {**row, "detail": _detail_json(row.get("detail") or {}), "probs": probs_json(row.get("probs"))}
         cols = ", ".join(row)
         with self._lock:
             self._db.execute(
@@ -82,23 +83,11 @@ class RunStore:
             )
             self._db.commit()
 
-    def add_many(self, rows: list[dict]) -> None:
-        """Many predictions (rows with the same columns) in one transaction: the batch path commits once per batch
-        of persons, not once per prediction. A row replaces a stored row with its key, as in `add`."""
-        if not rows:
-            return
-        cols = list(rows[0])
-        get, detail = itemgetter(*cols), cols.index("detail") if "detail" in cols else None
-        probs = cols.index("probs") if "probs" in cols else None
-        values = []
-        for r in rows:
-            v = list(get(r))
-            if detail is not None:
-                v[detail] = _detail_json(v[detail]) if v[detail] else "{}"
-            if probs is not None:
-                v[probs] = _probs_json(v[probs])
-            values.append(v)
-        sql = f"INSERT OR REPLACE INTO predictions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    def add_values(self, columns: Sequence[str], values: list[Sequence]) -> None:
+        """Many predictions in one transaction, as value tuples in the order of `columns`, `detail` and `probs`
+        already JSON text (`valuesim.run.predict.batch_rows`): the batch path commits once per batch of persons,
+        not once per prediction. A row replaces a stored row with its key, as in `add`."""
+        sql = f"INSERT OR REPLACE INTO predictions ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         with self._lock:
             self._db.executemany(sql, values)
             self._db.commit()
@@ -116,7 +105,7 @@ class RunStore:
             for p, a, o in zip(frame["probs"], frame["answer"], old, strict=True)
         ]
         # the JSON text as well, what a predictions table carries (writing a million dicts again took 20 s)
-        frame["probs_json"] = [_probs_json(d) if o else p for p, d, o in zip(text, frame["probs"], old, strict=True)]
+        frame["probs_json"] = [probs_json(d) if o else p for p, d, o in zip(text, frame["probs"], old, strict=True)]
         frame.loc[old, "probs_method"] = "point"
         return frame
 
