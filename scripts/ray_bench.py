@@ -96,8 +96,10 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict:
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed (exit {proc.returncode})")
     by_name: dict[str, list[float]] = defaultdict(list)
-    for name, gb in peaks.values():
+    cpu_by_name: dict[str, list[float]] = defaultdict(list)
+    for pid, (name, gb) in peaks.items():
         by_name[name].append(gb)
+        cpu_by_name["driver" if pid == proc.pid else name].append(cpu.get(pid, 0.0))
     return {
         "wall_s": round(wall, 1),
         "load_before": load,
@@ -109,6 +111,9 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict:
         # the whole machine, so other work shows here too (the load averages say whether there was any)
         "cores_busy": round((os.cpu_count() or 1) * (1 - (busy1[1] - busy0[1]) / max(busy1[0] - busy0[0], 1)), 2),
         "processes": {n: [round(g, 2) for g in sorted(v, reverse=True)] for n, v in sorted(by_name.items())},
+        # where the CPU seconds went: the CLI (the driver under --ray), Ray's workers (ray::IDLE, ray::_fit: named by
+        # what they ran at their last sample) and Ray's own processes
+        "cpu_s_by_process": {n: round(sum(v), 1) for n, v in sorted(cpu_by_name.items()) if sum(v) >= 0.5},
         "results": json.loads(stdout)["results"],
     }
 
