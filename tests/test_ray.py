@@ -67,6 +67,32 @@ def test_a_batch_task_sees_each_person_once(cluster) -> None:
     assert (batch, error, [row[3] for row in rows]) == (0, None, ["2"] * 6)  # each row's answer: 2 persons
 
 
+def test_a_worker_process_reads_the_program_once(cluster, tmp_path: Path) -> None:
+    """Batch tasks get the program's ref, not the program: each worker process reads (unpickles) it once, not once
+    per task (ml's fitted models took about half a second per task)."""
+    from valuesim.programs.statistical import Guess
+    from valuesim.run.cluster import batches_on_workers
+
+    class Counted:  # defined here: Ray pickles it by value
+        def __init__(self, log: str):
+            self.log = log
+
+        def __setstate__(self, state: dict) -> None:  # called where it is unpickled
+            self.__dict__.update(state)
+            with open(self.log, "a") as f:
+                f.write(f"{os.getpid()}\n")
+
+        def predict_batch(self, inputs: list[dict]) -> list[Guess]:
+            return [Guess("1", None)] * len(inputs)
+
+    batches = [[{"person_id": f"p{b}", "country": "X", "known": {}, "question_code": "Q1", "options": {"1": "one"}}]
+               for b in range(12)]  # fmt: skip
+    got = list(batches_on_workers(Counted(str(tmp_path / "reads")), batches))
+    assert sorted(b for b, _, _ in got) == list(range(12)) and all(rows[0][3] == "1" for _, rows, _ in got)
+    reads = (tmp_path / "reads").read_text().split()
+    assert len(reads) == len(set(reads)) < len(batches)  # one read per worker process that ran a batch
+
+
 def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, bench_small: Path, monkeypatch) -> None:
     """A --ray bench queues the next cell's batches (runner.predict_ahead): they start once this cell's batches are
     all started, and the next cell takes their results instead of running them again; a cell whose inputs differ

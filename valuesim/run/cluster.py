@@ -14,8 +14,9 @@ and question, so nothing is lost or counted twice.
 
 Programs without an LM: a Ray task builds the program (`ml` fitting its question models as parallel tasks,
 `fit_in_parallel`) and returns it into Ray's object store, once per connection; each batch of persons is one Ray
-task on it (its numpy arrays, kNN's training matrix among them, are read in place by every worker, not copied per
-task). The driver never holds the program: it keeps the items, the store and the tables. In a bench, the next
+task on it (each worker process reads the program once; its numpy arrays, kNN's training matrix among them, are
+read in place, not copied). A task returns its batch's store rows; the driver adds the gold answers and inserts
+them. The driver never holds the program: it keeps the items, the store and the tables. In a bench, the next
 cell's batches are queued (`run_ahead`) and start as soon as this cell's are all started, so the workers predict
 while the driver scores; the next cell takes those results by its name and the digest of each batch's inputs.
 """
@@ -215,11 +216,19 @@ def predict_on_workers(
     tally.summary()
 
 
+_PROGRAM: dict[str, Any] = {}  # in a worker process: the program it last read from the object store, by its ref
+
+
 @ray.remote(max_retries=RESTARTS, retry_exceptions=False)
-def _answer_batch(program: Any, inputs: bytes) -> bytes:
+def _answer_batch(shared: list, inputs: bytes) -> bytes:
     """`answer_batch`: the store rows of the batch, made here so the driver only inserts them; pickled as the
-    inputs are (`pickled`)."""
-    return pickle.dumps(answer_batch(program, pickle.loads(inputs)), protocol=pickle.HIGHEST_PROTOCOL)
+    inputs are (`pickled`). The program's ref comes in a list, so Ray does not read the program for every task:
+    a worker process reads it once (ml's fitted models took about half a second to unpickle per task)."""
+    [ref] = shared
+    if ref.hex() not in _PROGRAM:
+        _PROGRAM.clear()  # one program at a time: a bench's next program replaces it
+        _PROGRAM[ref.hex()] = ray.get(ref)
+    return pickle.dumps(answer_batch(_PROGRAM[ref.hex()], pickle.loads(inputs)), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def pickled(inputs: list[dict]) -> bytes:
@@ -244,8 +253,8 @@ def _build(setup: Any, data: Path, questions: frozenset[str]) -> Any:
 
 
 def prepared(program: Any) -> Any:
-    """The program with what it builds at its first prediction built: each batch task gets its own copy from the
-    object store, and would otherwise build it again (kNN choosing its smoothing took minutes per task)."""
+    """The program with what it builds at its first prediction built: each worker process reads its own copy from
+    the object store, and would otherwise build it again (kNN choosing its smoothing took minutes per task)."""
     if hasattr(program, "prepare"):
         program.prepare()
     return program
@@ -289,7 +298,7 @@ def batches_on_workers(
         while len(in_flight) < limit and (nxt := next(pending, None)) is not None:
             data = pickled(nxt[1])
             ref = _AHEAD.pop((cell, shared.hex(), digest(data)), None)
-            in_flight[ref if ref is not None else _answer_batch.remote(shared, data)] = nxt[0]
+            in_flight[ref if ref is not None else _answer_batch.remote([shared], data)] = nxt[0]
         if len(in_flight) < limit:  # this cell's batches are all started: the next cell's fill the queue
             start_ahead(AHEAD * worker_count())
         if not in_flight:
@@ -327,7 +336,7 @@ def start_ahead(most: int) -> None:
             _NEXT.clear()
             return
         data = pickled(inputs)
-        _AHEAD[(cell, shared.hex(), digest(data))] = _answer_batch.remote(shared, data)
+        _AHEAD[(cell, shared.hex(), digest(data))] = _answer_batch.remote([shared], data)
 
 
 def drop_ahead(cell: str | None) -> None:
