@@ -69,7 +69,7 @@ def test_a_batch_task_sees_each_person_once(cluster) -> None:
 
 def test_a_worker_process_reads_the_program_once(cluster, tmp_path: Path) -> None:
     """Batch tasks get the program's ref, not the program: each worker process reads (unpickles) it once, not once
-    per task (ml's fitted models took about half a second per task)."""
+    per task (ml's fitted models would be unpickled again for every task)."""
     from valuesim.programs.statistical import Guess
     from valuesim.run.cluster import batches_on_workers
 

@@ -223,7 +223,7 @@ _PROGRAM: dict[str, Any] = {}  # in a worker process: the program it last read f
 def _answer_batch(shared: list, inputs: bytes) -> bytes:
     """`answer_batch`: the store rows of the batch, made here so the driver only inserts them; pickled as the
     inputs are (`pickled`). The program's ref comes in a list, so Ray does not read the program for every task:
-    a worker process reads it once (ml's fitted models took about half a second to unpickle per task)."""
+    a worker process reads it once (otherwise every task unpickles ml's fitted models again)."""
     [ref] = shared
     if ref.hex() not in _PROGRAM:
         _PROGRAM.clear()  # one program at a time: a bench's next program replaces it
