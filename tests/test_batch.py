@@ -11,8 +11,8 @@ import pytest
 
 from valuesim.data.benchmark import Benchmark, items
 from valuesim.programs import PROGRAMS, needs_lm
-from valuesim.run.predict import BATCH_INPUTS, RunStopped, evaluate, evaluate_batch
-from valuesim.run.store import RunStore
+from valuesim.run.predict import BATCH_INPUTS, RunStopped, evaluate, evaluate_batch, read_stored
+from valuesim.run.store import COLUMNS, RunStore
 
 NO_LM = [name for name in PROGRAMS if not needs_lm(name)]
 
@@ -59,6 +59,35 @@ def test_batch_and_per_item_paths_are_identical(
             assert batch.metrics[key] == pytest.approx(value, nan_ok=True), key
     pd.testing.assert_frame_equal(batch.by_country, per_item.by_country)
     pd.testing.assert_frame_equal(batch.by_category, per_item.by_category)
+
+
+@pytest.mark.parametrize("name", ["knn", "ml", "cell", "random"])
+def test_a_run_scores_its_batches_tables_as_the_store_reads_them_back(
+    bench: Benchmark, fitted: dict, name: str, tmp_path: Path
+) -> None:
+    """A run that predicts every item joins the tables its batches made where they were predicted
+    (`batch_table`) instead of reading its store back: the same predictions table (values, order, dtypes) and
+    metrics as the store read back, also with items that failed."""
+    selected = items(bench, "values", "dev", 1, 58, 12, 10)
+
+    class LastPersonFails:
+        def predict_batch(self, inputs):
+            if any(i["person_id"] == selected[-1]["person_id"] for i in inputs):
+                raise RuntimeError("boom")
+            return fitted[name].predict_batch(inputs)
+
+    for program, run_dir in ((fitted[name], tmp_path / "ok"), (LastPersonFails(), tmp_path / "failed")):
+        fresh = evaluate_batch(program, selected, run_dir, resamples=50, batch_persons=3, progress=False)
+        again = read_stored(selected, run_dir, retry_failed=False, resamples=50, seed=0)
+        assert again is not None and len(fresh.predictions) == len(selected)
+        pd.testing.assert_frame_equal(fresh.predictions, again.predictions)
+        assert fresh.metrics.keys() == again.metrics.keys()
+        for key, value in again.metrics.items():
+            assert fresh.metrics[key] == pytest.approx(value, rel=0, abs=0, nan_ok=True), key
+    assert (fresh.predictions["status"] == "failed").sum() == 30  # the last person's batch: 3 persons, 10 questions
+    store = RunStore(tmp_path / "ok")
+    assert tuple(store.frame().columns[: len(COLUMNS)]) == COLUMNS  # a new store's columns, as rows_frame has them
+    store.close()
 
 
 @pytest.mark.parametrize("name", NO_LM)

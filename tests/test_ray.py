@@ -21,9 +21,11 @@ import pytest
 from typer.testing import CliRunner
 
 from valuesim.cli import app
+from valuesim.run.predict import STORED
 
 ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[1]
+SECONDS = STORED.index("seconds")  # a stored row's time, which differs between runs
 SELECTION = ["--persons", "8", "--questions", "6", "--history", "20", "--resamples", "50"]
 
 
@@ -63,7 +65,8 @@ def test_a_batch_task_sees_each_person_once(cluster) -> None:
     known = [{"Q1": 1}, {"Q1": 2}]
     inputs = [{"person_id": f"p{p}", "country": "X", "known": known[p], "question_code": f"Q{q}",
                "options": {"1": "one", "2": "two"}} for p in range(2) for q in range(2, 5)]  # fmt: skip
-    [(batch, rows, error)] = list(batches_on_workers(CountPersons(), [inputs]))
+    facts = [("society", False, "1")] * len(inputs)
+    [(batch, rows, error, _)] = list(batches_on_workers(CountPersons(), [(inputs, facts)]))
     assert (batch, error, [row[3] for row in rows]) == (0, None, ["2"] * 6)  # each row's answer: 2 persons
 
 
@@ -85,10 +88,10 @@ def test_a_worker_process_reads_the_program_once(cluster, tmp_path: Path) -> Non
         def predict_batch(self, inputs: list[dict]) -> list[Guess]:
             return [Guess("1", None)] * len(inputs)
 
-    batches = [[{"person_id": f"p{b}", "country": "X", "known": {}, "question_code": "Q1", "options": {"1": "one"}}]
-               for b in range(12)]  # fmt: skip
+    batches = [([{"person_id": f"p{b}", "country": "X", "known": {}, "question_code": "Q1", "options": {"1": "one"}}],
+                [("society", False, "1")]) for b in range(12)]  # fmt: skip
     got = list(batches_on_workers(Counted(str(tmp_path / "reads")), batches))
-    assert sorted(b for b, _, _ in got) == list(range(12)) and all(rows[0][3] == "1" for _, rows, _ in got)
+    assert sorted(b for b, *_ in got) == list(range(12)) and all(rows[0][3] == "1" for _, rows, *_ in got)
     reads = (tmp_path / "reads").read_text().split()
     assert len(reads) == len(set(reads)) < len(batches)  # one read per worker process that ran a batch
 
@@ -123,14 +126,14 @@ def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, be
         assert theirs is not None
         persons = [(i["person_id"], i["country"]) for i in after_items]
         chunks, inputs = batch_inputs(after_items, list(range(len(after_items))), batch_persons(after, persons))
-        got = {b: [r[:-1] for r in rows] for b, rows, _ in theirs(None, inputs)}  # all but the seconds
+        got = {b: [r[:SECONDS] + r[SECONDS + 1 :] for r in rows] for b, rows, *_ in theirs(None, inputs)}
     finally:
         c._answer_batch.remote = real  # type: ignore[method-assign]
     assert len(chunks) > ahead and len(submitted) == len(chunks) - ahead  # those taken, none run twice
     assert not c._AHEAD and not c._NEXT
     program = PROGRAMS["knn"].from_benchmark(bench)
     _, inputs = batch_inputs(after_items, list(range(len(after_items))), batch_persons(after, persons))
-    assert got == {b: [r[:-1] for r in rows] for b, rows, _ in in_order(program, inputs)}
+    assert got == {b: [r[:SECONDS] + r[SECONDS + 1 :] for r in rows] for b, rows, *_ in in_order(program, inputs)}
     # queued for a cell that then runs other inputs: nothing taken, and nothing left behind
     predict_ahead(after, bench, after_items)
     list(ours(None, batch_inputs(now_items, list(range(len(now_items))), 2)[1]))

@@ -15,10 +15,11 @@ and question, so nothing is lost or counted twice.
 Programs without an LM: a Ray task builds the program (`ml` fitting its question models as parallel tasks,
 `fit_in_parallel`) and returns it into Ray's object store, once per connection; each batch of persons is one Ray
 task on it (each worker process reads the program once; its numpy arrays, kNN's training matrix among them, are
-read in place, not copied). A task returns its batch's store rows; the driver adds the gold answers and inserts
-them. The driver never holds the program: it keeps the items, the store and the tables. In a bench, the next
-cell's batches are queued (`run_ahead`) and start as soon as this cell's are all started, so the workers predict
-while the driver scores; the next cell takes those results by its name and the digest of each batch's inputs.
+read in place, not copied). A task returns its batch's store rows and its part of the predictions table; the
+driver inserts the rows and joins the parts. The driver never holds the program: it keeps the items, the store
+and the tables. In a bench, the next cell's batches are queued (`run_ahead`) and start as soon as this cell's
+are all started, so the workers predict while the driver scores; the next cell takes those results by its name
+and the digest of each batch's inputs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ray.exceptions import RayActorError
 from valuesim.errors import ValueSimError
 from valuesim.progress import bars
 from valuesim.run.predict import (
+    Batch,
     BatchResult,
     PersonQueue,
     Recorded,
@@ -220,23 +222,24 @@ _PROGRAM: dict[str, Any] = {}  # in a worker process: the program it last read f
 
 
 @ray.remote(max_retries=RESTARTS, retry_exceptions=False)
-def _answer_batch(shared: list, inputs: bytes) -> bytes:
-    """`answer_batch`: the store rows of the batch, made here so the driver only inserts them; pickled as the
-    inputs are (`pickled`). The program's ref comes in a list, so Ray does not read the program for every task:
-    a worker process reads it once (otherwise every task unpickles ml's fitted models again)."""
+def _answer_batch(shared: list, batch: bytes) -> bytes:
+    """`answer_batch`: the batch's store rows and predictions table, made here so the driver only inserts and
+    joins them; pickled as the batch is (`pickled`). The program's ref comes in a list, so Ray does not read the
+    program for every task: a worker process reads it once (otherwise every task unpickles ml's fitted models
+    again)."""
     [ref] = shared
     if ref.hex() not in _PROGRAM:
         _PROGRAM.clear()  # one program at a time: a bench's next program replaces it
         _PROGRAM[ref.hex()] = ray.get(ref)
-    return pickle.dumps(answer_batch(_PROGRAM[ref.hex()], pickle.loads(inputs)), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(answer_batch(_PROGRAM[ref.hex()], pickle.loads(batch)), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def pickled(inputs: list[dict]) -> bytes:
-    """A batch's inputs for a Ray task, pickled here: Ray's own serializer copies an object at each reference, so a
+def pickled(batch: Batch) -> bytes:
+    """A batch for a Ray task, pickled here: Ray's own serializer copies an object at each reference, so a
     person's `known` dict, shared by their items, would travel (and be read back) once per item, 48 times the
     bytes. Pickle sends it once. (Programs find a person's items by person_id and answers, not by the dict's
     identity: `group_persons`.)"""
-    return pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @ray.remote(max_retries=RESTARTS)
@@ -279,7 +282,7 @@ def built(setup: Any, data: Path, questions: frozenset[str]) -> Any:
 
 def batches_on_workers(
     program: Any,
-    batches: Iterable[list[dict]],
+    batches: Iterable[Batch],
     build: tuple[Any, Path, frozenset[str]] | None = None,
     cell: str | None = None,
 ) -> Iterator[BatchResult]:
@@ -315,11 +318,11 @@ AHEAD = 4  # batches per CPU started ahead: about a whole cell (persons_per_batc
 # bench's serial part; BENCHMARKS §13): (cell, program ref, the batches' inputs) queued by `run_ahead`, and the
 # tasks started from them by (cell, program ref, digest of the pickled inputs). Only that cell, with the same
 # program and the same inputs, takes a result, so an answer is always the one its own batch would give.
-_NEXT: list[tuple[str, Any, Iterator[list[dict]]]] = []
+_NEXT: list[tuple[str, Any, Iterator[Batch]]] = []
 _AHEAD: dict[tuple[str | None, str, bytes], Any] = {}
 
 
-def run_ahead(cell: str, build: tuple[Any, Path, frozenset[str]], batches: Iterator[list[dict]]) -> None:
+def run_ahead(cell: str, build: tuple[Any, Path, frozenset[str]], batches: Iterator[Batch]) -> None:
     """Queue the batches of the next `cell` (its program from `build`, as `batches_on_workers` takes it); what was
     queued or started for other cells and not taken is dropped."""
     for key in [k for k in _AHEAD if k[0] != cell]:
@@ -331,11 +334,11 @@ def start_ahead(most: int) -> None:
     """Start queued batches until `most` are started ahead and not yet taken (Ray runs them as CPUs free up)."""
     while _NEXT and len(_AHEAD) < most:
         cell, shared, batches = _NEXT[0]
-        inputs = next(batches, None)
-        if inputs is None:
+        batch = next(batches, None)
+        if batch is None:
             _NEXT.clear()
             return
-        data = pickled(inputs)
+        data = pickled(batch)
         _AHEAD[(cell, shared.hex(), digest(data))] = _answer_batch.remote([shared], data)
 
 

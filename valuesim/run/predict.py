@@ -37,12 +37,13 @@ import pandas as pd
 from valuesim.errors import ValueSimError
 from valuesim.programs.statistical import Guess
 from valuesim.progress import bars
-from valuesim.run.store import RunStore, probs_json
+from valuesim.run.store import RunStore, probs_json, rows_frame
 from valuesim.score.metrics import breakdown
 from valuesim.score.results import cost_summary, only_keys, predictions_table_of, score
 from valuesim.score.stats import N_RESAMPLES
 
 BATCH_INPUTS = ("person_id", "country", "known", "question_code", "options")  # what a batch program may read
+BATCH_FACTS = ("category", "ordinal", "answer")  # what scoring a batch needs besides: never shown to the program
 # how a prediction's probabilities were made: smoothed counts, a classifier, an LM's log-probabilities, the shares of
 # K sampled answers, or none (a point mass on the answer)
 PROB_METHODS = ("counts", "model", "logprobs", "samples", "point")
@@ -70,11 +71,14 @@ def meta_of(examples: list) -> list[tuple]:
 def result_of(stored: pd.DataFrame, examples: list, resamples: int, seed: int) -> EvalResult:
     """Score the stored rows of these examples: predictions table, metrics with CIs and cost, breakdowns."""
     meta = meta_of(examples)
-    stored = only_keys(stored, {m[0] for m in meta})
-    preds = predictions_table_of(stored, meta)
+    return scored(predictions_table_of(only_keys(stored, {m[0] for m in meta}), meta), resamples, seed)
+
+
+def scored(preds: pd.DataFrame, resamples: int, seed: int) -> EvalResult:
+    """A predictions table's metrics with CIs and cost, and its breakdowns."""
     return EvalResult(
         predictions=preds,
-        metrics=score(preds, resamples, seed) | cost_summary(stored),
+        metrics=score(preds, resamples, seed) | cost_summary(preds),
         by_country=breakdown(preds, "country"),
         by_category=breakdown(preds, "category"),
     )
@@ -219,21 +223,26 @@ def evaluate_batch(
     keeps its finished batches and a rerun on the same `run_dir` predicts only what is missing. The program sees
     only BATCH_INPUTS, never the gold answer. Store rows, predictions table and metrics are those `evaluate`
     writes and computes for the same items (seconds: the batch's time shared among its items). `batches` runs
-    the batches (`in_order` by default; parallel Ray tasks in a --ray run) and yields them as they finish."""
+    the batches (`in_order` by default; parallel Ray tasks in a --ray run) and yields them as they finish.
+
+    Each batch comes with its part of the predictions table, made where it was predicted (`batch_table`): when
+    every item was predicted now, the table is those parts joined, and the store is not read back (on a Ray
+    cluster the workers, not the driver, then do that work); a resumed run reads the store back."""
     keys = [example_key(item) for item in items]
     with open_store(run_dir) as store:
         done = store.done(include_failed=not retry_failed, need_probs=True)
         todo = [n for n, key in enumerate(keys) if key not in done]
-        chunks, inputs = batch_inputs(items, todo, batch_persons)
+        chunks, batches_in = batch_inputs(items, todo, batch_persons)
         failures: Counter = Counter()
+        tables: dict[int, pd.DataFrame] = {}
         with bars(progress) as bar:
             task = bar.add_task("predicting", total=len(todo))
-            for finished, (b, rows, error) in enumerate((batches or in_order)(program, inputs)):
+            for finished, (b, rows, error, table) in enumerate((batches or in_order)(program, batches_in)):
                 chunk = chunks[b]
                 if error:
                     failures[error.splitlines()[0][:200]] += len(chunk)
-                # the gold answer, which the program's side never sees, joins here
-                store.add_values(STORED, [(*row, items[n]["answer"]) for n, row in zip(chunk, rows, strict=True)])
+                store.add_values(STORED, rows)
+                tables[b] = table
                 if error and finished == 0:  # a broken program: no point in going on
                     raise RunStopped(
                         f"the first batch of {len(chunk)} predictions failed ({error.splitlines()[0][:200]}); stopped "
@@ -243,41 +252,65 @@ def evaluate_batch(
         if failures:
             print(f"{sum(failures.values())} of {len(todo)} predictions failed; most often: "
                   f"{failures.most_common(1)[0][0]}", file=sys.stderr)  # fmt: skip
+        if todo and len(todo) == len(items):
+            return scored(joined(tables, chunks), resamples, seed)
         stored = store.frame()
     return result_of(stored, items, resamples, seed)
 
 
-BatchResult = tuple[int, list[tuple], str | None]  # batch index, its `batch_rows`, error
-BatchRunner = Callable[[Any, Iterable[list[dict]]], Iterator[BatchResult]]
+def joined(tables: dict[int, pd.DataFrame], chunks: list[list[int]]) -> pd.DataFrame:
+    """The batches' predictions tables as one, in the items' order (as `predictions_table_of` orders a run's)."""
+    order = np.argsort(np.concatenate([chunks[b] for b in tables]), kind="stable")
+    # a column without a value in one batch (no errors, every answer failed) is of objects there, strings in the
+    # others and in the store read back: strings again here, as the store reads them
+    return pd.concat(tables.values(), ignore_index=True).iloc[order].reset_index(drop=True).infer_objects()
+
+
+Batch = tuple[list[dict], list[tuple]]  # what the program sees of each item (BATCH_INPUTS), and its BATCH_FACTS
+BatchResult = tuple[int, list[tuple], str | None, pd.DataFrame]  # batch index, its STORED rows, error, batch_table
+BatchRunner = Callable[[Any, Iterable[Batch]], Iterator[BatchResult]]
 Predictor = Callable[[list, RunStore, int, bool], None]  # (todo, store, threads, progress), as predict_all
 
 
-def answer_batch(program: Any, inputs: list[dict]) -> tuple[list[tuple], str | None]:
-    """The store rows (`batch_rows`) of the program's answers to one batch, or of failed items and the error when
-    it raised. Made where the batch is predicted (a Ray worker), so the driver only inserts them."""
+def answer_batch(program: Any, batch: Batch) -> tuple[list[tuple], str | None, pd.DataFrame]:
+    """The program's answers to one batch (or failed items and the error when it raised) as the store's rows
+    (STORED: `batch_rows` and the gold answer) and the batch's part of the predictions table (`batch_table`).
+    Made where the batch is predicted (a Ray worker), so the driver only inserts and joins them. The program
+    sees the inputs only, never the facts (the gold answer among them)."""
+    inputs, facts = batch
     t0 = time.perf_counter()
     try:
         guesses, error = program.predict_batch(inputs), None
     except Exception as e:  # noqa: BLE001 - as in `evaluate`: the items are stored as failed, with the reason
         guesses, error = [Guess(None, None)] * len(inputs), f"{type(e).__name__}: {e}"
     seconds = (time.perf_counter() - t0) / max(len(inputs), 1)
-    return batch_rows(inputs, guesses, seconds, error), error
+    rows = [(*row, fact[-1]) for row, fact in zip(batch_rows(inputs, guesses, seconds, error), facts, strict=True)]
+    return rows, error, batch_table(batch, rows)
 
 
-def in_order(program: Any, batches: Iterable[list[dict]]) -> Iterator[BatchResult]:
+def batch_table(batch: Batch, rows: list[tuple]) -> pd.DataFrame:
+    """The predictions table of a batch's stored rows: what `result_of` makes of the same rows read back."""
+    inputs, facts = batch
+    meta = [(example_key(i), i["country"], category, ordinal, list(i["options"]))
+            for i, (category, ordinal, _) in zip(inputs, facts, strict=True)]  # fmt: skip
+    return predictions_table_of(rows_frame(STORED, rows), meta)
+
+
+def in_order(program: Any, batches: Iterable[Batch]) -> Iterator[BatchResult]:
     """The batches predicted one after another in this process."""
-    for b, inputs in enumerate(batches):
-        yield b, *answer_batch(program, inputs)
+    for b, batch in enumerate(batches):
+        yield b, *answer_batch(program, batch)
 
 
-def batch_inputs(
-    items: list[dict], todo: list[int], batch_persons: int
-) -> tuple[list[list[int]], Iterator[list[dict]]]:
-    """The batches of the `todo` items (`person_batches`) and what the program sees of each, built as they are
-    taken: BATCH_INPUTS, never the gold answer."""
+def batch_inputs(items: list[dict], todo: list[int], batch_persons: int) -> tuple[list[list[int]], Iterator[Batch]]:
+    """The batches of the `todo` items (`person_batches`), each built as it is taken: what the program sees
+    (BATCH_INPUTS, never the gold answer) and what scoring needs (BATCH_FACTS)."""
     chunks = person_batches(items, todo, batch_persons)
-    visible = itemgetter(*BATCH_INPUTS)
-    return chunks, ([dict(zip(BATCH_INPUTS, visible(items[n]), strict=True)) for n in chunk] for chunk in chunks)
+    visible, facts = itemgetter(*BATCH_INPUTS), itemgetter(*BATCH_FACTS)
+    return chunks, (
+        ([dict(zip(BATCH_INPUTS, visible(items[n]), strict=True)) for n in chunk], [facts(items[n]) for n in chunk])
+        for chunk in chunks
+    )
 
 
 def person_batches(items: list[dict], todo: list[int], batch_persons: int) -> list[list[int]]:
@@ -294,8 +327,8 @@ def person_batches(items: list[dict], todo: list[int], batch_persons: int) -> li
     return batches
 
 
-# what `batch_rows` gives per item, in this order, and the gold answer its caller adds (the store's other columns:
-# NULL)
+# what `batch_rows` gives per item, in this order, and the gold answer `answer_batch` adds (the store's other
+# columns: NULL)
 STORED = ("key", "person_id", "question", "answer", "status", "error", "detail", "probs", "probs_method",
           "lm_calls", "prompt_tokens", "completion_tokens", "cached_tokens", "seconds", "gold")  # fmt: skip
 

@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS predictions (
                             -- written before distributions (its rows count as point masses, see `frame`)
 )
 """
+# a new store's columns, in SCHEMA's order (what `rows_frame` gives; tests/test_batch.py checks it against SCHEMA)
+COLUMNS = ("key", "person_id", "question", "gold", "answer", "status", "error", "detail", "lm_calls", "prompt_tokens",
+           "completion_tokens", "seconds", "cached_tokens", "cost_usd", "probs", "probs_method")  # fmt: skip
 # missing from stores written before them
 ADDED_COLUMNS = {"cached_tokens": "INTEGER", "cost_usd": "REAL", "probs": "TEXT", "probs_method": "TEXT"}
 
@@ -83,7 +86,7 @@ class RunStore:
             )
             self._db.commit()
 
-    def add_values(self, columns: Sequence[str], values: list[Sequence]) -> None:
+    def add_values(self, columns: Sequence[str], values: Sequence[Sequence]) -> None:
         """Many predictions in one transaction, as value tuples in the order of `columns`, `detail` and `probs`
         already JSON text (`valuesim.run.predict.batch_rows`): the batch path commits once per batch of persons,
         not once per prediction. A row replaces a stored row with its key, as in `add`."""
@@ -93,21 +96,35 @@ class RunStore:
             self._db.commit()
 
     def frame(self) -> pd.DataFrame:
-        """Every stored row; `probs` parsed into a dict (its JSON text in `probs_json`). A valid answer stored
-        before distributions were (no probs_method) reads as a point mass on it (method "point"): that is all such a
-        row knows."""
+        """Every stored row, as `parsed` gives it."""
         with self._lock:
-            frame = pd.read_sql_query("SELECT * FROM predictions", self._db)
-        text = frame["probs"].to_numpy(dtype=object)
-        old = (frame["probs_method"].isna() & (frame["status"] == "ok") & frame["answer"].notna()).to_numpy()
-        frame["probs"] = [
-            {str(a): 1.0} if o else json.loads(p) if isinstance(p, str) else None
-            for p, a, o in zip(frame["probs"], frame["answer"], old, strict=True)
-        ]
-        # the JSON text as well, what a predictions table carries (writing a million dicts again took 20 s)
-        frame["probs_json"] = [probs_json(d) if o else p for p, d, o in zip(text, frame["probs"], old, strict=True)]
-        frame.loc[old, "probs_method"] = "point"
-        return frame
+            return parsed(pd.read_sql_query("SELECT * FROM predictions", self._db))
 
     def close(self) -> None:
         self._db.close()
+
+
+def parsed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Stored rows with `probs` parsed into a dict (its JSON text in `probs_json`). A valid answer stored before
+    distributions were (no probs_method) reads as a point mass on it (method "point"): that is all such a row
+    knows."""
+    text = frame["probs"].to_numpy(dtype=object)
+    old = (frame["probs_method"].isna() & (frame["status"] == "ok") & frame["answer"].notna()).to_numpy()
+    frame["probs"] = [
+        {str(a): 1.0} if o else json.loads(p) if isinstance(p, str) else None
+        for p, a, o in zip(frame["probs"], frame["answer"], old, strict=True)
+    ]
+    # the JSON text as well, what a predictions table carries (writing a million dicts again took 20 s)
+    frame["probs_json"] = [probs_json(d) if o else p for p, d, o in zip(text, frame["probs"], old, strict=True)]
+    frame.loc[old, "probs_method"] = "point"
+    return frame
+
+
+def rows_frame(columns: Sequence[str], values: Sequence[Sequence]) -> pd.DataFrame:
+    """What `RunStore.frame` reads back after `add_values(columns, values)` into a new store, without a store: a
+    batch's rows where it was predicted (valuesim.run.predict.batch_table)."""
+    raw = pd.DataFrame.from_records(values, columns=list(columns), coerce_float=True)  # as read_sql_query reads
+    for name in COLUMNS:
+        if name not in raw:
+            raw[name] = None  # NULL in the store
+    return parsed(raw[list(COLUMNS)])
