@@ -35,7 +35,7 @@ def main() -> None:
     bench = Benchmark(args.data)
     program = cluster.prepared(PROGRAMS["knn"].from_benchmark(bench))
     chosen = items(bench, split="test", history=args.history, persons=args.persons, questions=1000)
-    [batch] = list(batch_inputs(chosen, list(range(len(chosen))), args.persons)[1])
+    [(batch, _)] = list(batch_inputs(chosen, list(range(len(chosen))), args.persons)[1])  # the program's inputs
     c0 = time.process_time()
     program.predict_batch(batch)
     print(f"in this process: {time.process_time() - c0:.2f} CPU s")

@@ -284,7 +284,8 @@ def answer_batch(program: Any, batch: Batch) -> tuple[list[tuple], str | None, p
     except Exception as e:  # noqa: BLE001 - as in `evaluate`: the items are stored as failed, with the reason
         guesses, error = [Guess(None, None)] * len(inputs), f"{type(e).__name__}: {e}"
     seconds = (time.perf_counter() - t0) / max(len(inputs), 1)
-    rows = [(*row, fact[-1]) for row, fact in zip(batch_rows(inputs, guesses, seconds, error), facts, strict=True)]
+    gold = BATCH_FACTS.index("answer")
+    rows = [(*row, fact[gold]) for row, fact in zip(batch_rows(inputs, guesses, seconds, error), facts, strict=True)]
     return rows, error, batch_table(batch, rows)
 
 
