@@ -110,7 +110,7 @@ def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, be
     bench = Benchmark(bench_small)
     now, after = (Setup(program="knn", history=h, persons=40, ray=c.LOCAL) for h in (0, 58))
     now_items, after_items = (items(bench, **s.selection()) for s in (now, after))
-    predict_ahead(after, bench, after_items)
+    predict_ahead(after, bench, after_items, now)
     ours = batch_workers(now, bench, now_items)
     assert ours is not None
     chunks, inputs = batch_inputs(now_items, list(range(len(now_items))), 2)  # 20 batches: more than 4 in flight
@@ -135,7 +135,7 @@ def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, be
     _, inputs = batch_inputs(after_items, list(range(len(after_items))), batch_persons(after, persons))
     assert got == {b: [r[:SECONDS] + r[SECONDS + 1 :] for r in rows] for b, rows, *_ in in_order(program, inputs)}
     # queued for a cell that then runs other inputs: nothing taken, and nothing left behind
-    predict_ahead(after, bench, after_items)
+    predict_ahead(after, bench, after_items, now)
     list(ours(None, batch_inputs(now_items, list(range(len(now_items))), 2)[1]))
     assert c._AHEAD
     other = Setup(program="knn", history=58, persons=40, questions=3, ray=c.LOCAL)
@@ -221,6 +221,25 @@ def test_ray_bench_gives_the_one_process_table(cluster, bench_small: Path, tmp_p
     assert len(one) == 6
     for a, b in zip(one, spread, strict=True):
         assert {k: v for k, v in a.items() if "seconds" not in k} == {k: v for k, v in b.items() if "seconds" not in k}
+
+
+def test_a_ray_bench_predicts_each_batch_once(cluster, bench_small: Path, tmp_path: Path, monkeypatch) -> None:
+    """Every cell takes the batches started for it while the cell before it ran, at every history: no batch is
+    sent to the workers twice. (Queuing the next cell dropped the running cell's started batches, so every cell of
+    a bench but the last predicted its batches twice.)"""
+    from valuesim import config
+    from valuesim.run import cluster as c
+
+    submitted = []
+    real = c._answer_batch.remote
+    monkeypatch.setattr(c._answer_batch, "remote", lambda *a: submitted.append(1) or real(*a))
+    results = invoke("bench", "--programs", "knn", "--history", "0,10,20,30", "--persons", "12", "--questions", "4",
+                     "--resamples", "20", "--data", bench_small, "--out", tmp_path / "b", "--ray", "--json",
+                     home=tmp_path / "home")["results"]  # fmt: skip
+    assert [r["history"] for r in results] == [0, 10, 20, 30]  # four cells, each predicted (their inputs differ)
+    batches = [-(-r["persons"] // c.persons_per_batch(r["persons"], config.BATCH_PERSONS)) for r in results]
+    assert min(batches) > 1 and len(submitted) == sum(batches)
+    assert not c._AHEAD and not c._NEXT
 
 
 def worker_pids() -> list[int]:

@@ -141,9 +141,9 @@ def _run_bench(
         cells: dict[str, str] = state.setdefault("cells", {})  # "f<fold>-h<history>-<program>" -> its child run
         logged = tracking.finished_children(parent.info.run_id)
 
-        def ahead(fold: int, history: int, program: str, before: tuple | None) -> None:
-            """--ray: the batches of the cell after this one (`before`: this one's inputs) start on the workers
-            while this one finishes and is scored, when it will predict every item (runner.predict_ahead)."""
+        def ahead(fold: int, history: int, program: str, running: Setup, before: tuple | None) -> None:
+            """--ray: the batches of the cell after the `running` one (`before`: its inputs) start on the workers
+            while that one finishes and is scored, when it will predict every item (runner.predict_ahead)."""
             run_dir = out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}"
             if needs_lm(program) or cells.get(f"f{fold}-h{history}-{program}") in logged:
                 return
@@ -153,7 +153,8 @@ def _run_bench(
             reads = getattr(PROGRAMS.get(program), "reads", None)
             inputs = None if reads is None else (fold, program, inputs_seen(items, reads))
             if inputs is None or (inputs not in seen_inputs and inputs != before):
-                predict_ahead(dataclasses.replace(setup, program=program, fold=fold, history=history), bench, items)
+                after = dataclasses.replace(setup, program=program, fold=fold, history=history)
+                predict_ahead(after, bench, items, running)
 
         order = [(fold, history, program) for fold in folds for history in histories for program in programs]
         for n, (fold, history, program) in enumerate(order):
@@ -176,7 +177,7 @@ def _run_bench(
                 result = read_finished(cell, bench, run_dir, items) if kept else None
                 if result is None:
                     if setup.ray is not None and items is not None and n + 1 < len(order):
-                        ahead(*order[n + 1], before=inputs)
+                        ahead(*order[n + 1], running=cell, before=inputs)
                     result, cell_params = run_evaluate(
                         cell,
                         bench,

@@ -322,10 +322,12 @@ _NEXT: list[tuple[str, Any, Iterator[Batch]]] = []
 _AHEAD: dict[tuple[str | None, str, bytes], Any] = {}
 
 
-def run_ahead(cell: str, build: tuple[Any, Path, frozenset[str]], batches: Iterator[Batch]) -> None:
-    """Queue the batches of the next `cell` (its program from `build`, as `batches_on_workers` takes it); what was
-    queued or started for other cells and not taken is dropped."""
-    for key in [k for k in _AHEAD if k[0] != cell]:
+def run_ahead(cell: str, build: tuple[Any, Path, frozenset[str]], batches: Iterator[Batch], running: str) -> None:
+    """Queue the batches of the next `cell` (its program from `build`, as `batches_on_workers` takes it) while the
+    `running` cell is about to run; what was queued or started for other cells and not taken is dropped. The
+    running cell's started batches stay: it was the next cell until now, and it takes them (dropping them too made
+    every cell of a bench but the last predict its batches twice)."""
+    for key in [k for k in _AHEAD if k[0] not in (cell, running)]:
         ray.cancel(_AHEAD.pop(key))
     _NEXT[:] = [(cell, built(*build), batches)]
 

@@ -361,16 +361,17 @@ def batch_workers(setup: Setup, bench: Benchmark, items: list[dict]) -> BatchRun
     return functools.partial(batches_on_workers, build=build, cell=cell_key(setup))
 
 
-def predict_ahead(setup: Setup, bench: Benchmark, items: list[dict]) -> None:
+def predict_ahead(setup: Setup, bench: Benchmark, items: list[dict], running: Setup) -> None:
     """A --ray bench's next cell (a program without an LM, nothing stored yet): queue its batches, which the
-    workers start while the cell before it finishes and is scored (valuesim.run.cluster.run_ahead); its
-    `run_evaluate` takes their results. The batches are the ones `evaluate_batch` will make of these items."""
+    workers start while the `running` cell (the one before it) finishes and is scored
+    (valuesim.run.cluster.run_ahead); its `run_evaluate` takes their results. The batches are the ones
+    `evaluate_batch` will make of these items."""
     from valuesim.run.cluster import run_ahead
 
     persons = [(i["person_id"], i["country"]) for i in items]
     _, inputs = batch_inputs(items, list(range(len(items))), batch_persons(setup, persons))
     questions = frozenset(item["question_code"] for item in items)
-    run_ahead(cell_key(setup), (setup, bench.path, questions), inputs)
+    run_ahead(cell_key(setup), (setup, bench.path, questions), inputs, cell_key(running))
 
 
 def cell_key(setup: Setup) -> str:
