@@ -285,16 +285,18 @@ def answer_batch(program: Any, batch: Batch) -> tuple[list[tuple], str | None, p
         guesses, error = [Guess(None, None)] * len(inputs), f"{type(e).__name__}: {e}"
     seconds = (time.perf_counter() - t0) / max(len(inputs), 1)
     gold = BATCH_FACTS.index("answer")
-    rows = [(*row, fact[gold]) for row, fact in zip(batch_rows(inputs, guesses, seconds, error), facts, strict=True)]
-    return rows, error, batch_table(batch, rows)
+    rows, probs = batch_rows(inputs, guesses, seconds, error)
+    rows = [(*row, fact[gold]) for row, fact in zip(rows, facts, strict=True)]
+    return rows, error, batch_table(batch, rows, probs)
 
 
-def batch_table(batch: Batch, rows: list[tuple]) -> pd.DataFrame:
-    """The predictions table of a batch's stored rows: what `result_of` makes of the same rows read back."""
+def batch_table(batch: Batch, rows: list[tuple], probs: list[dict | None]) -> pd.DataFrame:
+    """The predictions table of a batch's stored rows (`probs`: their distributions as dicts, which their JSON text
+    reads back as): what `result_of` makes of the same rows read back."""
     inputs, facts = batch
     meta = [(example_key(i), i["country"], category, ordinal, list(i["options"]))
             for i, (category, ordinal, _) in zip(inputs, facts, strict=True)]  # fmt: skip
-    return predictions_table_of(rows_frame(STORED, rows), meta)
+    return predictions_table_of(rows_frame(STORED, rows, probs), meta)
 
 
 def in_order(program: Any, batches: Iterable[Batch]) -> Iterator[BatchResult]:
@@ -334,13 +336,16 @@ STORED = ("key", "person_id", "question", "answer", "status", "error", "detail",
           "lm_calls", "prompt_tokens", "completion_tokens", "cached_tokens", "seconds", "gold")  # fmt: skip
 
 
-def batch_rows(inputs: list[dict], guesses: list[Guess], seconds: float, error: str | None = None) -> list[tuple]:
+def batch_rows(
+    inputs: list[dict], guesses: list[Guess], seconds: float, error: str | None = None
+) -> tuple[list[tuple], list[dict | None]]:
     """Per item, the values `row_of` stores for a batch program's Guess (STORED but the gold answer; no detail, no
-    LM; `detail` and `probs` as the store's JSON text)."""
-    return [batch_row(item, guess, seconds, error) for item, guess in zip(inputs, guesses, strict=True)]
+    LM; `detail` and `probs` as the store's JSON text), and the distribution stored (as a dict)."""
+    pairs = [batch_row(item, guess, seconds, error) for item, guess in zip(inputs, guesses, strict=True)]
+    return [row for row, _ in pairs], [probs for _, probs in pairs]
 
 
-def batch_row(item: dict, guess: Guess, seconds: float, error: str | None = None) -> tuple:
+def batch_row(item: dict, guess: Guess, seconds: float, error: str | None = None) -> tuple[tuple, dict | None]:
     raw = guess.answer
     answer = None if raw is None else str(raw).strip()
     answer = answer if answer in item["options"] else None
@@ -349,7 +354,7 @@ def batch_row(item: dict, guess: Guess, seconds: float, error: str | None = None
     status = "failed" if error else "ok" if answer is not None else "invalid"
     error = error or (None if answer else f"not an option: {raw!r}")
     return (example_key(item), item["person_id"], item["question_code"], answer, status, error, "{}",
-            probs_json(probs), method, 0, 0, 0, 0, seconds)  # fmt: skip
+            probs_json(probs), method, 0, 0, 0, 0, seconds), probs  # fmt: skip
 
 
 def row_of(example: dspy.Example, pred: dspy.Prediction) -> dict:

@@ -29,12 +29,11 @@ CREATE TABLE IF NOT EXISTS predictions (
     cost_usd REAL,          -- dollars of the prediction's LM calls as DSPy priced them; NULL: no price
     probs TEXT,             -- JSON {option code: probability} over the question's options; NULL: no valid answer
     probs_method TEXT       -- counts | model | logprobs | samples | point; NULL: no valid answer, or a store
-                            -- written before distributions (its rows count as point masses, see `frame`)
+                            -- written before distributions (its rows count as point masses, see `parsed`)
 )
 """
-# a new store's columns, in SCHEMA's order (what `rows_frame` gives; tests/test_batch.py checks it against SCHEMA)
-COLUMNS = ("key", "person_id", "question", "gold", "answer", "status", "error", "detail", "lm_calls", "prompt_tokens",
-           "completion_tokens", "seconds", "cached_tokens", "cost_usd", "probs", "probs_method")  # fmt: skip
+# a new store's columns, in SCHEMA's order (what `rows_frame` gives), read off SCHEMA itself
+COLUMNS = tuple(row[1] for row in sqlite3.connect(":memory:").execute(SCHEMA).execute("PRAGMA table_info(predictions)"))
 # missing from stores written before them
 ADDED_COLUMNS = {"cached_tokens": "INTEGER", "cost_usd": "REAL", "probs": "TEXT", "probs_method": "TEXT"}
 
@@ -120,11 +119,14 @@ def parsed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def rows_frame(columns: Sequence[str], values: Sequence[Sequence]) -> pd.DataFrame:
+def rows_frame(columns: Sequence[str], values: Sequence[Sequence], probs: Sequence[dict | None]) -> pd.DataFrame:
     """What `RunStore.frame` reads back after `add_values(columns, values)` into a new store, without a store: a
-    batch's rows where it was predicted (valuesim.run.predict.batch_table)."""
+    batch's rows where it was predicted (valuesim.run.predict.batch_table). `probs` are the rows' distributions as
+    dicts, what their JSON text parses to: not parsed again."""
     raw = pd.DataFrame.from_records(values, columns=list(columns), coerce_float=True)  # as read_sql_query reads
     for name in COLUMNS:
         if name not in raw:
             raw[name] = None  # NULL in the store
-    return parsed(raw[list(COLUMNS)])
+    frame = raw[list(COLUMNS)].copy()
+    frame["probs"], frame["probs_json"] = list(probs), frame["probs"]
+    return frame
