@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +34,8 @@ CREATE TABLE IF NOT EXISTS predictions (
 )
 """
 # a new store's columns, in SCHEMA's order (what `rows_frame` gives), read off SCHEMA itself
-COLUMNS = tuple(row[1] for row in sqlite3.connect(":memory:").execute(SCHEMA).execute("PRAGMA table_info(predictions)"))
+with closing(sqlite3.connect(":memory:")) as _db:
+    COLUMNS = tuple(row[1] for row in _db.execute(SCHEMA).execute("PRAGMA table_info(predictions)"))
 # missing from stores written before them
 ADDED_COLUMNS = {"cached_tokens": "INTEGER", "cost_usd": "REAL", "probs": "TEXT", "probs_method": "TEXT"}
 
