@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+import pandas as pd
 
 from valuesim import config, files, tracking
 from valuesim.data.benchmark import Benchmark
@@ -295,7 +296,7 @@ def run_evaluate(
             tracking.run(experiment, run_dir.name, params, nested=nested) as active, on_ray(setup.ray):  # fmt: skip
         # --ray: the cluster starts building the program now; the driver meanwhile finds the country floor's answers
         batches = None if needs_lm(run.name) else batch_workers(setup, bench, run.examples)
-        floor = country_majorities(bench, run.examples)
+        floor = Floor(setup, bench, run.examples)
         if needs_lm(run.name):
             result = evaluate(run.program, run.examples, run_dir, setup.threads, progress, setup.resamples, setup.seed,
                               setup.retry_failed, lm_workers(setup, bench))  # fmt: skip
@@ -303,7 +304,7 @@ def run_evaluate(
             size = batch_persons(setup, run.persons)
             result = evaluate_batch(run.program, run.examples, run_dir, setup.resamples, setup.seed, size,
                                     setup.retry_failed, progress, batches)  # fmt: skip
-        result.metrics |= country_floor(result.predictions, floor)
+        result.metrics |= floor(result.predictions)
         tracking.log_result(result, with_cost=needs_lm(run.name), step=setup.history)
         if result.metrics.get("prob_n"):  # the reliability diagram of its distributions, in the run folder too
             files.write_atomic(
@@ -390,8 +391,27 @@ def read_finished(setup: Setup, bench: Benchmark, run_dir: Path, items: list[dic
     with claim(Path(run_dir), identity_of(setup, bench, run.name, run.lm)):
         result = read_stored(run.examples, run_dir, setup.retry_failed, setup.resamples, setup.seed)
     if result is not None:
-        result.metrics |= country_floor(result.predictions, country_majorities(bench, run.examples))
+        result.metrics |= Floor(setup, bench, run.examples)(result.predictions)
     return result
+
+
+_FLOORS: dict[tuple, dict] = {}  # (dataset, the selection but its history size) -> `country_floor`'s metrics
+
+
+class Floor:
+    """`country_floor` of a run's examples. It reads which persons are asked which questions and their gold
+    answers, not what the persons are known to have answered: every history size of a fold has the same floor, so
+    a bench computes it once per fold (3 s per million items). Made before predicting, so that a --ray run finds
+    the country majority's answers while the cluster builds the program."""
+
+    def __init__(self, setup: Setup, bench: Benchmark, examples: list):
+        self.key = (bench.fingerprint, repr(sorted(setup.selection(history=None).items())))
+        self.majorities = None if self.key in _FLOORS else country_majorities(bench, examples)
+
+    def __call__(self, preds: pd.DataFrame) -> dict:
+        if self.key not in _FLOORS:
+            _FLOORS[self.key] = country_floor(preds, self.majorities)
+        return _FLOORS[self.key]
 
 
 def run_compile(
