@@ -61,14 +61,15 @@ def main() -> None:
 
     from valuesim.data.benchmark import Benchmark, items
     from valuesim.programs import PROGRAMS
-    from valuesim.run.predict import batch_inputs
+    from valuesim.run.predict import item_batches, program_inputs
 
     bench = Benchmark(args.data)
     program = PROGRAMS["knn"].from_benchmark(bench)
     program.prepare()
     chosen = items(bench, split="test", history=args.history, persons=args.persons, questions=1000)
-    _, batches = batch_inputs(chosen, list(range(len(chosen))), args.persons)
-    [(batch, _)] = list(batches)  # what the program sees (not the facts scoring reads)
+    _, batches = item_batches(chosen, list(range(len(chosen))), args.persons)
+    [chunk] = list(batches)
+    batch = program_inputs(chunk)  # what the program sees (not the gold answer)
     kinds = {"knn": lambda: program.predict_batch(batch), "python loop": python_loop}
     for name, work in kinds.items():
         for _ in range(args.repeats):

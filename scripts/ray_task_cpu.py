@@ -30,12 +30,13 @@ def main() -> None:
     from valuesim.data.benchmark import Benchmark, items
     from valuesim.programs import PROGRAMS
     from valuesim.run import cluster
-    from valuesim.run.predict import batch_inputs
+    from valuesim.run.predict import item_batches, program_inputs
 
     bench = Benchmark(args.data)
     program = cluster.prepared(PROGRAMS["knn"].from_benchmark(bench))
     chosen = items(bench, split="test", history=args.history, persons=args.persons, questions=1000)
-    [(batch, _)] = list(batch_inputs(chosen, list(range(len(chosen))), args.persons)[1])  # the program's inputs
+    [chunk] = list(item_batches(chosen, list(range(len(chosen))), args.persons)[1])
+    batch = program_inputs(chunk)  # what the program sees
     c0 = time.process_time()
     program.predict_batch(batch)
     print(f"in this process: {time.process_time() - c0:.2f} CPU s")

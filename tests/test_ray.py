@@ -63,11 +63,11 @@ def test_a_batch_task_sees_each_person_once(cluster) -> None:
             return [Guess(str(len(group_persons(inputs)[0])), None)] * len(inputs)
 
     known = [{"Q1": 1}, {"Q1": 2}]
-    inputs = [{"person_id": f"p{p}", "country": "X", "known": known[p], "question_code": f"Q{q}",
-               "options": {"1": "one", "2": "two"}} for p in range(2) for q in range(2, 5)]  # fmt: skip
-    facts = [("society", False, "1")] * len(inputs)
-    [(batch, rows, error, _)] = list(batches_on_workers(CountPersons(), [(inputs, facts)]))
-    assert (batch, error, [row[3] for row in rows]) == (0, None, ["2"] * 6)  # each row's answer: 2 persons
+    batch = [{"person_id": f"p{p}", "country": "X", "known": known[p], "question_code": f"Q{q}",
+              "options": {"1": "one", "2": "two"}, "answer": "1", "category": "society", "ordinal": False}
+             for p in range(2) for q in range(2, 5)]  # fmt: skip
+    [(number, rows, error, _)] = list(batches_on_workers(CountPersons(), [batch]))
+    assert (number, error, [row[3] for row in rows]) == (0, None, ["2"] * 6)  # each row's answer: 2 persons
 
 
 def test_a_worker_process_reads_the_program_once(cluster, tmp_path: Path) -> None:
@@ -88,8 +88,8 @@ def test_a_worker_process_reads_the_program_once(cluster, tmp_path: Path) -> Non
         def predict_batch(self, inputs: list[dict]) -> list[Guess]:
             return [Guess("1", None)] * len(inputs)
 
-    batches = [([{"person_id": f"p{b}", "country": "X", "known": {}, "question_code": "Q1", "options": {"1": "one"}}],
-                [("society", False, "1")]) for b in range(12)]  # fmt: skip
+    batches = [[{"person_id": f"p{b}", "country": "X", "known": {}, "question_code": "Q1", "options": {"1": "one"},
+                 "answer": "1", "category": "society", "ordinal": False}] for b in range(12)]  # fmt: skip
     got = list(batches_on_workers(Counted(str(tmp_path / "reads")), batches))
     assert sorted(b for b, *_ in got) == list(range(12)) and all(rows[0][3] == "1" for _, rows, *_ in got)
     reads = (tmp_path / "reads").read_text().split()
@@ -103,7 +103,7 @@ def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, be
     from valuesim.data.benchmark import Benchmark, items
     from valuesim.programs import PROGRAMS
     from valuesim.run import cluster as c
-    from valuesim.run.predict import batch_inputs, in_order
+    from valuesim.run.predict import in_order, item_batches
     from valuesim.run.runner import Setup, batch_persons, batch_workers, cell_key, predict_ahead
 
     monkeypatch.setattr(c, "AHEAD", 1)  # (by default about a whole cell starts ahead)
@@ -113,7 +113,7 @@ def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, be
     predict_ahead(after, bench, after_items, now)
     ours = batch_workers(now, bench, now_items)
     assert ours is not None
-    chunks, inputs = batch_inputs(now_items, list(range(len(now_items))), 2)  # 20 batches: more than 4 in flight
+    chunks, inputs = item_batches(now_items, list(range(len(now_items))), 2)  # 20 batches: more than 4 in flight
     list(ours(None, inputs))
     started = [k for k in c._AHEAD if k[0] == cell_key(after)]
     ahead = c.AHEAD * c.worker_count()  # one per CPU (set above): part of the next cell, so some are run by it
@@ -125,23 +125,23 @@ def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, be
         theirs = batch_workers(after, bench, after_items)
         assert theirs is not None
         persons = [(i["person_id"], i["country"]) for i in after_items]
-        chunks, inputs = batch_inputs(after_items, list(range(len(after_items))), batch_persons(after, persons))
+        chunks, inputs = item_batches(after_items, list(range(len(after_items))), batch_persons(after, persons))
         got = {b: [r[:SECONDS] + r[SECONDS + 1 :] for r in rows] for b, rows, *_ in theirs(None, inputs)}
     finally:
         c._answer_batch.remote = real  # type: ignore[method-assign]
     assert len(chunks) > ahead and len(submitted) == len(chunks) - ahead  # those taken, none run twice
     assert not c._AHEAD and not c._NEXT
     program = PROGRAMS["knn"].from_benchmark(bench)
-    _, inputs = batch_inputs(after_items, list(range(len(after_items))), batch_persons(after, persons))
+    _, inputs = item_batches(after_items, list(range(len(after_items))), batch_persons(after, persons))
     assert got == {b: [r[:SECONDS] + r[SECONDS + 1 :] for r in rows] for b, rows, *_ in in_order(program, inputs)}
     # queued for a cell that then runs other inputs: nothing taken, and nothing left behind
     predict_ahead(after, bench, after_items, now)
-    list(ours(None, batch_inputs(now_items, list(range(len(now_items))), 2)[1]))
+    list(ours(None, item_batches(now_items, list(range(len(now_items))), 2)[1]))
     assert c._AHEAD
     other = Setup(program="knn", history=58, persons=40, questions=3, ray=c.LOCAL)
     run = batch_workers(after, bench, after_items)
     assert run is not None
-    list(run(None, batch_inputs(items(bench, **other.selection()), [0, 1], 2)[1]))
+    list(run(None, item_batches(items(bench, **other.selection()), [0, 1], 2)[1]))
     assert not c._AHEAD
 
 

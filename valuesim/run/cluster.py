@@ -19,12 +19,11 @@ read in place, not copied). A task returns its batch's store rows and its part o
 driver inserts the rows and joins the parts. The driver never holds the program: it keeps the items, the store
 and the tables. In a bench, the next cell's batches are queued (`run_ahead`) and start as soon as this cell's
 are all started, so the workers predict while the driver scores; the next cell takes those results by its name
-and the digest of each batch's inputs.
+and each batch's number, when the batch has the same items (`taken`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from collections.abc import Iterable, Iterator
@@ -288,8 +287,8 @@ def batches_on_workers(
 ) -> Iterator[BatchResult]:
     """The batches as parallel Ray tasks (a task whose worker dies is run again by Ray), yielded as they finish.
     The program is in the object store once: built there from `build` (setup, benchmark folder, questions), or
-    the given one put there. At most two batches per CPU are in flight, so their inputs are built as needed.
-    A batch started ahead for this `cell` (`run_ahead`: the same program and inputs) is taken, not run again;
+    the given one put there. At most two batches per CPU are in flight, so they are pickled as needed.
+    A batch started ahead for this `cell` (`run_ahead`: the same program and items) is taken, not run again;
     once this cell's batches are all started, the next cell's queued ones start (AHEAD per CPU; Ray queues them)."""
     shared = built(*build) if build else ray.put(prepared(program))
     if _NEXT and _NEXT[0][0] == cell:  # this cell's queue: its own batches take over, its started ones stay
@@ -299,9 +298,9 @@ def batches_on_workers(
     in_flight: dict[Any, int] = {}
     while True:
         while len(in_flight) < limit and (nxt := next(pending, None)) is not None:
-            data = pickled(nxt[1])
-            ref = _AHEAD.pop((cell, shared.hex(), digest(data)), None)
-            in_flight[ref if ref is not None else _answer_batch.remote([shared], data)] = nxt[0]
+            b, batch = nxt
+            ref = taken(cell, shared, b, batch)
+            in_flight[ref if ref is not None else _answer_batch.remote([shared], pickled(batch))] = b
         if len(in_flight) < limit:  # this cell's batches are all started: the next cell's fill the queue
             start_ahead(AHEAD * worker_count())
         if not in_flight:
@@ -315,11 +314,11 @@ AHEAD = 4  # batches per CPU started ahead: about a whole cell (persons_per_batc
 # while the driver scores; their results wait in the object store (a few MB per batch)
 
 # The next cell's batches, started while this cell's last batches finish and the driver scores and logs it (a
-# bench's serial part; BENCHMARKS §13): (cell, program ref, the batches' inputs) queued by `run_ahead`, and the
-# tasks started from them by (cell, program ref, digest of the pickled inputs). Only that cell, with the same
-# program and the same inputs, takes a result, so an answer is always the one its own batch would give.
-_NEXT: list[tuple[str, Any, Iterator[Batch]]] = []
-_AHEAD: dict[tuple[str | None, str, bytes], Any] = {}
+# bench's serial part; BENCHMARKS §13): (cell, program ref, its numbered batches) queued by `run_ahead`, and the
+# tasks started from them by (cell, program ref, batch number), with the batch's items. Only that cell, with the
+# same program and the same items, takes a result, so an answer is always the one its own batch would give.
+_NEXT: list[tuple[str, Any, Iterator[tuple[int, Batch]]]] = []
+_AHEAD: dict[tuple[str | None, str, int], tuple[Batch, Any]] = {}
 
 
 def run_ahead(cell: str, build: tuple[Any, Path, frozenset[str]], batches: Iterator[Batch], running: str) -> None:
@@ -328,29 +327,39 @@ def run_ahead(cell: str, build: tuple[Any, Path, frozenset[str]], batches: Itera
     running cell's started batches stay: it was the next cell until now, and it takes them (dropping them too made
     every cell of a bench but the last predict its batches twice)."""
     for key in [k for k in _AHEAD if k[0] not in (cell, running)]:
-        ray.cancel(_AHEAD.pop(key))
-    _NEXT[:] = [(cell, built(*build), batches)]
+        ray.cancel(_AHEAD.pop(key)[1])
+    _NEXT[:] = [(cell, built(*build), enumerate(batches))]
 
 
 def start_ahead(most: int) -> None:
     """Start queued batches until `most` are started ahead and not yet taken (Ray runs them as CPUs free up)."""
     while _NEXT and len(_AHEAD) < most:
         cell, shared, batches = _NEXT[0]
-        batch = next(batches, None)
-        if batch is None:
+        nxt = next(batches, None)
+        if nxt is None:
             _NEXT.clear()
             return
-        data = pickled(batch)
-        _AHEAD[(cell, shared.hex(), digest(data))] = _answer_batch.remote([shared], data)
+        b, batch = nxt
+        _AHEAD[(cell, shared.hex(), b)] = (batch, _answer_batch.remote([shared], pickled(batch)))
+
+
+def taken(cell: str | None, shared: Any, b: int, batch: Batch) -> Any | None:
+    """The task started ahead for this cell's batch number `b`, when it was started on the same items: the same
+    dicts (the bench's items of a cell are made once), compared by identity, as comparing their values would
+    cost as much as pickling them. None (and the task cancelled) otherwise."""
+    started = _AHEAD.pop((cell, shared.hex(), b), None)
+    if started is None:
+        return None
+    items, ref = started
+    if len(items) == len(batch) and all(a is c for a, c in zip(items, batch, strict=True)):
+        return ref
+    ray.cancel(ref)
+    return None
 
 
 def drop_ahead(cell: str | None) -> None:
     for key in [k for k in _AHEAD if k[0] == cell]:
-        ray.cancel(_AHEAD.pop(key))
-
-
-def digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
+        ray.cancel(_AHEAD.pop(key)[1])
 
 
 @ray.remote(max_retries=RESTARTS)

@@ -43,7 +43,6 @@ from valuesim.score.results import cost_summary, only_keys, predictions_table_of
 from valuesim.score.stats import N_RESAMPLES
 
 BATCH_INPUTS = ("person_id", "country", "known", "question_code", "options")  # what a batch program may read
-BATCH_FACTS = ("category", "ordinal", "answer")  # what scoring a batch needs besides: never shown to the program
 # how a prediction's probabilities were made: smoothed counts, a classifier, an LM's log-probabilities, the shares of
 # K sampled answers, or none (a point mass on the answer)
 PROB_METHODS = ("counts", "model", "logprobs", "samples", "point")
@@ -232,7 +231,7 @@ def evaluate_batch(
     with open_store(run_dir) as store:
         done = store.done(include_failed=not retry_failed, need_probs=True)
         todo = [n for n, key in enumerate(keys) if key not in done]
-        chunks, batches_in = batch_inputs(items, todo, batch_persons)
+        chunks, batches_in = item_batches(items, todo, batch_persons)
         failures: Counter = Counter()
         tables: dict[int, pd.DataFrame] = {}
         with bars(progress) as bar:
@@ -266,7 +265,7 @@ def joined(tables: dict[int, pd.DataFrame], chunks: list[list[int]]) -> pd.DataF
     return pd.concat(tables.values(), ignore_index=True).iloc[order].reset_index(drop=True).infer_objects()
 
 
-Batch = tuple[list[dict], list[tuple]]  # what the program sees of each item (BATCH_INPUTS), and its BATCH_FACTS
+Batch = list[dict]  # a batch's items (valuesim.data.benchmark.items): the program sees their BATCH_INPUTS only
 BatchResult = tuple[int, list[tuple], str | None, pd.DataFrame]  # batch index, its STORED rows, error, batch_table
 BatchRunner = Callable[[Any, Iterable[Batch]], Iterator[BatchResult]]
 Predictor = Callable[[list, RunStore, int, bool], None]  # (todo, store, threads, progress), as predict_all
@@ -276,27 +275,29 @@ def answer_batch(program: Any, batch: Batch) -> tuple[list[tuple], str | None, p
     """The program's answers to one batch (or failed items and the error when it raised) as the store's rows
     (STORED: `batch_rows` and the gold answer) and the batch's part of the predictions table (`batch_table`).
     Made where the batch is predicted (a Ray worker), so the driver only inserts and joins them. The program
-    sees the inputs only, never the facts (the gold answer among them)."""
-    inputs, facts = batch
+    sees the items' BATCH_INPUTS only (`program_inputs`), never the gold answer."""
+    inputs = program_inputs(batch)
     t0 = time.perf_counter()
     try:
         guesses, error = program.predict_batch(inputs), None
     except Exception as e:  # noqa: BLE001 - as in `evaluate`: the items are stored as failed, with the reason
         guesses, error = [Guess(None, None)] * len(inputs), f"{type(e).__name__}: {e}"
     seconds = (time.perf_counter() - t0) / max(len(inputs), 1)
-    gold = BATCH_FACTS.index("answer")
     rows, probs = batch_rows(inputs, guesses, seconds, error)
-    rows = [(*row, fact[gold]) for row, fact in zip(rows, facts, strict=True)]
+    rows = [(*row, item["answer"]) for row, item in zip(rows, batch, strict=True)]
     return rows, error, batch_table(batch, rows, probs)
+
+
+def program_inputs(batch: Batch) -> list[dict]:
+    """What a program sees of a batch's items: their BATCH_INPUTS (new dicts: not the gold answer)."""
+    visible = itemgetter(*BATCH_INPUTS)
+    return [dict(zip(BATCH_INPUTS, visible(item), strict=True)) for item in batch]
 
 
 def batch_table(batch: Batch, rows: list[tuple], probs: list[dict | None]) -> pd.DataFrame:
     """The predictions table of a batch's stored rows (`probs`: their distributions as dicts, which their JSON text
     reads back as): what `result_of` makes of the same rows read back."""
-    inputs, facts = batch
-    meta = [(example_key(i), i["country"], category, ordinal, list(i["options"]))
-            for i, (category, ordinal, _) in zip(inputs, facts, strict=True)]  # fmt: skip
-    return predictions_table_of(rows_frame(STORED, rows, probs), meta)
+    return predictions_table_of(rows_frame(STORED, rows, probs), meta_of(batch))
 
 
 def in_order(program: Any, batches: Iterable[Batch]) -> Iterator[BatchResult]:
@@ -305,15 +306,11 @@ def in_order(program: Any, batches: Iterable[Batch]) -> Iterator[BatchResult]:
         yield b, *answer_batch(program, batch)
 
 
-def batch_inputs(items: list[dict], todo: list[int], batch_persons: int) -> tuple[list[list[int]], Iterator[Batch]]:
-    """The batches of the `todo` items (`person_batches`), each built as it is taken: what the program sees
-    (BATCH_INPUTS, never the gold answer) and what scoring needs (BATCH_FACTS)."""
+def item_batches(items: list[dict], todo: list[int], batch_persons: int) -> tuple[list[list[int]], Iterator[Batch]]:
+    """The batches of the `todo` items (`person_batches`): their indices, and each batch's items (the same dicts,
+    so that a Ray task's batch is pickled from them directly and a batch started ahead is known by them)."""
     chunks = person_batches(items, todo, batch_persons)
-    visible, facts = itemgetter(*BATCH_INPUTS), itemgetter(*BATCH_FACTS)
-    return chunks, (
-        ([dict(zip(BATCH_INPUTS, visible(items[n]), strict=True)) for n in chunk], [facts(items[n]) for n in chunk])
-        for chunk in chunks
-    )
+    return chunks, ([items[n] for n in chunk] for chunk in chunks)
 
 
 def person_batches(items: list[dict], todo: list[int], batch_persons: int) -> list[list[int]]:

@@ -33,9 +33,9 @@ from valuesim.run.predict import (
     BatchRunner,
     EvalResult,
     Predictor,
-    batch_inputs,
     evaluate,
     evaluate_batch,
+    item_batches,
     read_stored,
 )
 from valuesim.score.plots import reliability_png
@@ -235,10 +235,14 @@ class Prepared:
     lm: dict  # the LM's lm_info; {} for a program that needs none
     examples: list  # dspy.Examples, or plain item dicts for programs without an LM (the batch path)
 
-    @property
+    @functools.cached_property
     def persons(self) -> list[tuple[str, str]]:
-        return [(ex["person_id"], ex["country"]) if isinstance(ex, dict) else (ex.person_id, ex.country)
-                for ex in self.examples]  # fmt: skip
+        """(person_id, country) of each person, in the order of their first example."""
+        if self.examples and isinstance(self.examples[0], dict):
+            pairs = {ex["person_id"]: ex["country"] for ex in self.examples}
+        else:
+            pairs = {ex.person_id: ex.country for ex in self.examples}
+        return list(pairs.items())
 
 
 def prepare(setup: Setup, bench: Benchmark, items: list[dict] | None = None, configure: bool = True) -> Prepared:
@@ -369,10 +373,10 @@ def predict_ahead(setup: Setup, bench: Benchmark, items: list[dict], running: Se
     `evaluate_batch` will make of these items."""
     from valuesim.run.cluster import run_ahead
 
-    persons = [(i["person_id"], i["country"]) for i in items]
-    _, inputs = batch_inputs(items, list(range(len(items))), batch_persons(setup, persons))
+    persons = list(dict.fromkeys((i["person_id"], i["country"]) for i in items))
+    _, batches = item_batches(items, list(range(len(items))), batch_persons(setup, persons))
     questions = frozenset(item["question_code"] for item in items)
-    run_ahead(cell_key(setup), (setup, bench.path, questions), inputs, cell_key(running))
+    run_ahead(cell_key(setup), (setup, bench.path, questions), batches, cell_key(running))
 
 
 def cell_key(setup: Setup) -> str:
