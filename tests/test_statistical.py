@@ -14,6 +14,7 @@ from valuesim.programs.statistical import (
     CountryMajority,
     DemographicCell,
     GlobalMajority,
+    Tallies,
     country_majorities,
     group_persons,
 )
@@ -46,6 +47,30 @@ def ask(program, catalog, country: str, question: str, known: dict | None = None
     answer = program(**ex.inputs()).answer
     assert answer is None or answer in ex.options, (type(program).__name__, question, answer)
     return answer
+
+
+@pytest.mark.parametrize("by", [None, "country", "cell"])
+def test_tallies_count_every_answer_of_each_group(bench_small: Path, by: str | None) -> None:
+    """Tallies (counted in one pass over numbers) equal a count of the training table's answers, cell by cell; a
+    person without a group (a cell of missing demographics) counts nowhere."""
+    bench = Benchmark(bench_small)
+    program = DemographicCell.from_benchmark(bench)
+    train = program.train
+    groups = None if by is None else (train["country"] if by == "country" else program.cells).copy()
+    if groups is not None:
+        groups.iloc[0] = None
+    expected: dict[tuple, dict[float, float]] = {}
+    for n, row in train.iterrows():
+        group = 0 if groups is None else groups.iloc[n]
+        if pd.isna(group):
+            continue
+        for code in program.codes:
+            if pd.notna(row[code]):
+                counts = expected.setdefault((group, code), {})
+                counts[float(row[code])] = counts.get(float(row[code]), 0.0) + 1
+    tallies = Tallies(train, program.codes, groups)
+    assert tallies.tally == expected
+    assert tallies.total == {key: sum(counts.values()) for key, counts in expected.items()}
 
 
 def test_global_majority(catalog) -> None:

@@ -97,12 +97,23 @@ class Tallies:
 
     def __init__(self, train: pd.DataFrame, codes: list[str], groups: pd.Series | None = None):
         values = train[codes].to_numpy(dtype="float64", na_value=np.nan)
-        rows, cols = np.nonzero(~np.isnan(values))
-        group = np.zeros(len(rows), dtype=int) if groups is None else groups.to_numpy()[rows]
-        counts = pd.DataFrame({"g": group, "q": np.asarray(codes, dtype=object)[cols], "a": values[rows, cols]})
+        if groups is None:
+            group, names = np.zeros(len(train), dtype=np.int64), np.array([0], dtype=object)
+        else:  # a row without a group (-1) counts nowhere
+            group, names = pd.factorize(groups.to_numpy())
+        rows, cols = np.nonzero(~np.isnan(values) & (group >= 0)[:, None])
+        answers, answer = np.unique(values[rows, cols], return_inverse=True)
+        # each answered cell as one number (group, question, answer), counted by hashing: counting (group, question,
+        # answer) rows took 6 s for the whole WVS-7's training persons by country, this 1 s
+        cell = (group[rows] * len(codes) + cols) * len(answers) + answer
+        counts = pd.Series(cell).value_counts(sort=False)
+        key, n = counts.index.to_numpy(), counts.to_numpy(dtype="float64")
+        g, rest = np.divmod(key, len(codes) * len(answers))
+        q, a = np.divmod(rest, len(answers))
         self.tally: dict[tuple, dict[float, float]] = {}
-        for (g, q, a), n in counts.value_counts(sort=False).items():
-            self.tally.setdefault((g, q), {})[a] = float(n)
+        for g_, q_, a_, n_ in zip(names[g].tolist(), np.asarray(codes, dtype=object)[q].tolist(),
+                                  answers[a].tolist(), n.tolist(), strict=True):  # fmt: skip
+            self.tally.setdefault((g_, q_), {})[a_] = n_
         self.total = {key: sum(t.values()) for key, t in self.tally.items()}
 
     def vote(self, question: str, options: dict[str, str], group: object = 0) -> str | None:
