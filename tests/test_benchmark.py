@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from datasets import load_from_disk
 
-from valuesim.data.benchmark import PROTOCOLS, SPLITS, Benchmark
+from valuesim.data.benchmark import PROTOCOLS, SPLITS, Benchmark, items
 from valuesim.data.build import assign_splits, read_folds
 from valuesim.data.catalog import OPEN_ITEMS
 
@@ -258,3 +258,15 @@ def test_persons_are_a_seeded_sample_stratified_by_country(bench: Benchmark) -> 
     assert sorted(one_each["country"]) == sorted(sizes.index)
     with pytest.raises(ValueError, match="at least 1"):
         bench.sample("values", "dev", 1, 0)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_items_select_what_examples_select(bench_small: Path, protocol: str) -> None:
+    """`items` (the benchmark read column by column) and `Benchmark.examples` (row by row) give the same persons,
+    known answers, questions, options and gold answers, in the same order."""
+    bench = Benchmark(bench_small)
+    fields = ("person_id", "country", "known", "question_code", "options", "answer", "category", "ordinal")
+    for history, persons, questions in ((0, None, None), (58, 7, 3), (232, 5, None)):
+        got = items(bench, protocol, "dev", 1, history, persons, questions)
+        want = bench.examples(protocol, "dev", 1, history, persons, questions)
+        assert got and [tuple(i[f] for f in fields) for i in got] == [tuple(e[f] for f in fields) for e in want]

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dspy
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, load_from_disk
 
@@ -177,24 +179,42 @@ def items(
     options_of = functools.cache(
         lambda code, country: {str(c): label for c, label in bench.catalog[code].options_for(country).items()}
     )
+    # the columns read whole: row by row through `datasets`, the whole WVS-7 test split took 4.9 s, this 3.3 s
+    rows = bench.sample(protocol, split, fold, persons, seed).with_format("arrow")[:]
+    demographics, profile, heldout = (answer_lists(rows.column(c)) for c in ("demographics", "profile", "heldout"))
     out = []
-    for row in bench.sample(protocol, split, fold, persons, seed):
-        known = {i["q"]: i["a"] for i in [*row["demographics"], *row["profile"][:history]]}
-        for item in row["heldout"][:questions]:
-            q = bench.catalog[item["q"]]
+    for n, (person_id, country) in enumerate(zip(rows.column("person_id").to_pylist(),
+                                                 rows.column("country").to_pylist(), strict=True)):  # fmt: skip
+        known = dict(zip(*demographics(n), strict=True))
+        known.update(zip(*(part[:history] for part in profile(n)), strict=True))
+        codes, answers = (part[:questions] for part in heldout(n))
+        for code, answer in zip(codes, answers, strict=True):
+            q = bench.catalog[code]
             out.append(
                 {
-                    "person_id": row["person_id"],
-                    "country": row["country"],
+                    "person_id": person_id,
+                    "country": country,
                     "known": known,
                     "question_code": q.code,
-                    "options": options_of(q.code, row["country"]),
-                    "answer": str(item["a"]),
+                    "options": options_of(q.code, country),
+                    "answer": str(answer),
                     "category": q.category,
                     "ordinal": q.ordinal,
                 }
             )
     return out
+
+
+def answer_lists(column: pa.ChunkedArray) -> Callable[[int], tuple[list, list]]:
+    """A column of answer lists ([{q, a}, ...] per row) read once: row n -> (its codes, its answers)."""
+    array = column.combine_chunks()
+    flat = array.flatten()
+    if len(flat):
+        codes, answers = flat.field("q").to_pylist(), flat.field("a").to_pylist()
+    else:  # every list empty: a column whose items have no type
+        codes, answers = [], []
+    starts = (array.offsets.to_numpy() - array.offsets[0].as_py()).tolist()
+    return lambda n: (codes[starts[n] : starts[n + 1]], answers[starts[n] : starts[n + 1]])
 
 
 def make_person(catalog: Catalog, country: str, demographics: list[dict], profile: list[dict]) -> dict:
