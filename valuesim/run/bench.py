@@ -24,6 +24,7 @@ from valuesim.run.folder import _locked
 from valuesim.run.predict import EvalResult
 from valuesim.run.runner import (
     Setup,
+    build_ahead,
     on_ray,
     params_of,
     predict_ahead,
@@ -176,8 +177,10 @@ def _run_bench(
                 run_dir = out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}"
                 result = read_finished(cell, bench, run_dir, items) if kept else None
                 if result is None:
-                    if setup.ray is not None and items is not None and n + 1 < len(order):
-                        ahead(*order[n + 1], running=cell, before=inputs)
+                    if setup.ray is not None and items is not None:
+                        build_ahead(cell, bench, items)
+                        if n + 1 < len(order):
+                            ahead(*order[n + 1], running=cell, before=inputs)
                     result, cell_params = run_evaluate(
                         cell,
                         bench,

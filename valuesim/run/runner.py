@@ -362,8 +362,16 @@ def batch_workers(setup: Setup, bench: Benchmark, items: list[dict]) -> BatchRun
     from valuesim.run.cluster import batches_on_workers, built
 
     build = (setup, bench.path, frozenset(item["question_code"] for item in items))
-    built(*build)  # started now: the driver's work until the first batch overlaps it
+    built(*build)  # started now (unless `build_ahead` started it): the driver's work until the first batch overlaps it
     return functools.partial(batches_on_workers, build=build, cell=cell_key(setup))
+
+
+def build_ahead(setup: Setup, bench: Benchmark, items: list[dict]) -> None:
+    """A --ray bench's cell (a program without an LM): its program starts building on the cluster now, before the
+    driver makes the next cell's items (built once per connection: its later cells find it built)."""
+    from valuesim.run.cluster import built
+
+    built(setup, bench.path, frozenset(item["question_code"] for item in items))
 
 
 def predict_ahead(setup: Setup, bench: Benchmark, items: list[dict], running: Setup) -> None:
@@ -410,7 +418,7 @@ class Floor:
 
     def __init__(self, setup: Setup, bench: Benchmark, examples: list):
         self.key = (bench.fingerprint, repr(sorted(setup.selection(history=None).items())))
-        self.majorities = None if self.key in _FLOORS else country_majorities(bench, examples)
+        self.majorities = {} if self.key in _FLOORS else country_majorities(bench, examples)
 
     def __call__(self, preds: pd.DataFrame) -> dict:
         if self.key not in _FLOORS:

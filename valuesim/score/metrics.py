@@ -91,7 +91,7 @@ REAL_METHODS = ("counts", "model", "logprobs", "samples")  # distributions; "poi
 ECE_BINS = 10
 
 
-T = TypeVar("T")
+T = TypeVar("T", np.ndarray, dict[str, np.ndarray])
 
 
 def once_per_table(fn: Callable[[pd.DataFrame], T]) -> Callable[[pd.DataFrame], T]:
