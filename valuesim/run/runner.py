@@ -359,19 +359,22 @@ def batch_workers(setup: Setup, bench: Benchmark, items: list[dict]) -> BatchRun
     from `setup` (or the given program: a compiled one); None without --ray."""
     if setup.ray is None:
         return None
-    from valuesim.run.cluster import batches_on_workers, built
+    from valuesim.run.cluster import batches_on_workers
 
-    build = (setup, bench.path, frozenset(item["question_code"] for item in items))
-    built(*build)  # started now (unless `build_ahead` started it): the driver's work until the first batch overlaps it
+    # started now (unless a bench started it): the driver's work until the first batch overlaps it
+    build = build_ahead(setup, bench, items)
     return functools.partial(batches_on_workers, build=build, cell=cell_key(setup))
 
 
-def build_ahead(setup: Setup, bench: Benchmark, items: list[dict]) -> None:
-    """A --ray bench's cell (a program without an LM): its program starts building on the cluster now, before the
-    driver makes the next cell's items (built once per connection: its later cells find it built)."""
+def build_ahead(setup: Setup, bench: Benchmark, items: list[dict]) -> tuple[Setup, Path, frozenset[str]]:
+    """A --ray run's program without an LM starts building on the cluster now (once per connection: a bench's
+    later cells find it built; a bench starts it before it makes the next cell's items). Returns what it is built
+    from, as `valuesim.run.cluster.built` takes it."""
     from valuesim.run.cluster import built
 
-    built(setup, bench.path, frozenset(item["question_code"] for item in items))
+    build = (setup, bench.path, frozenset(item["question_code"] for item in items))
+    built(*build)
+    return build
 
 
 def predict_ahead(setup: Setup, bench: Benchmark, items: list[dict], running: Setup) -> None:
