@@ -168,3 +168,47 @@ def test_training_copies_from_fold_arrays_equal_the_persons_they_stand_for(bench
     assert {q: list(zip(lines.tolist(), a.tolist(), strict=True)) for q, (lines, a) in targets.items()} == expected
     logreg = TrainedModel.from_benchmark(bench, model="logreg", copies=3)
     assert (logreg.training(1)[0] != logreg.features.encoded(copies, "logreg")).nnz == 0
+
+
+def test_items_ranked_by_their_mutual_information_with_each_held_out_question(bench: Benchmark) -> None:
+    """hgb reads each question's `top` items by mutual information with its answer, computed for all pairs at once
+    from sparse counts: the ranking follows scikit-learn's mutual_info_score over the persons who gave both, and
+    leaves out only items that tell nothing about the question."""
+    from sklearn.metrics import mutual_info_score
+
+    program = TrainedModel.from_benchmark(bench)
+    rows = program.rows(1)
+    x = rows.raw(program.features, np.full((len(rows), 1), np.nan))
+    ranked = program.ranked_items(x, rows)
+    h = rows.heldout
+    assert set(ranked) == {h.codes[q] for q in np.unique(h.q)}
+    for n, code in enumerate(sorted(ranked)):
+        if n % 5:  # every fifth question: the check is slow in Python
+            continue
+        answered = h.q == h.codes.index(code)
+        gold = np.full(len(rows), np.nan)
+        gold[h.row[answered]] = h.a[answered]
+        mi = []
+        for item, universe in enumerate(program.features.universe):
+            both = ~np.isnan(gold) & np.isin(x[:, item], universe)
+            mi.append(mutual_info_score(x[both, item], gold[both]) if both.any() else 0.0)
+        mi = np.array(mi)
+        got = ranked[code]
+        assert np.all(np.diff(mi[got]) <= 1e-9), code  # most informative first
+        assert set(np.flatnonzero(mi > 1e-9)) <= set(got.tolist()), code  # every informative item ranked
+        assert len(got) > 0
+
+
+def test_a_program_given_the_parts_another_prepared_predicts_as_one_that_prepared_them(bench: Benchmark) -> None:
+    """A --ray build of `ml` has its smoothing and tallies built by another task while the models fit
+    (valuesim/run/cluster.py): the program that takes them answers as one that built them itself, persons of whom
+    only the country is known included (the country's smoothed shares answer them)."""
+    parts = TrainedModel.from_benchmark(bench).prepared_parts()
+    taken, itself = TrainedModel.from_benchmark(bench), TrainedModel.from_benchmark(bench)
+    taken.take_parts(parts)
+    itself.prepare()
+    assert taken._tallies["country"] is parts[1]["country"]  # taken, not built again
+    assert taken.smoothing == itself.smoothing
+    selected = inputs(items(bench, "values", "dev", 1, 0, 10, None))
+    unknown = [{**i, "known": {}} for i in selected]
+    assert taken.predict_batch(selected + unknown) == itself.predict_batch(selected + unknown)

@@ -245,13 +245,27 @@ def pickled(batch: Batch) -> bytes:
 def _build(setup: Any, data: Path, questions: frozenset[str]) -> Any:
     """The run's program without an LM, built (and for `ml` fitted on the `questions`, in parallel tasks) on the
     cluster: its return value goes to the object store, so the driver never holds a copy."""
+    program = unfitted(setup, data)
+    if hasattr(program, "fit_in_parallel"):
+        # what `prepare` builds, built meanwhile by a task of its own: after the fits it took a core while the
+        # other idled (BENCHMARKS §13)
+        parts = _parts.remote(setup, data)
+        program.fit_in_parallel(fit_remotely, questions)
+        program.take_parts(ray.get(parts))
+    return prepared(program)
+
+
+@ray.remote(max_retries=RESTARTS)
+def _parts(setup: Any, data: Path) -> Any:
+    return unfitted(setup, data).prepared_parts()
+
+
+def unfitted(setup: Any, data: Path) -> Any:
+    """The run's program without an LM, as `build_program` returns it."""
     from valuesim.data.benchmark import Benchmark
     from valuesim.run.runner import build_program
 
-    program, _, _ = build_program(setup.program, Benchmark(data), setup.settings, setup.protocol)
-    if hasattr(program, "fit_in_parallel"):
-        program.fit_in_parallel(fit_remotely, questions)
-    return prepared(program)
+    return build_program(setup.program, Benchmark(data), setup.settings, setup.protocol)[0]
 
 
 def prepared(program: Any) -> Any:
