@@ -73,12 +73,16 @@ def machine_busy() -> tuple[int, int]:
     return sum(ticks), ticks[3] + ticks[4]
 
 
-def measured(cmd: list[str], env: dict[str, str]) -> dict:
+def measured(cmd: list[str], env: dict[str, str], logs: Path) -> dict:
     """Run `cmd`; wall time, its stdout, the peak memory and CPU seconds of each process it started, and how many
-    of the machine's cores were busy on average while it ran."""
+    of the machine's cores were busy on average while it ran. Its stdout and stderr are kept in `logs` (a file
+    each: a pipe nobody reads while it runs would fill and stop it), and a failed command's last lines printed."""
     load = os.getloadavg()
     t0, busy0 = time.perf_counter(), machine_busy()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    out, err = logs / "stdout.txt", logs / "stderr.txt"
+    with out.open("w") as o, err.open("w") as e:
+        proc = subprocess.Popen(cmd, env=env, stdout=o, stderr=e, text=True)
     peaks: dict[int, tuple[str, float]] = {}
     cpu: dict[int, float] = {}  # pid -> CPU seconds at its last sample (a process's last half second is missed)
     while proc.poll() is None:
@@ -91,10 +95,11 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict:
                 cpu[pid] = used
         time.sleep(0.5)
     busy1 = machine_busy()
-    stdout = proc.stdout.read() if proc.stdout else ""
+    stdout = out.read_text()
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed (exit {proc.returncode})")
+        tail = "\n".join(err.read_text().splitlines()[-15:])
+        sys.exit(f"{' '.join(cmd)} failed (exit {proc.returncode}); the end of {err}:\n{tail}")
     by_name: dict[str, list[float]] = defaultdict(list)
     cpu_by_name: dict[str, list[float]] = defaultdict(list)
     for pid, (name, gb) in peaks.items():
@@ -140,7 +145,7 @@ def main() -> None:
                    str(args.resamples), "--data", str(args.data), "--out", str(home / "bench"), "--json",
                    *(["--ray"] if mode == "--ray" else [])]  # fmt: skip
             env = os.environ | {"VALUESIM_HOME": str(home)}
-            runs[mode] = run = measured(cmd, env)
+            runs[mode] = run = measured(cmd, env, home)
             (home / "measured.json").write_text(json.dumps(run))
             print(json.dumps({"program": program, "mode": mode} | {k: v for k, v in run.items() if k != "results"}),
                   flush=True)  # fmt: skip

@@ -13,13 +13,13 @@ new worker. The driver stores a row only for a call it is still waiting on, and 
 and question, so nothing is lost or counted twice.
 
 Programs without an LM: a Ray task builds the program (`ml` fitting its question models as parallel tasks,
-`fit_in_parallel`) and returns it into Ray's object store, once per connection; each batch of persons is one Ray
-task on it (each worker process reads the program once; its numpy arrays, kNN's training matrix among them, are
-read in place, not copied). A task returns its batch's store rows and its part of the predictions table; the
-driver inserts the rows and joins the parts. The driver never holds the program: it keeps the items, the store
-and the tables. In a bench, the next cell's batches are queued (`run_ahead`) and start as soon as this cell's
-are all started, so the workers predict while the driver scores; the next cell takes those results by its name
-and each batch's number, when the batch has the same items (`taken`).
+`fit_in_parallel`, while another task builds its smoothing and tallies) and returns it into Ray's object store, once
+per connection; each batch of persons is one Ray task on it (each worker process reads the program once; its numpy
+arrays, kNN's training matrix among them, are read in place, not copied). A task returns its batch's store rows and
+its part of the predictions table; the driver inserts the rows and joins the parts. The driver never holds the
+program: it keeps the items, the store and the tables. In a bench, the next cell's batches are queued (`run_ahead`)
+and start as soon as this cell's are all started, so the workers predict while the driver scores; the next cell
+takes those results by its name and each batch's number, when the batch has the same items (`taken`).
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def pickled(batch: Batch) -> bytes:
 def _build(setup: Any, data: Path, questions: frozenset[str]) -> Any:
     """The run's program without an LM, built (and for `ml` fitted on the `questions`, in parallel tasks) on the
     cluster: its return value goes to the object store, so the driver never holds a copy."""
-    program = unfitted(setup, data)
+    program = built_here(setup, data)
     if hasattr(program, "fit_in_parallel"):
         # what `prepare` builds, built meanwhile by a task of its own: after the fits it took a core while the
         # other idled (BENCHMARKS §13)
@@ -257,10 +257,10 @@ def _build(setup: Any, data: Path, questions: frozenset[str]) -> Any:
 
 @ray.remote(max_retries=RESTARTS)
 def _parts(setup: Any, data: Path) -> Any:
-    return unfitted(setup, data).prepared_parts()
+    return built_here(setup, data).prepared_parts()
 
 
-def unfitted(setup: Any, data: Path) -> Any:
+def built_here(setup: Any, data: Path) -> Any:
     """The run's program without an LM, as `build_program` returns it."""
     from valuesim.data.benchmark import Benchmark
     from valuesim.run.runner import build_program
