@@ -257,6 +257,7 @@ def _build(setup: Any, data: Path, questions: frozenset[str]) -> Any:
 
 @ray.remote(max_retries=RESTARTS)
 def _parts(setup: Any, data: Path) -> Any:
+    """The smoothing and tallies of the run's program (`prepared_parts`), on a copy built here."""
     return built_here(setup, data).prepared_parts()
 
 
