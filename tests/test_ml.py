@@ -197,18 +197,3 @@ def test_items_ranked_by_their_mutual_information_with_each_held_out_question(be
         assert np.all(np.diff(mi[got]) <= 1e-9), code  # most informative first
         assert set(np.flatnonzero(mi > 1e-9)) <= set(got.tolist()), code  # every informative item ranked
         assert len(got) > 0
-
-
-def test_a_program_given_the_parts_another_prepared_predicts_as_one_that_prepared_them(bench: Benchmark) -> None:
-    """A --ray build of `ml` has its smoothing and tallies built by another task while the models fit
-    (valuesim/run/cluster.py): the program that takes them answers as one that built them itself, persons of whom
-    only the country is known included (the country's smoothed shares answer them)."""
-    parts = TrainedModel.from_benchmark(bench).prepared_parts()
-    taken, itself = TrainedModel.from_benchmark(bench), TrainedModel.from_benchmark(bench)
-    taken.take_parts(parts)
-    itself.prepare()
-    assert taken._tallies["country"] is parts[1]["country"]  # taken, not built again
-    assert taken.smoothing == itself.smoothing
-    selected = inputs(items(bench, "values", "dev", 1, 0, 10, None))
-    unknown = [{**i, "known": {}} for i in selected]
-    assert taken.predict_batch(selected + unknown) == itself.predict_batch(selected + unknown)

@@ -149,10 +149,10 @@ def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, be
 def test_a_built_program_carries_what_it_builds_at_its_first_prediction(cluster, bench_small: Path, program) -> None:
     """Each batch task gets its own copy of the program from the object store: a smoothing constant or tallies left
     to the first prediction would be built again in every task."""
-    from valuesim.run.cluster import _build
+    from valuesim.run import cluster
     from valuesim.run.runner import Setup
 
-    built = ray.get(_build.remote(Setup(program=program), bench_small, frozenset({"Q1", "Q2"})))
+    built = ray.get(cluster.built(Setup(program=program), bench_small, frozenset({"Q1", "Q2"})))
     if program != "random":
         assert built.smoothing is not None and {"all", "country"} <= set(built._tallies)
     if program == "cell":

@@ -47,7 +47,7 @@ from __future__ import annotations
 import functools
 import warnings
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
@@ -445,9 +445,10 @@ class TrainedModel(_Fitted):
         cols = np.concatenate([chosen, np.arange(len(f.closed), x.shape[1])])  # + numbers, country, count
         return spec | {"categorical": f.hgb_categorical}, rows, y, cols
 
-    def fit_in_parallel(self, run: Callable[[Callable, Any, list[tuple]], list], questions: Iterable[str]) -> None:
-        """Fit the models of `questions` not fitted yet, fold by fold: `run(fit_one, x, args)` returns
-        `[fit_one(x, *a) for a in args]`, computed by parallel Ray tasks in a --ray run (valuesim/run/cluster.py)."""
+    def fits_to_make(self, questions: Iterable[str]) -> Iterator[tuple[np.ndarray, dict[str, tuple]]]:
+        """The models of `questions` not fitted yet, fold by fold: (the fold's training inputs x, question -> the
+        arguments of `fit_one(x, *args)`), the costliest first. A --ray run fits them as parallel Ray tasks and puts
+        them in `fits` (valuesim/run/cluster.py); a question with nothing to learn gets None here."""
         by_fold: dict[int, list[str]] = {}
         for question in sorted(set(questions) - set(self.fits)):
             fold = self.fold_of(question)
@@ -458,11 +459,11 @@ class TrainedModel(_Fitted):
         for fold, todo in by_fold.items():
             x, targets, ranked = self.training(fold)
             args = {q: a for q in todo if (a := self.fit_args(x, targets, ranked, q)) is not None}
+            self.fits.update({q: None for q in todo if q not in args})
             # the costliest first (rows x answers: hgb grows a tree per answer), so that the last fits running are
             # short ones and no worker idles long while another finishes a big one
             order = sorted(args, key=lambda q: -len(args[q][1]) * len(np.unique(args[q][2])))
-            fits = dict(zip(order, run(fit_one, x, [args[q] for q in order]), strict=True))
-            self.fits.update({q: fits.get(q) for q in todo})
+            yield x, {q: args[q] for q in order}
 
     def predict_batch(self, items: list[Item]) -> list[Guess]:
         """Per question asked in the batch: its model (fitted on first use) on the batch's persons who are asked

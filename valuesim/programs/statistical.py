@@ -161,17 +161,6 @@ class _Fitted(dspy.Module):
         self.tallies("all")
         self.tallies("country")
 
-    def prepared_parts(self) -> tuple[float, dict[str, Tallies]]:
-        """What `prepare` builds (the smoothing constant, the tallies), for a copy of this program built elsewhere
-        (`take_parts`): a --ray build of `ml` has them built by a task of their own while the models fit."""
-        self.prepare()
-        return self.smoothing_constant(), dict(self._tallies)
-
-    def take_parts(self, parts: tuple[float, dict[str, Tallies]]) -> None:
-        """Use what `prepared_parts` built, on the same training persons and settings."""
-        self.smoothing, tallies = parts
-        self._tallies.update(tallies)
-
     @classmethod
     def from_benchmark(cls, bench: Benchmark, **settings: Any) -> _Fitted:
         """Fitted on the benchmark's training respondents."""

@@ -12,14 +12,15 @@ again (`max_restarts`, `max_task_retries`); one that stays dead is replaced and 
 new worker. The driver stores a row only for a call it is still waiting on, and the store's key is the person
 and question, so nothing is lost or counted twice.
 
-Programs without an LM: a Ray task builds the program (`ml` fitting its question models as parallel tasks,
-`fit_in_parallel`, while another task builds its smoothing and tallies) and returns it into Ray's object store, once
-per connection; each batch of persons is one Ray task on it (each worker process reads the program once; its numpy
+Programs without an LM: a Ray task builds the program and returns it into Ray's object store, once per connection
+(`ml` is built by the driver while its question models fit as parallel tasks, `fitted`); each batch of persons is
+one Ray task on it, started once the program is built (each worker process reads the program once; its numpy
 arrays, kNN's training matrix among them, are read in place, not copied). A task returns its batch's store rows and
-its part of the predictions table; the driver inserts the rows and joins the parts. The driver never holds the
-program: it keeps the items, the store and the tables. In a bench, the next cell's batches are queued (`run_ahead`)
-and start as soon as this cell's are all started, so the workers predict while the driver scores; the next cell
-takes those results by its name and each batch's number, when the batch has the same items (`taken`).
+its part of the predictions table; the driver inserts the rows and joins the parts. Past the build, the driver
+does not hold the program: it keeps the items, the store and the tables. In a bench, the next cell's batches are
+queued (`run_ahead`) and start as soon as this cell's are all started, so the workers predict while the driver
+scores; the next cell takes those results by its name and each batch's number, when the batch has the same items
+(`taken`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from valuesim.errors import ValueSimError
+from valuesim.programs import PROGRAMS
 from valuesim.progress import bars
 from valuesim.run.predict import (
     Batch,
@@ -242,23 +244,37 @@ def pickled(batch: Batch) -> bytes:
 
 
 @ray.remote(max_retries=RESTARTS)
-def _build(setup: Any, data: Path, questions: frozenset[str]) -> Any:
-    """The run's program without an LM, built (and for `ml` fitted on the `questions`, in parallel tasks) on the
-    cluster: its return value goes to the object store, so the driver never holds a copy."""
+def _build(setup: Any, data: Path) -> Any:
+    """The run's program without an LM, built on the cluster: its return value goes to the object store, so the
+    driver never holds a copy."""
+    return prepared(built_here(setup, data))
+
+
+def fitted(setup: Any, data: Path, questions: frozenset[str]) -> Any:
+    """`ml`, built here with its models for the `questions` fitted by parallel Ray tasks (the costliest first)
+    while this process builds its smoothing and tallies: the ref of a task that returns the program with its
+    models, which Ray starts once they are all fitted. A build task waiting on its fits would give up its CPU, and
+    Ray would start more worker processes, each reading the program again."""
+    from valuesim.programs.ml import fit_one
+
     program = built_here(setup, data)
-    if hasattr(program, "fit_in_parallel"):
-        # what `prepare` builds, built meanwhile by a task of its own: after the fits it took a core while the
-        # other idled (BENCHMARKS §13)
-        parts = _parts.remote(setup, data)
-        program.fit_in_parallel(fit_remotely, questions)
-        program.take_parts(ray.get(parts))
-    return prepared(program)
+    fits: dict[str, Any] = {}
+    for x, args in program.fits_to_make(questions):
+        shared = ray.put(x)  # in the object store once, read in place by each task
+        fits |= {q: _fit.remote(fit_one, shared, a) for q, a in args.items()}
+    program.prepare()  # meanwhile; the fits' inputs are already sent, and prepare drops them here
+    return _with_fits.remote(ray.put(program), list(fits), *fits.values())
 
 
 @ray.remote(max_retries=RESTARTS)
-def _parts(setup: Any, data: Path) -> Any:
-    """The smoothing and tallies of the run's program (`prepared_parts`), on a copy built here."""
-    return built_here(setup, data).prepared_parts()
+def _fit(fit: Any, x: Any, args: tuple) -> Any:
+    return fit(x, *args)
+
+
+@ray.remote(max_retries=RESTARTS)
+def _with_fits(program: Any, questions: list[str], *fits: Any) -> Any:
+    program.fits.update(zip(questions, fits, strict=True))
+    return program
 
 
 def built_here(setup: Any, data: Path) -> Any:
@@ -290,7 +306,8 @@ def built(setup: Any, data: Path, questions: frozenset[str]) -> Any:
         ray.get_runtime_context().gcs_address,
     )
     if key not in _BUILT:
-        _BUILT[key] = _build.remote(setup, data, questions)
+        learns = hasattr(PROGRAMS.get(setup.program), "fits_to_make")
+        _BUILT[key] = fitted(setup, data, questions) if learns else _build.remote(setup, data)
     return _BUILT[key]
 
 
@@ -306,6 +323,9 @@ def batches_on_workers(
     A batch started ahead for this `cell` (`run_ahead`: the same program and items) is taken, not run again;
     once this cell's batches are all started, the next cell's queued ones start (AHEAD per CPU; Ray queues them)."""
     shared = built(*build) if build else ray.put(prepared(program))
+    # a task started before its program is built would wait for it without its CPU, and Ray would start
+    # another worker process (which reads the program again) in its place
+    ray.wait([shared], fetch_local=False)
     if _NEXT and _NEXT[0][0] == cell:  # this cell's queue: its own batches take over, its started ones stay
         _NEXT.clear()
     limit = 2 * worker_count()
@@ -350,6 +370,8 @@ def start_ahead(most: int) -> None:
     """Start queued batches until `most` are started ahead and not yet taken (Ray runs them as CPUs free up)."""
     while _NEXT and len(_AHEAD) < most:
         cell, shared, batches = _NEXT[0]
+        if not ray.wait([shared], timeout=0, fetch_local=False)[0]:  # not built yet (see batches_on_workers)
+            return
         nxt = next(batches, None)
         if nxt is None:
             _NEXT.clear()
@@ -375,14 +397,3 @@ def taken(cell: str | None, shared: Any, b: int, batch: Batch) -> Any | None:
 def drop_ahead(cell: str | None) -> None:
     for key in [k for k in _AHEAD if k[0] == cell]:
         ray.cancel(_AHEAD.pop(key)[1])
-
-
-@ray.remote(max_retries=RESTARTS)
-def _fit(fit: Any, shared: Any, args: tuple) -> Any:
-    return fit(shared, *args)
-
-
-def fit_remotely(fit: Any, shared: Any, args: list[tuple]) -> list:
-    """`fit(shared, *a)` for every `a` in `args` as parallel Ray tasks, `shared` put in the object store once."""
-    ref = ray.put(shared)
-    return ray.get([_fit.remote(fit, ref, a) for a in args])
