@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from datasets import load_from_disk
 
-from valuesim.data.benchmark import PROTOCOLS, SPLITS, Benchmark, items
+from valuesim.data.benchmark import PROTOCOLS, SPLITS, Benchmark, item_questions, items
 from valuesim.data.build import assign_splits, read_folds
 from valuesim.data.catalog import OPEN_ITEMS
 
@@ -270,3 +270,13 @@ def test_items_select_what_examples_select(bench_small: Path, protocol: str) -> 
         got = items(bench, protocol, "dev", 1, history, persons, questions)
         want = bench.examples(protocol, "dev", 1, history, persons, questions)
         assert got and [tuple(i[f] for f in fields) for i in got] == [tuple(e[f] for f in fields) for e in want]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_item_questions_are_the_questions_of_the_items(bench_small: Path, protocol: str) -> None:
+    """A --ray run builds its program on `item_questions` before it makes the items: the same questions."""
+    bench = Benchmark(bench_small)
+    for fold, persons, questions in ((1, None, None), (2, 7, 3), (3, 5, 1), (1, None, 0)):
+        got = item_questions(bench, protocol, "test", fold, 58, persons, questions)
+        assert got == {i["question_code"] for i in items(bench, protocol, "test", fold, 58, persons, questions)}
+        assert got or questions == 0

@@ -205,6 +205,23 @@ def items(
     return out
 
 
+def item_questions(
+    bench: Benchmark,
+    protocol: str = "values",
+    split: str = "dev",
+    fold: int = 1,
+    history: int = 232,
+    persons: int | None = None,
+    questions: int | None = None,
+    seed: int = 0,
+) -> frozenset[str]:
+    """The question codes of the same selection's `items`, read without making them (a --ray run starts building
+    its program on them while the driver makes the items)."""
+    heldout = bench.sample(protocol, split, fold, persons, seed).with_format("arrow")["heldout"].combine_chunks()
+    asked = heldout if questions is None else pc.list_slice(heldout, 0, questions)
+    return frozenset(pc.unique(pc.list_flatten(asked).field("q")).to_pylist())
+
+
 def answer_lists(column: pa.ChunkedArray) -> Callable[[int], tuple[list, list]]:
     """A column of answer lists ([{q, a}, ...] per row) read once: row n -> (its codes, its answers)."""
     array = column.combine_chunks()

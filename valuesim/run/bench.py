@@ -125,8 +125,8 @@ def _run_bench(
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
     rows: list[dict] = []
     preds: dict[tuple[int, int, str], pd.DataFrame] = {}  # item tables (valuesim.score.stats.item_table)
-    items_of = functools.lru_cache(maxsize=2)(  # one selection per fold and history, shared by the programs (and
-        # under --ray the next cell's, whose batches start ahead)
+    items_of = functools.lru_cache(maxsize=3)(  # one selection per fold and history, shared by the programs (and
+        # under --ray the next two cells', whose batches start ahead)
         lambda fold, history: benchmark_items(bench, **setup.selection(fold=fold, history=history))
     )
     # (fold, program, what it reads) -> (history, result) of the first history that had them (the result without
@@ -142,9 +142,13 @@ def _run_bench(
         cells: dict[str, str] = state.setdefault("cells", {})  # "f<fold>-h<history>-<program>" -> its child run
         logged = tracking.finished_children(parent.info.run_id)
 
-        def ahead(fold: int, history: int, program: str, running: Setup, before: tuple | None) -> None:
-            """--ray: the batches of the cell after the `running` one (`before`: its inputs) start on the workers
-            while that one finishes and is scored, when it will predict every item (runner.predict_ahead)."""
+        queued: dict[int, tuple | None] = {}  # --ray: cells (by their place in `order`) queued ahead -> inputs
+
+        def ahead(n: int, running: Setup, before: list) -> None:
+            """--ray: the batches of cell `n`, after the `running` one, start on the workers while that one
+            finishes and is scored, when it will predict every item (runner.predict_ahead); `before`: the inputs of
+            the cells run before it (a cell with the same inputs reuses their predictions)."""
+            fold, history, program = order[n]
             run_dir = out_dir / f"f{fold}-h{history}-{program.replace('/', '_')}"
             if needs_lm(program) or cells.get(f"f{fold}-h{history}-{program}") in logged:
                 return
@@ -152,8 +156,8 @@ def _run_bench(
                 return
             items = items_of(fold, history)
             reads = getattr(PROGRAMS.get(program), "reads", None)
-            inputs = None if reads is None else (fold, program, inputs_seen(items, reads))
-            if inputs is None or (inputs not in seen_inputs and inputs != before):
+            inputs = queued[n] = None if reads is None else (fold, program, inputs_seen(items, reads))
+            if inputs is None or (inputs not in seen_inputs and inputs not in before):
                 after = dataclasses.replace(setup, program=program, fold=fold, history=history)
                 predict_ahead(after, bench, items, running)
 
@@ -161,11 +165,13 @@ def _run_bench(
         for n, (fold, history, program) in enumerate(order):
             cell = dataclasses.replace(setup, program=program, fold=fold, history=history)
             t0 = time.perf_counter()
+            key = f"f{fold}-h{history}-{program}"
+            kept = cells.get(key) in logged  # finished in an earlier bench, its child run still there
+            if setup.ray is not None and not needs_lm(program) and not kept:
+                build_ahead(cell, bench)  # before the items: the cluster builds (ml: fits) while the driver makes them
             items = items_of(fold, history) if not needs_lm(program) else None
             reads = getattr(PROGRAMS.get(program), "reads", None)
             inputs = None if items is None or reads is None else (fold, program, inputs_seen(items, reads))
-            key = f"f{fold}-h{history}-{program}"
-            kept = cells.get(key) in logged  # finished in an earlier bench, its child run still there
             run_id: str | None = None
             if inputs in seen_inputs:  # same inputs as at an earlier history: the same predictions
                 first, result = seen_inputs[inputs]
@@ -178,9 +184,12 @@ def _run_bench(
                 result = read_finished(cell, bench, run_dir, items) if kept else None
                 if result is None:
                     if setup.ray is not None and items is not None:
-                        build_ahead(cell, bench, items)
-                        if n + 1 < len(order):
-                            ahead(*order[n + 1], running=cell, before=inputs)
+                        build_ahead(cell, bench)
+                        # the next two cells: the one after next starts while the driver scores this one and
+                        # the next one's batches, started meanwhile, are done
+                        for m in (n + 1, n + 2):
+                            if m < len(order) and m not in queued:
+                                ahead(m, running=cell, before=[inputs, *(queued.get(k) for k in range(n + 1, m))])
                     result, cell_params = run_evaluate(
                         cell,
                         bench,

@@ -25,6 +25,7 @@ scores; the next cell takes those results by its name and each batch's number, w
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 from collections.abc import Iterable, Iterator
@@ -53,6 +54,10 @@ from valuesim.run.store import RunStore
 
 LOCAL = "local"  # --ray without an address: a cluster started for the run on this machine
 RESTARTS = 3  # Ray restarts a dead worker this often (rerunning its calls) before the driver replaces it
+# Local workers' nice value, not Ray's 15 (at which, sharing a core with other work, they got a few percent of it):
+# the driver (nice 0), the run's single writer, goes first and keeps up with the results; at 0 it fell behind and
+# scored a bench's last cells while the workers idled (BENCHMARKS §13)
+WORKER_NICENESS = 5
 REPLACEMENTS = 3  # workers the driver replaces per run before it stops (the --resume message keeps what was stored)
 # what a worker needs of the driver's environment: where ValueSim keeps state, MLflow, DSPy's cache, API keys
 PASSED_PREFIXES = ("VALUESIM_", "DSPY_", "MLFLOW_", "LITELLM_", "HF_", "TRANSFORMERS_")
@@ -70,10 +75,8 @@ def connected(address: str) -> Iterator[None]:
     try:
         if address == LOCAL:
             # "local" always starts a new cluster: a plain ray.init() would join one another process started here.
-            # Ray starts its workers at nice 15: beside any other work on the machine (the driver included) they
-            # would get a few percent of a core.
             ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                     _system_config={"worker_niceness": 0})  # fmt: skip
+                     _system_config={"worker_niceness": WORKER_NICENESS})  # fmt: skip
         else:
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -231,8 +234,23 @@ def _answer_batch(shared: list, batch: bytes) -> bytes:
     [ref] = shared
     if ref.hex() not in _PROGRAM:
         _PROGRAM.clear()  # one program at a time: a bench's next program replaces it
+        gc.unfreeze()
         _PROGRAM[ref.hex()] = ray.get(ref)
-    return pickle.dumps(answer_batch(_PROGRAM[ref.hex()], pickle.loads(batch)), protocol=pickle.HIGHEST_PROTOCOL)
+        gc.freeze()  # the program lives as long as the process: the garbage collector need not go through it again
+    return pickle.dumps(answer_batch(_PROGRAM[ref.hex()], unpickled(batch)), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpickled(data: bytes) -> Any:
+    """pickle.loads with the garbage collector paused: a batch is about 100,000 new dicts, and the collections they
+    set off cost six times the reading (0.41 s -> 0.07 s per batch of the whole WVS-7). What is read is collected
+    later as anything else."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return pickle.loads(data)
+    finally:
+        if paused:
+            gc.enable()
 
 
 def pickled(batch: Batch) -> bytes:
@@ -321,13 +339,14 @@ def batches_on_workers(
     The program is in the object store once: built there from `build` (setup, benchmark folder, questions), or
     the given one put there. At most two batches per CPU are in flight, so they are pickled as needed.
     A batch started ahead for this `cell` (`run_ahead`: the same program and items) is taken, not run again;
-    once this cell's batches are all started, the next cell's queued ones start (AHEAD per CPU; Ray queues them)."""
+    once this cell's batches are all started, the queued cells' batches start (AHEAD per CPU; Ray queues them)."""
     shared = built(*build) if build else ray.put(prepared(program))
     # a task started before its program is built would wait for it without its CPU, and Ray would start
     # another worker process (which reads the program again) in its place
     ray.wait([shared], fetch_local=False)
-    if _NEXT and _NEXT[0][0] == cell:  # this cell's queue: its own batches take over, its started ones stay
-        _NEXT.clear()
+    queued = [c for c, *_ in _NEXT]
+    if cell in queued:  # its own batches take over, its started ones stay; cells queued before it were not run
+        del _NEXT[: queued.index(cell) + 1]
     limit = 2 * worker_count()
     pending = iter(enumerate(batches))
     in_flight: dict[Any, int] = {}
@@ -342,42 +361,48 @@ def batches_on_workers(
             drop_ahead(cell)  # started for this cell, not taken (its inputs differed)
             return
         [ref], _ = ray.wait(list(in_flight), num_returns=1)
-        yield in_flight.pop(ref), *pickle.loads(ray.get(ref))
+        yield in_flight.pop(ref), *unpickled(ray.get(ref))
 
 
-AHEAD = 4  # batches per CPU started ahead: about a whole cell (persons_per_batch), so the workers do not idle
-# while the driver scores; their results wait in the object store (a few MB per batch)
+AHEAD = 8  # batches per CPU started ahead: about two cells (persons_per_batch), so the workers do not idle while
+# the driver scores a cell and makes the items of the one after next; their results wait in the object store (tens
+# of MB per batch)
 
-# The next cell's batches, started while this cell's last batches finish and the driver scores and logs it (a
-# bench's serial part; BENCHMARKS §13): (cell, program ref, its numbered batches) queued by `run_ahead`, and the
-# tasks started from them by (cell, program ref, batch number), with the batch's items. Only that cell, with the
-# same program and the same items, takes a result, so an answer is always the one its own batch would give.
+# The next cells' batches, started while this cell's last batches finish and the driver scores and logs it (a
+# bench's serial part; BENCHMARKS §13): (cell, program ref, its numbered batches) queued by `run_ahead` in the
+# order the cells run, and the tasks started from them by (cell, program ref, batch number), with the batch's
+# items. Only that cell, with the same program and the same items, takes a result, so an answer is always the one
+# its own batch would give.
 _NEXT: list[tuple[str, Any, Iterator[tuple[int, Batch]]]] = []
 _AHEAD: dict[tuple[str | None, str, int], tuple[Batch, Any]] = {}
 
 
 def run_ahead(cell: str, build: tuple[Any, Path, frozenset[str]], batches: Iterator[Batch], running: str) -> None:
-    """Queue the batches of the next `cell` (its program from `build`, as `batches_on_workers` takes it) while the
-    `running` cell is about to run; what was queued or started for other cells and not taken is dropped. The
-    running cell's started batches stay: it was the next cell until now, and it takes them (dropping them too made
-    every cell of a bench but the last predict its batches twice)."""
-    for key in [k for k in _AHEAD if k[0] not in (cell, running)]:
+    """Queue the batches of a later `cell` (its program from `build`, as `batches_on_workers` takes it) while the
+    `running` cell is about to run; what was started for cells neither running nor queued, and not taken, is
+    dropped. The running cell's started batches stay: it was queued until now, and it takes them (dropping them
+    too made every cell of a bench but the last predict its batches twice)."""
+    if all(c != cell for c, *_ in _NEXT):
+        _NEXT.append((cell, built(*build), enumerate(batches)))
+    keep = {running, *(c for c, *_ in _NEXT)}
+    for key in [k for k in _AHEAD if k[0] not in keep]:
         ray.cancel(_AHEAD.pop(key)[1])
-    _NEXT[:] = [(cell, built(*build), enumerate(batches))]
 
 
 def start_ahead(most: int) -> None:
-    """Start queued batches until `most` are started ahead and not yet taken (Ray runs them as CPUs free up)."""
-    while _NEXT and len(_AHEAD) < most:
-        cell, shared, batches = _NEXT[0]
+    """Start queued batches, cell by cell, until `most` are started ahead and not yet taken (Ray runs them as CPUs
+    free up). A cell stays queued until it runs: its started batches are kept for it (`run_ahead`)."""
+    for cell, shared, batches in _NEXT:
         if not ray.wait([shared], timeout=0, fetch_local=False)[0]:  # not built yet (see batches_on_workers)
             return
-        nxt = next(batches, None)
-        if nxt is None:
-            _NEXT.clear()
+        while len(_AHEAD) < most:
+            nxt = next(batches, None)
+            if nxt is None:  # this cell's batches are all started: the next cell's
+                break
+            b, batch = nxt
+            _AHEAD[(cell, shared.hex(), b)] = (batch, _answer_batch.remote([shared], pickled(batch)))
+        else:
             return
-        b, batch = nxt
-        _AHEAD[(cell, shared.hex(), b)] = (batch, _answer_batch.remote([shared], pickled(batch)))
 
 
 def taken(cell: str | None, shared: Any, b: int, batch: Batch) -> Any | None:

@@ -21,7 +21,7 @@ import dspy
 import pandas as pd
 
 from valuesim import config, files, tracking
-from valuesim.data.benchmark import Benchmark
+from valuesim.data.benchmark import Benchmark, item_questions
 from valuesim.data.benchmark import items as benchmark_items
 from valuesim.errors import ProgramLoadError, ValueSimError
 from valuesim.programs import PROGRAMS, needs_lm
@@ -299,7 +299,7 @@ def run_evaluate(
     with claim(run_dir, identity_of(setup, bench, run.name, run.lm)), \
             tracking.run(experiment, run_dir.name, params, nested=nested) as active, on_ray(setup.ray):  # fmt: skip
         # --ray: the cluster starts building the program now; the driver meanwhile finds the country floor's answers
-        batches = None if needs_lm(run.name) else batch_workers(setup, bench, run.examples)
+        batches = None if needs_lm(run.name) else batch_workers(setup, bench)
         floor = Floor(setup, bench, run.examples)
         if needs_lm(run.name):
             result = evaluate(run.program, run.examples, run_dir, setup.threads, progress, setup.resamples, setup.seed,
@@ -354,7 +354,7 @@ def batch_persons(setup: Setup, persons: list[tuple[str, str]]) -> int:
     return persons_per_batch(len({p for p, _ in persons}), config.BATCH_PERSONS)
 
 
-def batch_workers(setup: Setup, bench: Benchmark, items: list[dict]) -> BatchRunner | None:
+def batch_workers(setup: Setup, bench: Benchmark) -> BatchRunner | None:
     """A --ray run's batch runner for a program without an LM: parallel Ray tasks on the program a Ray task built
     from `setup` (or the given program: a compiled one); None without --ray."""
     if setup.ray is None:
@@ -362,19 +362,24 @@ def batch_workers(setup: Setup, bench: Benchmark, items: list[dict]) -> BatchRun
     from valuesim.run.cluster import batches_on_workers
 
     # started now (unless a bench started it): the driver's work until the first batch overlaps it
-    build = build_ahead(setup, bench, items)
+    build = build_ahead(setup, bench)
     return functools.partial(batches_on_workers, build=build, cell=cell_key(setup))
 
 
-def build_ahead(setup: Setup, bench: Benchmark, items: list[dict]) -> tuple[Setup, Path, frozenset[str]]:
+def build_ahead(setup: Setup, bench: Benchmark) -> tuple[Setup, Path, frozenset[str]]:
     """A --ray run's program without an LM starts building on the cluster now (once per connection: a bench's
-    later cells find it built; a bench starts it before it makes the next cell's items). Returns what it is built
-    from, as `valuesim.run.cluster.built` takes it."""
+    later cells find it built; a bench starts it before it makes the cell's items). Returns what it is built
+    from, as `valuesim.run.cluster.built` takes it: the setup, the benchmark and the selection's questions."""
     from valuesim.run.cluster import built
 
-    build = (setup, bench.path, frozenset(item["question_code"] for item in items))
+    build = (setup, bench.path, selection_questions(bench, tuple(setup.selection().items())))
     built(*build)
     return build
+
+
+@functools.lru_cache(maxsize=8)
+def selection_questions(bench: Benchmark, selection: tuple[tuple[str, Any], ...]) -> frozenset[str]:
+    return item_questions(bench, **dict(selection))
 
 
 def predict_ahead(setup: Setup, bench: Benchmark, items: list[dict], running: Setup) -> None:
@@ -386,7 +391,7 @@ def predict_ahead(setup: Setup, bench: Benchmark, items: list[dict], running: Se
 
     persons = list(dict.fromkeys((i["person_id"], i["country"]) for i in items))
     _, batches = item_batches(items, list(range(len(items))), batch_persons(setup, persons))
-    questions = frozenset(item["question_code"] for item in items)
+    questions = selection_questions(bench, tuple(setup.selection().items()))
     run_ahead(cell_key(setup), (setup, bench.path, questions), batches, cell_key(running))
 
 
