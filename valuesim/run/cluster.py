@@ -269,23 +269,35 @@ def _build(setup: Any, data: Path) -> Any:
 
 
 def fitted(setup: Any, data: Path, questions: frozenset[str]) -> Any:
-    """`ml`, built here with its models for the `questions` fitted by parallel Ray tasks (the costliest first)
-    while this process builds its smoothing and tallies: the ref of a task that returns the program with its
-    models, which Ray starts once they are all fitted. A build task waiting on its fits would give up its CPU, and
-    Ray would start more worker processes, each reading the program again."""
+    """`ml` with its models for the `questions`: a Ray task makes their training inputs (`_to_fit`) while this
+    process builds the program's smoothing and tallies; then one Ray task fits each model (the costliest first),
+    and another returns the program with its models, started by Ray once they are all fitted. Returns its ref. (A
+    build task waiting on its fits would give up its CPU, and Ray would start more worker processes, each reading
+    the program again.)"""
     from valuesim.programs.ml import fit_one
 
+    made = _to_fit.remote(setup, data, questions)
     program = built_here(setup, data)
-    fits: dict[str, Any] = {}
-    for x, args in program.fits_to_make(questions):
-        shared = ray.put(x)  # in the object store once, read in place by each task
-        fits |= {q: _fit.remote(fit_one, shared, a) for q, a in args.items()}
-    program.prepare()  # meanwhile; the fits' inputs are already sent, and prepare drops them here
+    program.prepare()  # meanwhile
+    folds, known = ray.get(made)
+    program.fits.update(known)
+    fits = {q: _fit.remote(fit_one, made, k, q) for k, args in enumerate(folds) for q in args}
     return _with_fits.remote(ray.put(program), list(fits), *fits.values())
 
 
 @ray.remote(max_retries=RESTARTS)
-def _fit(fit: Any, x: Any, args: tuple) -> Any:
+def _to_fit(setup: Any, data: Path, questions: frozenset[str]) -> tuple[list[dict], dict]:
+    """`ml`'s models to fit for the `questions`, per fold: question -> (the fold's training inputs, the rest of
+    `fit_one`'s arguments), the costliest first (`fits_to_make`); and the models it has already (None where there
+    is nothing to learn). Each fit task reads these from the object store in place."""
+    program = built_here(setup, data)
+    folds = [{q: (x, a) for q, a in args.items()} for x, args in program.fits_to_make(questions)]
+    return folds, {q: program.fits[q] for q in questions if q in program.fits}
+
+
+@ray.remote(max_retries=RESTARTS)
+def _fit(fit: Any, made: tuple[list[dict], dict], fold: int, question: str) -> Any:
+    x, args = made[0][fold][question]
     return fit(x, *args)
 
 
