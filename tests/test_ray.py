@@ -159,8 +159,8 @@ def test_a_built_program_carries_what_it_builds_at_its_first_prediction(cluster,
         assert built.smoothing is not None and {"all", "country"} <= set(built._tallies)
     if program == "cell":
         assert "cell" in built._tallies
-    if program == "ml":  # its models fitted, it carries no fitting data
-        assert set(built.fits) == {"Q1", "Q2"} and not built._rows and not built._training
+    if program == "ml":  # its models fitted (with any this process had fitted before), it carries no fitting data
+        assert {"Q1", "Q2"} <= set(built.fits) and not built._rows and not built._training
 
 
 @pytest.fixture(scope="module")

@@ -125,8 +125,8 @@ def _run_bench(
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
     rows: list[dict] = []
     preds: dict[tuple[int, int, str], pd.DataFrame] = {}  # item tables (valuesim.score.stats.item_table)
-    items_of = functools.lru_cache(maxsize=3)(  # one selection per fold and history, shared by the programs (and
-        # under --ray the next two cells', whose batches start ahead)
+    items_of = functools.lru_cache(maxsize=2 if setup.ray is None else 3)(  # one selection per fold and history,
+        # shared by the programs (and under --ray the next two cells', whose batches start ahead)
         lambda fold, history: benchmark_items(bench, **setup.selection(fold=fold, history=history))
     )
     # (fold, program, what it reads) -> (history, result) of the first history that had them (the result without
