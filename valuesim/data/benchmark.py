@@ -217,6 +217,7 @@ def item_questions(
 ) -> frozenset[str]:
     """The question codes of the same selection's `items`, read without making them (a --ray run starts building
     its program on them while the driver makes the items)."""
+    bench.check_history(fold, history)  # as `items` does: no build for a selection it refuses
     heldout = bench.sample(protocol, split, fold, persons, seed).with_format("arrow")["heldout"].combine_chunks()
     asked = heldout if questions is None else pc.list_slice(heldout, 0, questions)
     return frozenset(pc.unique(pc.list_flatten(asked).field("q")).to_pylist())

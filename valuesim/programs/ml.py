@@ -448,7 +448,8 @@ class TrainedModel(_Fitted):
     def fits_to_make(self, questions: Iterable[str]) -> Iterator[tuple[np.ndarray, dict[str, tuple]]]:
         """The models of `questions` not fitted yet, fold by fold: (the fold's training inputs x, question -> the
         arguments of `fit_one(x, *args)`), the costliest first. A --ray run fits them as parallel Ray tasks and puts
-        them in `fits` (valuesim/run/cluster.py); a question with nothing to learn gets None here."""
+        them in `fits` (valuesim/run/cluster.py); a question with nothing to learn gets None in `fits` as its fold is
+        reached."""
         by_fold: dict[int, list[str]] = {}
         for question in sorted(set(questions) - set(self.fits)):
             fold = self.fold_of(question)

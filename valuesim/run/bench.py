@@ -144,7 +144,7 @@ def _run_bench(
 
         queued: dict[int, tuple | None] = {}  # --ray: cells (by their place in `order`) queued ahead -> inputs
 
-        def ahead(n: int, running: Setup, before: list) -> None:
+        def ahead(n: int, running: Setup, before: list[tuple | None]) -> None:
             """--ray: the batches of cell `n`, after the `running` one, start on the workers while that one
             finishes and is scored, when it will predict every item (runner.predict_ahead); `before`: the inputs of
             the cells run before it (a cell with the same inputs reuses their predictions)."""

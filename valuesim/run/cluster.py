@@ -13,14 +13,13 @@ new worker. The driver stores a row only for a call it is still waiting on, and 
 and question, so nothing is lost or counted twice.
 
 Programs without an LM: a Ray task builds the program and returns it into Ray's object store, once per connection
-(`ml` is built by the driver while its question models fit as parallel tasks, `fitted`); each batch of persons is
+(`ml` fitting its question models as parallel tasks meanwhile, `fit_on_cluster`); each batch of persons is
 one Ray task on it, started once the program is built (each worker process reads the program once; its numpy
 arrays, kNN's training matrix among them, are read in place, not copied). A task returns its batch's store rows and
-its part of the predictions table; the driver inserts the rows and joins the parts. Past the build, the driver
-does not hold the program: it keeps the items, the store and the tables. In a bench, the next cell's batches are
-queued (`run_ahead`) and start as soon as this cell's are all started, so the workers predict while the driver
-scores; the next cell takes those results by its name and each batch's number, when the batch has the same items
-(`taken`).
+its part of the predictions table; the driver inserts the rows and joins the parts. The driver never holds the
+program: it keeps the items, the store and the tables. In a bench, the next two cells' batches are queued
+(`run_ahead`) and start as soon as this cell's are all started, so the workers predict while the driver scores;
+a cell takes those results by its name and each batch's number, when the batch has the same items (`taken`).
 """
 
 from __future__ import annotations
@@ -236,6 +235,7 @@ def _answer_batch(shared: list, batch: bytes) -> bytes:
         _PROGRAM.clear()  # one program at a time: a bench's next program replaces it
         gc.unfreeze()
         _PROGRAM[ref.hex()] = ray.get(ref)
+        gc.collect()  # what earlier tasks left in reference cycles, before the freeze would keep it
         gc.freeze()  # the program lives as long as the process: the garbage collector need not go through it again
     return pickle.dumps(answer_batch(_PROGRAM[ref.hex()], unpickled(batch)), protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -244,12 +244,12 @@ def unpickled(data: bytes) -> Any:
     """pickle.loads with the garbage collector paused: a batch is about 100,000 new dicts, and the collections they
     set off cost six times the reading (0.41 s -> 0.07 s per batch of the whole WVS-7). What is read is collected
     later as anything else."""
-    paused = gc.isenabled()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         return pickle.loads(data)
     finally:
-        if paused:
+        if was_enabled:
             gc.enable()
 
 
@@ -268,42 +268,44 @@ def _build(setup: Any, data: Path) -> Any:
     return prepared(built_here(setup, data))
 
 
-def fitted(setup: Any, data: Path, questions: frozenset[str]) -> Any:
-    """`ml` with its models for the `questions`: a Ray task makes their training inputs (`_to_fit`) while this
-    process builds the program's smoothing and tallies; then one Ray task fits each model (the costliest first),
-    and another returns the program with its models, started by Ray once they are all fitted. Returns its ref. (A
-    build task waiting on its fits would give up its CPU, and Ray would start more worker processes, each reading
-    the program again.)"""
+def fit_on_cluster(setup: Any, data: Path, questions: frozenset[str]) -> Any:
+    """`ml` with its models for the `questions`, made by Ray tasks that wait on nothing (Ray starts each once its
+    inputs are ready): one builds the program with its smoothing and tallies (`_build`), one makes the models'
+    training inputs (`_to_fit`), one per model fits it, the costliest first, and `_with_fits` returns the program
+    with its models. Returns its ref; the driver neither waits nor holds any of it. (A task waiting on others gives
+    up its CPU, and Ray starts more worker processes, each reading the program again.)"""
     from valuesim.programs.ml import fit_one
 
-    made = _to_fit.remote(setup, data, questions)
+    known: Any
+    todo: Any
+    known, todo = _to_fit.options(num_returns=2).remote(setup, data, questions)  # type: ignore[misc]  # two refs
+    fits = [_fit.remote(fit_one, todo, n) for n in range(len(questions))]
+    return _with_fits.remote(_build.remote(setup, data), known, *fits)
+
+
+@ray.remote(max_retries=RESTARTS)
+def _to_fit(setup: Any, data: Path, questions: frozenset[str]) -> tuple[dict, list[tuple]]:
+    """`ml`'s models for the `questions` that need no fitting (question -> None: nothing to learn), and those to
+    fit: (question, its fold's training inputs, the rest of `fit_one`'s arguments), the costliest first within a
+    fold (`fits_to_make`). Each fit task reads them in place from the object store."""
     program = built_here(setup, data)
-    program.prepare()  # meanwhile
-    folds, known = ray.get(made)
+    todo = [(q, x, args) for x, by_question in program.fits_to_make(questions) for q, args in by_question.items()]
+    return {q: program.fits[q] for q in questions if q in program.fits}, todo
+
+
+@ray.remote(max_retries=RESTARTS)
+def _fit(fit: Any, todo: list[tuple], n: int) -> tuple[str, Any] | None:
+    """The `n`th model of `_to_fit`'s list, with its question; None past the list's end."""
+    if n >= len(todo):
+        return None
+    question, x, args = todo[n]
+    return question, fit(x, *args)
+
+
+@ray.remote(max_retries=RESTARTS)
+def _with_fits(program: Any, known: dict, *fits: tuple[str, Any] | None) -> Any:
     program.fits.update(known)
-    fits = {q: _fit.remote(fit_one, made, k, q) for k, args in enumerate(folds) for q in args}
-    return _with_fits.remote(ray.put(program), list(fits), *fits.values())
-
-
-@ray.remote(max_retries=RESTARTS)
-def _to_fit(setup: Any, data: Path, questions: frozenset[str]) -> tuple[list[dict], dict]:
-    """`ml`'s models to fit for the `questions`, per fold: question -> (the fold's training inputs, the rest of
-    `fit_one`'s arguments), the costliest first (`fits_to_make`); and the models it has already (None where there
-    is nothing to learn). Each fit task reads these from the object store in place."""
-    program = built_here(setup, data)
-    folds = [{q: (x, a) for q, a in args.items()} for x, args in program.fits_to_make(questions)]
-    return folds, {q: program.fits[q] for q in questions if q in program.fits}
-
-
-@ray.remote(max_retries=RESTARTS)
-def _fit(fit: Any, made: tuple[list[dict], dict], fold: int, question: str) -> Any:
-    x, args = made[0][fold][question]
-    return fit(x, *args)
-
-
-@ray.remote(max_retries=RESTARTS)
-def _with_fits(program: Any, questions: list[str], *fits: Any) -> Any:
-    program.fits.update(zip(questions, fits, strict=True))
+    program.fits.update(fit for fit in fits if fit is not None)
     return program
 
 
@@ -337,7 +339,7 @@ def built(setup: Any, data: Path, questions: frozenset[str]) -> Any:
     )
     if key not in _BUILT:
         learns = hasattr(PROGRAMS.get(setup.program), "fits_to_make")
-        _BUILT[key] = fitted(setup, data, questions) if learns else _build.remote(setup, data)
+        _BUILT[key] = fit_on_cluster(setup, data, questions) if learns else _build.remote(setup, data)
     return _BUILT[key]
 
 
@@ -367,7 +369,7 @@ def batches_on_workers(
             b, batch = nxt
             ref = taken(cell, shared, b, batch)
             in_flight[ref if ref is not None else _answer_batch.remote([shared], pickled(batch))] = b
-        if len(in_flight) < limit:  # this cell's batches are all started: the next cell's fill the queue
+        if len(in_flight) < limit:  # this cell's batches are all started: the queued cells' fill the queue
             start_ahead(AHEAD * worker_count())
         if not in_flight:
             drop_ahead(cell)  # started for this cell, not taken (its inputs differed)

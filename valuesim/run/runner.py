@@ -298,7 +298,8 @@ def run_evaluate(
     params = params_of(setup, bench, run.name, run.lm) | {"run_dir": str(run_dir)} | sample_params(run.persons)
     with claim(run_dir, identity_of(setup, bench, run.name, run.lm)), \
             tracking.run(experiment, run_dir.name, params, nested=nested) as active, on_ray(setup.ray):  # fmt: skip
-        # --ray: the cluster starts building the program now; the driver meanwhile finds the country floor's answers
+        # --ray: the cluster builds the program (unless a bench started it); the driver meanwhile finds the country
+        # floor's answers
         batches = None if needs_lm(run.name) else batch_workers(setup, bench)
         floor = Floor(setup, bench, run.examples)
         if needs_lm(run.name):
@@ -379,12 +380,13 @@ def build_ahead(setup: Setup, bench: Benchmark) -> tuple[Setup, Path, frozenset[
 
 @functools.lru_cache(maxsize=8)
 def selection_questions(bench: Benchmark, selection: tuple[tuple[str, Any], ...]) -> frozenset[str]:
+    """`item_questions` of a run's selection, read once per benchmark object (a bench asks for each cell's twice)."""
     return item_questions(bench, **dict(selection))
 
 
 def predict_ahead(setup: Setup, bench: Benchmark, items: list[dict], running: Setup) -> None:
-    """A --ray bench's next cell (a program without an LM, nothing stored yet): queue its batches, which the
-    workers start while the `running` cell (the one before it) finishes and is scored
+    """A --ray bench's next cell or the one after (a program without an LM, nothing stored yet): queue its batches,
+    which the workers start while the `running` cell finishes and is scored
     (valuesim.run.cluster.run_ahead); its `run_evaluate` takes their results. The batches are the ones
     `evaluate_batch` will make of these items."""
     from valuesim.run.cluster import run_ahead
