@@ -121,9 +121,9 @@ def _run_bench(
         "dataset": bench.fingerprint,
     }
     params = {k: v for k, v in params.items() if v is not None}
-    first = dataclasses.replace(setup, program=programs[0], fold=folds[0], history=histories[0])
     if setup.ray is not None and not needs_lm(programs[0]) and "parent_run_id" not in state:
-        build_ahead(first, bench)  # a new bench: the first cell's program builds while MLflow is set up (seconds)
+        # a new bench: the first cell's program builds while MLflow is set up (seconds)
+        build_ahead(dataclasses.replace(setup, program=programs[0], fold=folds[0], history=histories[0]), bench)
     sample = bench.sample(setup.protocol, setup.split, folds[0], setup.persons, setup.seed)  # the same in every cell
     params |= sample_params(zip(sample["person_id"], sample["country"], strict=True))
     rows: list[dict] = []
