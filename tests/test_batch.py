@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from valuesim.data.benchmark import Benchmark, items
 from valuesim.programs import PROGRAMS, needs_lm
 from valuesim.run.predict import BATCH_INPUTS, RunStopped, evaluate, evaluate_batch, read_stored
-from valuesim.run.store import COLUMNS, RunStore
+from valuesim.run.store import COLUMNS, RunStore, values_db
 
 NO_LM = [name for name in PROGRAMS if not needs_lm(name)]
 
@@ -141,3 +144,26 @@ def test_a_failing_program_stops_with_its_items_stored_as_failed(bench: Benchmar
         evaluate_batch(Broken.from_benchmark(bench), items(bench, "values", "dev", 1, 0, 3, 4), tmp_path)
     rows = stored_rows(tmp_path)
     assert rows and {r[5] for r in rows} == {"failed"} and "RuntimeError: boom" in rows[0][6]
+
+
+STORE_VALUE = st.one_of(
+    st.none(), st.text(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.booleans()
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batches=st.lists(st.lists(st.tuples(st.sampled_from("abcd"), STORE_VALUE, STORE_VALUE), max_size=6), max_size=4))
+def test_rows_sent_as_a_database_are_stored_as_the_rows_themselves(batches: list[list[tuple]]) -> None:
+    """A Ray worker sends a batch's rows as a SQLite database (`values_db`): stored, every value and its type are those
+    the tuples give when inserted directly, a key already stored is replaced, and each batch's database replaces the
+    one before it."""
+    columns = ("key", "answer", "seconds")  # TEXT and REAL columns: the store's affinities apply in both ways
+    with tempfile.TemporaryDirectory() as tmp:
+        direct, sent = RunStore(Path(tmp) / "direct"), RunStore(Path(tmp) / "sent")
+        for rows in batches:
+            direct.add_values(columns, rows)
+            sent.add_values(columns, values_db(columns, rows))
+        read = "SELECT key, answer, typeof(answer), seconds, typeof(seconds) FROM predictions ORDER BY rowid"
+        assert sent._db.execute(read).fetchall() == direct._db.execute(read).fetchall()
+        direct.close()
+        sent.close()

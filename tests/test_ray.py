@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,15 @@ ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = STORED.index("seconds")  # a stored row's time, which differs between runs
 SELECTION = ["--persons", "8", "--questions", "6", "--history", "20", "--resamples", "50"]
+
+
+def as_rows(rows: list[tuple] | bytes) -> list[tuple]:
+    """A batch's store rows, also when a Ray task sent them as a database (`valuesim.run.store.values_db`)."""
+    if not isinstance(rows, bytes):
+        return rows
+    with closing(sqlite3.connect(":memory:")) as db:
+        db.deserialize(rows)
+        return db.execute("SELECT * FROM values_ ORDER BY rowid").fetchall()
 
 
 def _stub_module():
@@ -68,8 +78,8 @@ def test_a_batch_task_sees_each_person_once(cluster) -> None:
     batch = [{"person_id": f"p{p}", "country": "X", "known": known[p], "question_code": f"Q{q}",
               "options": {"1": "one", "2": "two"}, "answer": "1", "category": "society", "ordinal": False}
              for p in range(2) for q in range(2, 5)]  # fmt: skip
-    [(number, rows, error, _)] = list(batches_on_workers(CountPersons(), [batch]))
-    assert (number, error, [row[3] for row in rows]) == (0, None, ["2"] * 6)  # each row's answer: 2 persons
+    [(number, _, error, table)] = list(batches_on_workers(CountPersons(), [batch]))
+    assert (number, error, table["answer"].tolist()) == (0, None, ["2"] * 6)  # each item's answer: 2 persons
 
 
 def test_a_worker_process_reads_the_program_once(cluster, tmp_path: Path) -> None:
@@ -93,7 +103,7 @@ def test_a_worker_process_reads_the_program_once(cluster, tmp_path: Path) -> Non
     batches = [[{"person_id": f"p{b}", "country": "X", "known": {}, "question_code": "Q1", "options": {"1": "one"},
                  "answer": "1", "category": "society", "ordinal": False}] for b in range(12)]  # fmt: skip
     got = list(batches_on_workers(Counted(str(tmp_path / "reads")), batches))
-    assert sorted(b for b, *_ in got) == list(range(12)) and all(rows[0][3] == "1" for _, rows, *_ in got)
+    assert sorted(b for b, *_ in got) == list(range(12)) and all(as_rows(rows)[0][3] == "1" for _, rows, *_ in got)
     reads = (tmp_path / "reads").read_text().split()
     assert len(reads) == len(set(reads)) < len(batches)  # one read per worker process that ran a batch
 
@@ -128,7 +138,7 @@ def test_the_next_cells_batches_start_ahead_and_that_cell_takes_them(cluster, be
         assert theirs is not None
         persons = [(i["person_id"], i["country"]) for i in after_items]
         chunks, inputs = item_batches(after_items, list(range(len(after_items))), batch_persons(after, persons))
-        got = {b: [r[:SECONDS] + r[SECONDS + 1 :] for r in rows] for b, rows, *_ in theirs(None, inputs)}
+        got = {b: [r[:SECONDS] + r[SECONDS + 1 :] for r in as_rows(rows)] for b, rows, *_ in theirs(None, inputs)}
     finally:
         c._answer_batch.remote = real  # type: ignore[method-assign]
     assert len(chunks) > ahead and len(submitted) == len(chunks) - ahead  # those taken, none run twice

@@ -13,13 +13,14 @@ new worker. The driver stores a row only for a call it is still waiting on, and 
 and question, so nothing is lost or counted twice.
 
 Programs without an LM: a Ray task builds the program and returns it into Ray's object store, once per connection
-(`ml` fitting its question models as parallel tasks meanwhile, `fit_on_cluster`); each batch of persons is
-one Ray task on it, started once the program is built (each worker process reads the program once; its numpy
-arrays, kNN's training matrix among them, are read in place, not copied). A task returns its batch's store rows and
-its part of the predictions table; the driver inserts the rows and joins the parts. The driver never holds the
-program: it keeps the items, the store and the tables. In a bench, the next two cells' batches are queued
-(`run_ahead`) and start as soon as this cell's are all started, so the workers predict while the driver scores;
-a cell takes those results by its name and each batch's number, when the batch has the same items (`taken`).
+(`ml` fitting its question models as parallel tasks meanwhile, `fit_on_cluster`); each batch of persons is one Ray
+task on it, started once the program is built (each worker process reads the program once; its numpy arrays, kNN's
+training matrix among them, are read in place, not copied). A task returns its batch's store rows (a SQLite database
+of them) and its part of the predictions table; the driver inserts the rows in one statement and joins the parts.
+The driver never holds the program: it keeps the items, the store and the tables. In a bench, the next two cells'
+batches are queued (`run_ahead`) and start as soon as this cell's are all started, so the workers predict while the
+driver scores; a cell takes those results by its name and each batch's number, when the batch has the same items
+(`taken`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from valuesim.errors import ValueSimError
 from valuesim.programs import PROGRAMS
 from valuesim.progress import bars
 from valuesim.run.predict import (
+    STORED,
     Batch,
     BatchResult,
     PersonQueue,
@@ -49,7 +51,7 @@ from valuesim.run.predict import (
     answer_batch,
     row_of,
 )
-from valuesim.run.store import RunStore
+from valuesim.run.store import RunStore, values_db
 
 LOCAL = "local"  # --ray without an address: a cluster started for the run on this machine
 RESTARTS = 3  # Ray restarts a dead worker this often (rerunning its calls) before the driver replaces it
@@ -226,10 +228,10 @@ _PROGRAM: dict[str, Any] = {}  # in a worker process: the program it last read f
 
 @ray.remote(max_retries=RESTARTS, retry_exceptions=False)
 def _answer_batch(shared: list, batch: bytes) -> bytes:
-    """`answer_batch`: the batch's store rows and predictions table, made here so the driver only inserts and
-    joins them; pickled as the batch is (`pickled`). The program's ref comes in a list, so Ray does not read the
-    program for every task: a worker process reads it once (otherwise every task unpickles ml's fitted models
-    again)."""
+    """`answer_batch`: the batch's store rows (as a database: `values_db`) and predictions table, made here so the
+    driver only inserts and joins them; pickled as the batch is (`pickled`). The program's ref comes in a list, so
+    Ray does not read the program for every task: a worker process reads it once (otherwise every task unpickles
+    ml's fitted models again)."""
     [ref] = shared
     if ref.hex() not in _PROGRAM:
         _PROGRAM.clear()  # one program at a time: a bench's next program replaces it
@@ -237,7 +239,8 @@ def _answer_batch(shared: list, batch: bytes) -> bytes:
         _PROGRAM[ref.hex()] = ray.get(ref)
         gc.collect()  # what earlier tasks left in reference cycles, before the freeze would keep it
         gc.freeze()  # the program lives as long as the process: the garbage collector need not go through it again
-    return pickle.dumps(answer_batch(_PROGRAM[ref.hex()], unpickled(batch)), protocol=pickle.HIGHEST_PROTOCOL)
+    rows, error, table = answer_batch(_PROGRAM[ref.hex()], unpickled(batch))
+    return pickle.dumps((values_db(STORED, rows), error, table), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpickled(data: bytes) -> Any:

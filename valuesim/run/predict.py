@@ -266,7 +266,8 @@ def joined(tables: dict[int, pd.DataFrame], chunks: list[list[int]]) -> pd.DataF
 
 
 Batch = list[dict]  # a batch's items (valuesim.data.benchmark.items): the program sees their BATCH_INPUTS only
-BatchResult = tuple[int, list[tuple], str | None, pd.DataFrame]  # batch index, its STORED rows, error, batch_table
+# batch index, its STORED rows (or their `values_db`: from a Ray worker), error, batch_table
+BatchResult = tuple[int, list[tuple] | bytes, str | None, pd.DataFrame]
 BatchRunner = Callable[[Any, Iterable[Batch]], Iterator[BatchResult]]
 Predictor = Callable[[list, RunStore, int, bool], None]  # (todo, store, threads, progress), as predict_all
 
