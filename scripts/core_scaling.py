@@ -3,8 +3,9 @@ process alone, then in two processes at once (each single-threaded, as a Ray wor
 
     .venv/bin/python scripts/core_scaling.py --data /tmp/i24/full/bench
 
-Two kinds of work: kNN's predictions for a batch of test persons (numpy: similarity products and a sort of every
-training respondent per person, memory-heavy) and a pure-Python loop (no memory traffic). Both kinds are built
+Three kinds of work: kNN's predictions for a batch of test persons (numpy: similarity products and a sort of every
+training respondent per person, memory-heavy), fitting `ml`'s models of a few questions (gradient boosting on the
+fold's training inputs, as its Ray fit tasks do) and a pure-Python loop (no memory traffic). Each is built
 once, then forked: the children share them and start together at a barrier. `pair speed-up` is
 2 x (seconds alone) / (seconds of the slower of the pair): 2.00 when the two cores are as fast as one each.
 """
@@ -57,10 +58,12 @@ def main() -> None:
     ap.add_argument("--persons", type=int, default=600, help="test persons in the kNN batch")
     ap.add_argument("--history", type=int, default=116)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fits", type=int, default=4, help="ml models fitted, from the middle of its list by cost")
     args = ap.parse_args()
 
     from valuesim.data.benchmark import Benchmark, items
     from valuesim.programs import PROGRAMS
+    from valuesim.programs.ml import fit_one
     from valuesim.run.predict import item_batches, program_inputs
 
     bench = Benchmark(args.data)
@@ -70,7 +73,15 @@ def main() -> None:
     _, batches = item_batches(chosen, list(range(len(chosen))), args.persons)
     [chunk] = list(batches)
     batch = program_inputs(chunk)  # what the program sees (not the gold answer)
-    kinds = {"knn": lambda: program.predict_batch(batch), "python loop": python_loop}
+    ml = PROGRAMS["ml"].from_benchmark(bench)
+    asked = {item["question_code"] for item in chosen}
+    todo = [(x, fit) for x, by_question in ml.fits_to_make(asked) for fit in by_question.values()]
+    middle = todo[len(todo) // 2 :][: args.fits]
+    kinds = {
+        "knn": lambda: program.predict_batch(batch),
+        f"ml: {len(middle)} fits": lambda: [fit_one(x, *a) for x, a in middle],
+        "python loop": python_loop,
+    }
     for name, work in kinds.items():
         for _ in range(args.repeats):
             [(alone, alone_cpu)] = run(work, 1)
