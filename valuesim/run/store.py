@@ -67,7 +67,7 @@ class RunStore:
             if name not in columns:
                 self._db.execute(f"ALTER TABLE predictions ADD COLUMN {name} {kind}")
         self._db.commit()
-        self._batch_attached = False
+        self._db.execute("ATTACH DATABASE ':memory:' AS batch")  # where `add_values` reads a `values_db`
 
     def done(self, include_failed: bool = True, need_probs: bool = False) -> set[str]:
         """Keys already predicted; without the failed ones when a resumed run should retry them, and with
@@ -96,9 +96,6 @@ class RunStore:
         names = ", ".join(columns)
         with self._lock:
             if isinstance(values, bytes):
-                if not self._batch_attached:  # ATTACH cannot run inside a transaction: once, before any
-                    self._db.execute("ATTACH DATABASE ':memory:' AS batch")
-                    self._batch_attached = True
                 self._db.deserialize(values, name="batch")  # replaces the previous batch's
                 self._db.execute(f"INSERT OR REPLACE INTO main.predictions ({names}) SELECT {names} FROM batch.values_")
             else:
